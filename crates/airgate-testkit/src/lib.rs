@@ -1,0 +1,313 @@
+//! The local perimeter, as seen from a test.
+//!
+//! `dev/perimeter up` starts real servers on 127.0.0.1 (kube-apiserver with
+//! controller-manager, scheduler and kwok nodes; an upstream and an internal
+//! registry; a Git server over HTTPS) and writes `target/perimeter/env`. This
+//! crate reads that file so integration tests and the demo talk to the same
+//! servers, and hands out clients set up with the perimeter's CA and
+//! credentials.
+//!
+//! Guarantees: a test that needs the perimeter and cannot find it fails with a
+//! message that says how to start it. It never skips.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+/// The servers of a running local perimeter and how to reach them.
+#[derive(Clone, Debug)]
+pub struct Perimeter {
+    /// Directory `dev/perimeter` keeps its state in.
+    pub dir: PathBuf,
+    /// Admin kubeconfig (cluster-admin through `system:masters`).
+    pub kubeconfig: PathBuf,
+    /// The Kubernetes release the perimeter runs, e.g. `v1.36.3`.
+    pub kube_version: String,
+    /// kubectl of that release.
+    pub kubectl: PathBuf,
+    /// `host:port` of the plain-HTTP "upstream" registry.
+    pub upstream_registry: String,
+    /// `host:port` of the TLS, basic-auth "internal" registry.
+    pub internal_registry: String,
+    /// CA that signed the internal registry's certificate.
+    pub internal_registry_ca: PathBuf,
+    pub internal_registry_user: String,
+    pub internal_registry_password_file: PathBuf,
+    /// HTTPS base URL of the Git server; a repository is `{git_url}/NAME.git`.
+    pub git_url: String,
+    pub git_ca: PathBuf,
+    pub git_user: String,
+    pub git_password_file: PathBuf,
+    /// Directory holding the Git server's bare repositories.
+    pub git_root: PathBuf,
+    /// A `GIT_ASKPASS` program that answers with the Git server's credentials.
+    pub git_askpass: PathBuf,
+    pub kustomize: PathBuf,
+    pub helm: PathBuf,
+}
+
+impl Perimeter {
+    /// The running perimeter; panics with instructions when it is not up.
+    ///
+    /// Tests call this first: a missing perimeter is a failure, not a skip.
+    pub fn get() -> Perimeter {
+        match Perimeter::load() {
+            Ok(p) => p,
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+
+    /// Reads the env file of the perimeter in `$AIRGATE_PERIMETER_DIR`, or
+    /// else in `target/perimeter` of this workspace.
+    pub fn load() -> Result<Perimeter> {
+        let dir = match std::env::var_os("AIRGATE_PERIMETER_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => workspace_root().join("target/perimeter"),
+        };
+        Perimeter::load_from(&dir)
+    }
+
+    /// Reads `DIR/env` as written by `dev/perimeter up`.
+    pub fn load_from(dir: &Path) -> Result<Perimeter> {
+        let env_file = dir.join("env");
+        let text = match std::fs::read_to_string(&env_file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "the local perimeter is not up: {} does not exist\n\
+                 hint: start it with `dev/perimeter up`, or run every test with `dev/test`",
+                env_file.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", env_file.display())),
+        };
+        let vars = parse_exports(&text);
+        let get = |key: &str| -> Result<String> {
+            vars.get(key).cloned().with_context(|| {
+                format!(
+                    "{} has no {key}; it was written by an older dev/perimeter\n\
+                     hint: restart it with `dev/perimeter down && dev/perimeter up`",
+                    env_file.display()
+                )
+            })
+        };
+        let path = |key: &str| get(key).map(PathBuf::from);
+        Ok(Perimeter {
+            dir: dir.to_path_buf(),
+            kubeconfig: path("KUBECONFIG")?,
+            kube_version: get("AIRGATE_KUBE_VERSION")?,
+            kubectl: path("AIRGATE_KUBECTL")?,
+            upstream_registry: get("AIRGATE_UPSTREAM_REGISTRY")?,
+            internal_registry: get("AIRGATE_INTERNAL_REGISTRY")?,
+            internal_registry_ca: path("AIRGATE_INTERNAL_REGISTRY_CA")?,
+            internal_registry_user: get("AIRGATE_INTERNAL_REGISTRY_USER")?,
+            internal_registry_password_file: path("AIRGATE_INTERNAL_REGISTRY_PASSWORD_FILE")?,
+            git_url: get("AIRGATE_GIT_URL")?,
+            git_ca: path("AIRGATE_GIT_CA")?,
+            git_user: get("AIRGATE_GIT_USER")?,
+            git_password_file: path("AIRGATE_GIT_PASSWORD_FILE")?,
+            git_root: path("AIRGATE_GIT_ROOT")?,
+            git_askpass: path("AIRGATE_GIT_ASKPASS")?,
+            kustomize: path("AIRGATE_KUSTOMIZE")?,
+            helm: path("AIRGATE_HELM")?,
+        })
+    }
+
+    /// The internal registry's password, read from its file.
+    pub fn internal_registry_password(&self) -> Result<String> {
+        read_secret(&self.internal_registry_password_file)
+    }
+
+    /// The Git server's password, read from its file.
+    pub fn git_password(&self) -> Result<String> {
+        read_secret(&self.git_password_file)
+    }
+
+    /// A kube client with the admin kubeconfig.
+    pub async fn kube_config(&self) -> Result<kube::Config> {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)
+            .with_context(|| format!("reading kubeconfig {}", self.kubeconfig.display()))?;
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .with_context(|| format!("loading kubeconfig {}", self.kubeconfig.display()))
+    }
+
+    /// A kube client with the admin kubeconfig.
+    pub async fn kube_client(&self) -> Result<kube::Client> {
+        let config = self.kube_config().await?;
+        kube::Client::try_from(config).context("building the kube client")
+    }
+
+    /// An HTTP client that trusts only the perimeter's CA.
+    pub fn https_client(&self) -> Result<reqwest::Client> {
+        let pem = std::fs::read(&self.internal_registry_ca)
+            .with_context(|| format!("reading {}", self.internal_registry_ca.display()))?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("parsing {}", self.internal_registry_ca.display()))?;
+        reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .timeout(Duration::from_secs(60))
+            .build()
+            .context("building the HTTPS client")
+    }
+}
+
+impl Perimeter {
+    /// Commits everything in `worktree` (a plain directory; a Git repository
+    /// is made there if there is none) and pushes it to `branch` of
+    /// `{git_url}/{repo}.git` with the `git` command line, the way an engineer
+    /// would. The server creates the repository on its first push. Returns the
+    /// commit id pushed.
+    pub fn git_push(
+        &self,
+        worktree: &Path,
+        repo: &str,
+        branch: &str,
+        message: &str,
+    ) -> Result<String> {
+        let url = format!("{}/{repo}.git", self.git_url);
+        if !worktree.join(".git").exists() {
+            self.git(worktree, &["init", "--quiet", "--initial-branch", branch])?;
+        }
+        self.git(worktree, &["add", "--all"])?;
+        self.git(
+            worktree,
+            &["commit", "--quiet", "--allow-empty", "-m", message],
+        )?;
+        self.git(
+            worktree,
+            &[
+                "push",
+                "--quiet",
+                &url,
+                &format!("HEAD:refs/heads/{branch}"),
+            ],
+        )?;
+        let head = self.git(worktree, &["rev-parse", "HEAD"])?;
+        Ok(head.trim().to_string())
+    }
+
+    /// Runs `git ARGS` in `dir` against the perimeter's Git server: its CA,
+    /// its credentials through `GIT_ASKPASS`, no other helper, no prompt.
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Result<String> {
+        let out = std::process::Command::new("git")
+            .current_dir(dir)
+            .arg("-c")
+            .arg(format!("http.sslCAInfo={}", self.git_ca.display()))
+            .args(["-c", "credential.helper=", "-c", "user.name=Perimeter Test"])
+            .args([
+                "-c",
+                "user.email=test@perimeter.invalid",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            // An inherited GIT_SSL_CAINFO would override http.sslCAInfo.
+            .env("GIT_SSL_CAINFO", &self.git_ca)
+            .env("GIT_ASKPASS", &self.git_askpass)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .context("running git")?;
+        if !out.status.success() {
+            bail!(
+                "git {} failed in {}: {}",
+                args.join(" "),
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// A name no other test run uses, for namespaces, repositories and tags:
+/// `PREFIX-` followed by 8 hex digits.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mixed =
+        (nanos ^ (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    format!("{prefix}-{:08x}", (mixed >> 32) as u32)
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or fails after `timeout`
+/// with `what` and the last state `check` reported.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, String>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = String::from("never checked");
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(state) => last = state,
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}; last state: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn read_secret(path: &Path) -> Result<String> {
+    let s = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(s.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// `export KEY=VALUE` lines; comments and blank lines ignored.
+fn parse_exports(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("export "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect()
+}
+
+fn workspace_root() -> PathBuf {
+    // crates/airgate-testkit -> the workspace root
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_perimeter_says_how_to_start_it() {
+        let dir = std::env::temp_dir().join(unique_name("no-perimeter"));
+        let err = Perimeter::load_from(&dir).err().map(|e| format!("{e:#}"));
+        let err = err.unwrap_or_default();
+        assert!(err.contains("not up"), "{err}");
+        assert!(err.contains("dev/perimeter up"), "{err}");
+    }
+
+    #[test]
+    fn env_file_lines_are_parsed_as_exports() {
+        let vars = parse_exports("# comment\nexport A=1\n\nexport B=\"two words\"\nNOT=exported\n");
+        assert_eq!(vars.get("A").map(String::as_str), Some("1"));
+        assert_eq!(vars.get("B").map(String::as_str), Some("two words"));
+        assert!(!vars.contains_key("NOT"));
+    }
+
+    #[test]
+    fn unique_names_differ() {
+        let a = unique_name("t");
+        let b = unique_name("t");
+        assert_ne!(a, b);
+        assert!(a.starts_with("t-") && a.len() == 10, "{a}");
+    }
+}
