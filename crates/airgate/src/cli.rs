@@ -1,7 +1,9 @@
 //! The command line: every command, flag and its help text in one place, so
 //! the interface can be read (and reviewed) without reading the commands.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,6 +22,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List every image the manifests under PATH use (or, with --cluster, the running pods).
+    ///
+    /// Reads containers, initContainers and ephemeralContainers of every pod spec, wherever
+    /// it is embedded (workloads and custom resources alike); --rule adds other places.
+    /// References are normalised as container runtimes do (nginx ->
+    /// docker.io/library/nginx:latest). A directory with a kustomization.yaml is rendered
+    /// with kustomize first.
+    Images(ImagesArgs),
     /// Print airgate's version.
     Version {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
@@ -34,4 +44,27 @@ pub enum Output {
     Text,
     /// One JSON document for machines.
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Manifest files or directories (read recursively).
+    #[arg(required_unless_present = "cluster", conflicts_with = "cluster")]
+    pub paths: Vec<PathBuf>,
+    /// Another place images are found, as KIND:PATH (KIND may be *), e.g.
+    /// 'Deployment:spec.template.spec.containers[*].env[name=SIDECAR_IMAGE].value'.
+    #[arg(long = "rule", value_name = "KIND:PATH")]
+    pub rules: Vec<String>,
+    /// List the images of the running pods of the current kubeconfig context instead.
+    #[arg(long)]
+    pub cluster: bool,
+    /// The kubeconfig for --cluster (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kustomize binary (default: $AIRGATE_KUSTOMIZE, then kustomize on PATH).
+    #[arg(long, value_name = "BIN")]
+    pub kustomize: Option<PathBuf>,
+    /// text: one reference per line, sorted and unique; json: also where each was found.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }

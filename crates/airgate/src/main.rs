@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod kube_client;
 
 use std::process::ExitCode;
 

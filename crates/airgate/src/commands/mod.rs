@@ -1,5 +1,6 @@
 //! One module per command; `run` dispatches to them.
 
+mod images;
 mod version;
 
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use crate::cli::{Cli, Command};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Images(args) => images::run(args),
         Command::Version { output } => version::run(output),
     }
 }

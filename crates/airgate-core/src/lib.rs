@@ -1,0 +1,14 @@
+//! airgate's domain core.
+//!
+//! Everything here is pure: no files, no network, no clock. Adapters (OCI,
+//! rendering, Kubernetes, Git, storage) feed it parsed data and act on what it
+//! returns, so the rules that decide what airgate does can be tested alone.
+
+pub mod digest;
+pub mod discover;
+pub mod lock;
+pub mod reference;
+pub mod rule;
+
+pub use digest::Digest;
+pub use reference::ImageRef;

@@ -1,0 +1,90 @@
+//! The image lock: each image reference a set of manifests uses, pinned to the
+//! digest its registry served when `airgate lock` ran. Bundles are made from a
+//! lock, never from tags, so what crosses the gap is exactly what was reviewed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::reference::ImageRef;
+
+pub const API_VERSION: &str = "airgate.dev/v1alpha1";
+pub const KIND: &str = "ImageLock";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageLock {
+    pub api_version: String,
+    pub kind: String,
+    pub images: Vec<LockedImage>,
+}
+
+/// One image pinned to a digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockedImage {
+    /// The normalised reference as the manifests use it.
+    pub reference: ImageRef,
+    /// The digest of the manifest or index the reference resolved to.
+    pub digest: Digest,
+    /// Media type of what the digest names (a manifest or an index).
+    pub media_type: String,
+    /// For an index, the platforms it holds (`os/arch[/variant]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+}
+
+impl LockedImage {
+    /// The reference pinned to its digest, tag kept.
+    pub fn pinned(&self) -> ImageRef {
+        self.reference.with_digest(self.digest.clone())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LockError {
+    #[error("not an image lock: apiVersion is '{0}', expected '{API_VERSION}'")]
+    ApiVersion(String),
+    #[error("not an image lock: kind is '{0}', expected '{KIND}'")]
+    Kind(String),
+    #[error("image {reference} is pinned to {digest}, but the lock says {locked}")]
+    DigestConflict {
+        reference: String,
+        digest: String,
+        locked: String,
+    },
+}
+
+impl ImageLock {
+    pub fn new(mut images: Vec<LockedImage>) -> ImageLock {
+        images.sort_by(|a, b| a.reference.cmp(&b.reference));
+        images.dedup();
+        ImageLock {
+            api_version: API_VERSION.to_string(),
+            kind: KIND.to_string(),
+            images,
+        }
+    }
+
+    /// Checks what serde cannot: the header, and that an image already
+    /// pinned in its reference is locked to that same digest.
+    pub fn validate(&self) -> Result<(), LockError> {
+        if self.api_version != API_VERSION {
+            return Err(LockError::ApiVersion(self.api_version.clone()));
+        }
+        if self.kind != KIND {
+            return Err(LockError::Kind(self.kind.clone()));
+        }
+        for image in &self.images {
+            if let Some(d) = image.reference.digest()
+                && d != &image.digest
+            {
+                return Err(LockError::DigestConflict {
+                    reference: image.reference.to_string(),
+                    digest: d.to_string(),
+                    locked: image.digest.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}

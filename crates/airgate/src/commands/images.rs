@@ -1,0 +1,129 @@
+//! `airgate images`: the images a set of manifests (or a running cluster) uses.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use airgate_core::discover::{Document, Found, images_in};
+use airgate_core::rule::Rule;
+use airgate_render::Renderer;
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cli::{ImagesArgs, Output};
+use crate::kube_client;
+
+/// Where one image was found.
+#[derive(Debug, Serialize)]
+struct Place {
+    source: String,
+    document: usize,
+    object: String,
+    field: String,
+    written: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ImagesOutput {
+    images: Vec<Image>,
+}
+
+#[derive(Debug, Serialize)]
+struct Image {
+    image: String,
+    found: Vec<Place>,
+}
+
+pub fn run(args: ImagesArgs) -> Result<ExitCode> {
+    let rules = args
+        .rules
+        .iter()
+        .map(|r| r.parse::<Rule>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let found = if args.cluster {
+        cluster_images(&args, &rules)?
+    } else {
+        manifest_images(&args, &rules)?
+    };
+    let mut by_image: BTreeMap<String, Vec<Place>> = BTreeMap::new();
+    for f in found {
+        by_image
+            .entry(f.image.to_string())
+            .or_default()
+            .push(Place {
+                source: f.source,
+                document: f.document,
+                object: f.object,
+                field: f.field,
+                written: f.written,
+            });
+    }
+    match args.output {
+        Output::Text => {
+            for image in by_image.keys() {
+                println!("{image}");
+            }
+        }
+        Output::Json => {
+            let images: Vec<Image> = by_image
+                .into_iter()
+                .map(|(image, found)| Image { image, found })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&ImagesOutput { images })?
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn manifest_images(args: &ImagesArgs, rules: &[Rule]) -> Result<Vec<Found>> {
+    let manifests = Renderer::new(args.kustomize.clone()).render(&args.paths)?;
+    let mut found = Vec::new();
+    for m in &manifests {
+        let doc = Document {
+            source: &m.source,
+            index: m.index,
+            value: &m.value,
+        };
+        found.extend(images_in(doc, rules)?);
+    }
+    Ok(found)
+}
+
+/// The images of the pods in phase Running, across all namespaces the
+/// kubeconfig's identity may list.
+fn cluster_images(args: &ImagesArgs, rules: &[Rule]) -> Result<Vec<Found>> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let (client, context) = kube_client::from_kubeconfig(args.kubeconfig.as_deref()).await?;
+        let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(client);
+        let mut found = Vec::new();
+        let mut params = kube::api::ListParams::default()
+            .fields("status.phase=Running")
+            .limit(500);
+        loop {
+            let list = pods
+                .list(&params)
+                .await
+                .with_context(|| format!("listing the running pods of {context}"))?;
+            for pod in &list.items {
+                let mut value = serde_json::to_value(pod)?;
+                if let Some(obj) = value.as_object_mut() {
+                    obj.insert("kind".into(), "Pod".into());
+                }
+                let doc = Document {
+                    source: &context,
+                    index: 1,
+                    value: &value,
+                };
+                found.extend(images_in(doc, rules)?);
+            }
+            match list.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+        Ok(found)
+    })
+}

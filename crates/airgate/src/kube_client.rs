@@ -1,0 +1,26 @@
+//! Building a Kubernetes client the way kubectl would: an explicit kubeconfig,
+//! else `$KUBECONFIG`, else `~/.kube/config`, else the in-cluster account.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// A client and a label for it (`cluster <server>`) to use in messages.
+pub async fn from_kubeconfig(path: Option<&Path>) -> Result<(kube::Client, String)> {
+    let config = match path {
+        Some(p) => {
+            let kc = Kubeconfig::read_from(p)
+                .with_context(|| format!("reading kubeconfig {}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("loading kubeconfig {}", p.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration found (set KUBECONFIG or pass --kubeconfig)")?,
+    };
+    let label = format!("cluster {}", config.cluster_url);
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    Ok((client, label))
+}
