@@ -4,11 +4,14 @@
 //! rendering, Kubernetes, Git, storage) feed it parsed data and act on what it
 //! returns, so the rules that decide what airgate does can be tested alone.
 
+pub mod bundle;
 pub mod digest;
 pub mod discover;
 pub mod lock;
+pub mod oci;
 pub mod reference;
 pub mod rule;
+pub mod signing;
 
 pub use digest::Digest;
 pub use reference::ImageRef;

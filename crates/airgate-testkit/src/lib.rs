@@ -10,6 +10,8 @@
 //! Guarantees: a test that needs the perimeter and cannot find it fails with a
 //! message that says how to start it. It never skips.
 
+pub mod images;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -218,6 +220,61 @@ impl Perimeter {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Perimeter {
+    /// A Docker config directory (for `DOCKER_CONFIG`) holding the internal
+    /// registry's credentials, as an operator would set it up.
+    pub fn docker_config(&self) -> Result<tempfile::TempDir> {
+        use base64_like::encode;
+        let dir = tempfile::tempdir()?;
+        let auth = encode(
+            format!(
+                "{}:{}",
+                self.internal_registry_user,
+                self.internal_registry_password()?
+            )
+            .as_bytes(),
+        );
+        let config = serde_json::json!({"auths": {self.internal_registry.clone(): {"auth": auth}}});
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&config)?,
+        )?;
+        Ok(dir)
+    }
+}
+
+/// Standard base64, enough for a Docker config `auth` field.
+mod base64_like {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(input: &[u8]) -> String {
+        let mut out = String::new();
+        for chunk in input.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn encodes_like_rfc_4648() {
+        assert_eq!(encode(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(encode(b"ab"), "YWI=");
+        assert_eq!(encode(b"a"), "YQ==");
     }
 }
 

@@ -6,7 +6,10 @@
 
 mod cli;
 mod commands;
+mod files;
 mod kube_client;
+mod manifests;
+mod registry_options;
 
 use std::process::ExitCode;
 
@@ -24,4 +27,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a future to completion on a multi-threaded runtime.
+pub fn block_on<T>(
+    future: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?
+        .block_on(future)
 }

@@ -5,12 +5,11 @@ use std::process::ExitCode;
 
 use airgate_core::discover::{Document, Found, images_in};
 use airgate_core::rule::Rule;
-use airgate_render::Renderer;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::{ImagesArgs, Output};
-use crate::kube_client;
+use crate::{kube_client, manifests};
 
 /// Where one image was found.
 #[derive(Debug, Serialize)]
@@ -34,15 +33,11 @@ struct Image {
 }
 
 pub fn run(args: ImagesArgs) -> Result<ExitCode> {
-    let rules = args
-        .rules
-        .iter()
-        .map(|r| r.parse::<Rule>())
-        .collect::<Result<Vec<_>, _>>()?;
     let found = if args.cluster {
+        let rules = manifests::rules(&args.discover)?;
         cluster_images(&args, &rules)?
     } else {
-        manifest_images(&args, &rules)?
+        manifests::images(&args.discover)?
     };
     let mut by_image: BTreeMap<String, Vec<Place>> = BTreeMap::new();
     for f in found {
@@ -77,25 +72,10 @@ pub fn run(args: ImagesArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn manifest_images(args: &ImagesArgs, rules: &[Rule]) -> Result<Vec<Found>> {
-    let manifests = Renderer::new(args.kustomize.clone()).render(&args.paths)?;
-    let mut found = Vec::new();
-    for m in &manifests {
-        let doc = Document {
-            source: &m.source,
-            index: m.index,
-            value: &m.value,
-        };
-        found.extend(images_in(doc, rules)?);
-    }
-    Ok(found)
-}
-
 /// The images of the pods in phase Running, across all namespaces the
 /// kubeconfig's identity may list.
 fn cluster_images(args: &ImagesArgs, rules: &[Rule]) -> Result<Vec<Found>> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
+    crate::block_on(async {
         let (client, context) = kube_client::from_kubeconfig(args.kubeconfig.as_deref()).await?;
         let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(client);
         let mut found = Vec::new();

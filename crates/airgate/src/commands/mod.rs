@@ -1,6 +1,7 @@
 //! One module per command; `run` dispatches to them.
 
 mod images;
+mod lock;
 mod version;
 
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Images(args) => images::run(args),
+        Command::Lock(args) => lock::run(args),
         Command::Version { output } => version::run(output),
     }
 }

@@ -1,0 +1,10 @@
+//! Where images live and how they move between places.
+//!
+//! Two places hold images: a registry ([`registry`]) and a bundle file, an
+//! OCI image layout inside a tar ([`bundle`]). Copying is one direction each:
+//! registry to bundle (`bundle::create`) and bundle to registry (`push`).
+
+pub mod auth;
+pub mod registry;
+
+pub use registry::{RegistryClient, RegistryError, RegistryOptions};
