@@ -5,6 +5,9 @@
 //! registry to bundle (`bundle::create`) and bundle to registry (`push`).
 
 pub mod auth;
+pub mod bundle;
+pub mod progress;
+pub mod push;
 pub mod registry;
 
 pub use registry::{RegistryClient, RegistryError, RegistryOptions};

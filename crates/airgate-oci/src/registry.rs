@@ -705,6 +705,26 @@ impl RegistryClient {
         }
     }
 
+    /// Mounts a blob from another repository of the same registry; false when
+    /// the registry would not (the upload session it opened instead is
+    /// abandoned).
+    pub async fn mount_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<bool, RegistryError> {
+        self.retry(|| async {
+            Ok(matches!(
+                self.start_upload(registry, repository, Some((digest, from)))
+                    .await?,
+                Mount::Mounted
+            ))
+        })
+        .await
+    }
+
     /// Uploads a blob, trying a mount from `upload.mount_from` first.
     /// Returns whether it was mounted. Retries restart the upload in a new
     /// session.

@@ -35,6 +35,12 @@ pub enum Command {
     /// For a multi-platform image the lock holds the index digest and its platforms.
     /// Writes an ImageLock file (YAML) that `airgate bundle create` reads.
     Lock(LockArgs),
+    /// Make a signing key pair for bundles.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Make, check, inspect and push bundles: images and files in one signed file.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
     /// Print airgate's version.
     Version {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
@@ -49,6 +55,124 @@ pub enum Output {
     Text,
     /// One JSON document for machines.
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write PREFIX.key (private, mode 0600) and PREFIX.pub (Ed25519, PEM).
+    Generate {
+        /// Path prefix of the two files.
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Make a bundle from a lock: every image (all platforms, digests kept) and
+    /// the given files in one tar holding an OCI image layout, signed.
+    Create(BundleCreateArgs),
+    /// Check a bundle in one streaming pass: signature, every digest and size,
+    /// every manifest's blobs. Exits non-zero naming the first problem.
+    Verify(BundleVerifyArgs),
+    /// Show what a bundle holds (reads the inventory only; use verify to check it).
+    Inspect(BundleInspectArgs),
+    /// Verify a bundle, then push every image into a registry with the same
+    /// digests and tags: blobs in parallel, then manifests, tags last.
+    ///
+    /// Nothing is written if verification fails. Re-running after an
+    /// interruption uploads only what is missing.
+    Push(BundlePushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BundlePushArgs {
+    pub bundle: PathBuf,
+    /// The registry, and an optional path prefix: HOST:PORT[/PREFIX]. Images
+    /// go to HOST:PORT[/PREFIX]/<source repository path>.
+    #[arg(long, value_name = "HOST:PORT[/PREFIX]")]
+    pub to: String,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// The target registry speaks plain HTTP.
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// Put one-component repository paths under this namespace (Harbor needs `library`).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace_single: Option<String>,
+    /// Parallel blob uploads.
+    #[arg(long, default_value_t = 8)]
+    pub jobs: usize,
+    /// Blobs larger than this many MiB are uploaded in chunks of this size.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub chunk_size: u64,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// How to print the summary.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub format: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleCreateArgs {
+    /// The image lock (from `airgate lock`).
+    #[arg(long, value_name = "FILE")]
+    pub lock: PathBuf,
+    /// The bundle to write.
+    #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
+    pub output: PathBuf,
+    /// Sign with this private key (from `airgate key generate`).
+    #[arg(long, value_name = "PREFIX.key")]
+    pub sign_key: Option<PathBuf>,
+    /// Carry a file too, as files/NAME (NAME defaults to the file's name).
+    #[arg(long = "file", value_name = "SRC[=NAME]")]
+    pub files: Vec<String>,
+    /// Leave out the blobs an earlier bundle carried (give that bundle or its
+    /// inventory): a delta for a registry that already has them.
+    #[arg(long, value_name = "OLD_BUNDLE_OR_INVENTORY")]
+    pub since: Option<PathBuf>,
+    /// Parallel downloads.
+    #[arg(long, default_value_t = 8)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// How to print the summary.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub format: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleVerifyArgs {
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// Which signature to require.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The public key the bundle must be signed with.
+    #[arg(
+        long,
+        value_name = "PREFIX.pub",
+        required_unless_present = "allow_unsigned"
+    )]
+    pub key: Option<PathBuf>,
+    /// Accept a bundle without a signature (its integrity is still checked).
+    #[arg(long, conflicts_with = "key")]
+    pub allow_unsigned: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleInspectArgs {
+    pub bundle: PathBuf,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 /// Which manifests to read.

@@ -9,6 +9,7 @@ mod commands;
 mod files;
 mod kube_client;
 mod manifests;
+mod progress_bar;
 mod registry_options;
 
 use std::process::ExitCode;

@@ -1,16 +1,26 @@
 //! One module per command; `run` dispatches to them.
 
+mod bundle_create;
+mod bundle_inspect;
+mod bundle_push;
+mod bundle_verify;
 mod images;
+mod key;
 mod lock;
 mod version;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BundleCommand, Cli, Command, KeyCommand};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Images(args) => images::run(args),
+        Command::Key(KeyCommand::Generate { out, force }) => key::generate(&out, force),
+        Command::Bundle(BundleCommand::Create(args)) => bundle_create::run(args),
+        Command::Bundle(BundleCommand::Verify(args)) => bundle_verify::run(args),
+        Command::Bundle(BundleCommand::Inspect(args)) => bundle_inspect::run(args),
+        Command::Bundle(BundleCommand::Push(args)) => bundle_push::run(args),
         Command::Lock(args) => lock::run(args),
         Command::Version { output } => version::run(output),
     }

@@ -1,0 +1,582 @@
+//! Making a bundle from a lock: registry to file.
+//!
+//! Manifests are fetched first (they are small and say how big everything
+//! else is). With every size known, the position of every tar entry is known
+//! too, so the file is laid out up front and the blobs are downloaded in
+//! parallel straight to their place in it: one write per byte, no temporary
+//! copies, each blob hashed as it arrives. The file is written as
+//! `NAME.partial` and renamed only when complete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use airgate_core::bundle::{self, BundleBlob, BundleFile, BundleImage, Inventory, LayoutFile};
+use airgate_core::lock::ImageLock;
+use airgate_core::oci::{self, Descriptor, Parsed};
+use airgate_core::signing;
+use airgate_core::{Digest, ImageRef};
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use futures_util::{StreamExt, TryStreamExt};
+use sha2::{Digest as _, Sha256};
+
+use crate::progress::Progress;
+use crate::registry::{Manifest, RegistryClient, RegistryError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> CreateError + '_ {
+    move |source| CreateError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A file to carry: read from `source`, named `name` in the bundle.
+#[derive(Clone, Debug)]
+pub struct CarriedFile {
+    pub source: PathBuf,
+    pub name: String,
+}
+
+#[derive(Debug)]
+pub struct CreateRequest<'a> {
+    pub lock: &'a ImageLock,
+    pub files: &'a [CarriedFile],
+    /// The inventory of an earlier bundle, and its digest: leave out the
+    /// blobs it carried.
+    pub since: Option<(&'a Inventory, Digest)>,
+    pub signing_key: Option<&'a SigningKey>,
+    pub jobs: usize,
+}
+
+/// What was written.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSummary {
+    pub images: usize,
+    pub blobs: usize,
+    pub blobs_left_out: usize,
+    pub files: usize,
+    /// Bytes of carried blobs and files.
+    pub bytes: u64,
+    /// Size of the bundle file.
+    pub bundle_bytes: u64,
+    pub inventory_digest: Digest,
+}
+
+/// Where a blob is fetched from.
+#[derive(Clone, Debug)]
+struct Source {
+    registry: String,
+    repository: String,
+}
+
+enum Content {
+    Inline(Bytes),
+    Blob { digest: Digest, source: Source },
+    File { source: PathBuf, digest: Digest },
+}
+
+struct Entry {
+    path: String,
+    size: u64,
+    content: Content,
+}
+
+/// Fetches every manifest and index under `image` (recursively), checking
+/// digests and sizes.
+async fn fetch_tree(
+    client: &RegistryClient,
+    image: &ImageRef,
+    top: &Digest,
+    manifests: &mut BTreeMap<Digest, (Manifest, Source)>,
+) -> Result<(), CreateError> {
+    let source = Source {
+        registry: image.registry().to_string(),
+        repository: image.repository().to_string(),
+    };
+    let mut queue: Vec<(Digest, Option<u64>)> = vec![(top.clone(), None)];
+    while let Some((digest, size)) = queue.pop() {
+        if manifests.contains_key(&digest) {
+            continue;
+        }
+        let m = client
+            .get_manifest(&source.registry, &source.repository, digest.as_str())
+            .await?;
+        if let Some(size) = size
+            && size != m.bytes.len() as u64
+        {
+            return Err(CreateError::Invalid(format!(
+                "manifest {digest} of {image} is {} bytes, its index says {size}",
+                m.bytes.len()
+            )));
+        }
+        let parsed = oci::parse_manifest(&m.bytes, &m.media_type)
+            .map_err(|e| CreateError::Invalid(format!("manifest {digest} of {image}: {e}")))?;
+        if let Parsed::Index {
+            manifests: children,
+        } = &parsed
+        {
+            for c in children {
+                queue.push((c.digest.clone(), Some(c.size)));
+            }
+        }
+        manifests.insert(digest, (m, source.clone()));
+    }
+    Ok(())
+}
+
+/// Makes the bundle at `out` (see the module docs).
+pub async fn create(
+    client: &RegistryClient,
+    request: &CreateRequest<'_>,
+    out: &Path,
+    progress: &Progress,
+) -> Result<CreateSummary, CreateError> {
+    request
+        .lock
+        .validate()
+        .map_err(|e| CreateError::Invalid(e.to_string()))?;
+    if request.lock.images.is_empty() && request.files.is_empty() {
+        return Err(CreateError::Invalid(
+            "nothing to carry: the lock lists no images and no --file was given".to_string(),
+        ));
+    }
+
+    // 1. Manifests and indexes, in parallel per image.
+    let trees: Vec<BTreeMap<Digest, (Manifest, Source)>> =
+        futures_util::stream::iter(request.lock.images.iter().map(|locked| async move {
+            let mut m = BTreeMap::new();
+            fetch_tree(client, &locked.reference, &locked.digest, &mut m).await?;
+            Ok::<_, CreateError>(m)
+        }))
+        .buffer_unordered(request.jobs.max(1))
+        .try_collect()
+        .await?;
+    let mut manifests: BTreeMap<Digest, (Manifest, Source)> = BTreeMap::new();
+    for t in trees {
+        manifests.extend(t);
+    }
+
+    // 2. Blobs named by image manifests, each once.
+    let mut blobs: BTreeMap<Digest, (u64, Source)> = BTreeMap::new();
+    for (m, source) in manifests.values() {
+        if let Ok(Parsed::Image { config, layers }) = oci::parse_manifest(&m.bytes, &m.media_type) {
+            for d in std::iter::once(&config).chain(layers.iter()) {
+                if let Some((size, _)) = blobs.get(&d.digest)
+                    && *size != d.size
+                {
+                    return Err(CreateError::Invalid(format!(
+                        "blob {} is listed with two sizes ({size} and {})",
+                        d.digest, d.size
+                    )));
+                }
+                blobs
+                    .entry(d.digest.clone())
+                    .or_insert((d.size, source.clone()));
+            }
+        }
+    }
+    let carried_before: BTreeSet<&Digest> = request
+        .since
+        .as_ref()
+        .map(|(inv, _)| inv.blobs.iter().map(|b| &b.digest).collect())
+        .unwrap_or_default();
+
+    // 3. Files: hashed now, copied (and hashed again) later.
+    let mut files = Vec::new();
+    for f in request.files {
+        bundle::validate_file_name(&f.name).map_err(|e| CreateError::Invalid(e.to_string()))?;
+        let (digest, size) = hash_file(&f.source)?;
+        files.push(BundleFile {
+            name: f.name.clone(),
+            digest,
+            size,
+        });
+    }
+    let mut names = BTreeSet::new();
+    for f in &files {
+        if !names.insert(&f.name) {
+            return Err(CreateError::Invalid(format!(
+                "two files are named '{}' in the bundle",
+                f.name
+            )));
+        }
+    }
+
+    // 4. The OCI layout's own files.
+    let mut index_entries = Vec::new();
+    let mut images = Vec::new();
+    for locked in &request.lock.images {
+        let (m, _) = manifests
+            .get(&locked.digest)
+            .ok_or_else(|| CreateError::Invalid(format!("{} was not fetched", locked.reference)))?;
+        let name = locked.reference.to_string();
+        let mut annotations = BTreeMap::new();
+        annotations.insert(
+            "org.opencontainers.image.ref.name".to_string(),
+            name.clone(),
+        );
+        annotations.insert("io.containerd.image.name".to_string(), name);
+        index_entries.push(Descriptor {
+            media_type: m.media_type.clone(),
+            digest: m.digest.clone(),
+            size: m.bytes.len() as u64,
+            platform: None,
+            annotations: Some(annotations),
+        });
+        images.push(BundleImage {
+            reference: locked.reference.clone(),
+            digest: m.digest.clone(),
+            media_type: m.media_type.clone(),
+            size: m.bytes.len() as u64,
+            platforms: locked.platforms.clone(),
+        });
+    }
+    let oci_layout = Bytes::from(format!(
+        r#"{{"imageLayoutVersion":"{}"}}"#,
+        oci::OCI_LAYOUT_VERSION
+    ));
+    let index_json = Bytes::from(
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci::OCI_INDEX,
+            "manifests": index_entries,
+        }))
+        .map_err(|e| CreateError::Invalid(e.to_string()))?,
+    );
+
+    // 5. The inventory: manifests first, then the other blobs.
+    let mut inv_blobs = Vec::new();
+    for (d, (m, _)) in &manifests {
+        inv_blobs.push(BundleBlob {
+            digest: d.clone(),
+            size: m.bytes.len() as u64,
+            media_type: Some(m.media_type.clone()),
+            carried: true,
+        });
+    }
+    for (d, (size, _)) in &blobs {
+        if manifests.contains_key(d) {
+            continue;
+        }
+        inv_blobs.push(BundleBlob {
+            digest: d.clone(),
+            size: *size,
+            media_type: None,
+            carried: !carried_before.contains(d),
+        });
+    }
+    let inventory = Inventory {
+        api_version: bundle::API_VERSION.to_string(),
+        kind: bundle::KIND.to_string(),
+        created_by: concat!("airgate ", env!("CARGO_PKG_VERSION")).to_string(),
+        since: request.since.as_ref().map(|(_, d)| d.clone()),
+        images,
+        blobs: inv_blobs,
+        files: files.clone(),
+        layout: vec![
+            LayoutFile {
+                path: bundle::OCI_LAYOUT_PATH.to_string(),
+                digest: Digest::of(&oci_layout),
+                size: oci_layout.len() as u64,
+            },
+            LayoutFile {
+                path: bundle::INDEX_PATH.to_string(),
+                digest: Digest::of(&index_json),
+                size: index_json.len() as u64,
+            },
+        ],
+    };
+    inventory
+        .validate()
+        .map_err(|e| CreateError::Invalid(e.to_string()))?;
+    let inventory_bytes = Bytes::from(
+        serde_json::to_vec_pretty(&inventory).map_err(|e| CreateError::Invalid(e.to_string()))?,
+    );
+    let inventory_digest = Digest::of(&inventory_bytes);
+
+    // 6. The tar plan.
+    let mut entries = vec![Entry {
+        path: bundle::INVENTORY_PATH.to_string(),
+        size: inventory_bytes.len() as u64,
+        content: Content::Inline(inventory_bytes.clone()),
+    }];
+    if let Some(key) = request.signing_key {
+        let sig = signing::sign(&inventory_bytes, key);
+        let sig = Bytes::from(
+            serde_json::to_vec_pretty(&sig).map_err(|e| CreateError::Invalid(e.to_string()))?,
+        );
+        entries.push(Entry {
+            path: bundle::SIGNATURE_PATH.to_string(),
+            size: sig.len() as u64,
+            content: Content::Inline(sig),
+        });
+    }
+    for (path, bytes) in [
+        (bundle::OCI_LAYOUT_PATH, &oci_layout),
+        (bundle::INDEX_PATH, &index_json),
+    ] {
+        entries.push(Entry {
+            path: path.to_string(),
+            size: bytes.len() as u64,
+            content: Content::Inline(bytes.clone()),
+        });
+    }
+    for b in inventory.blobs.iter().filter(|b| b.carried) {
+        let content = match manifests.get(&b.digest) {
+            Some((m, _)) => Content::Inline(m.bytes.clone()),
+            None => {
+                let (_, source) = &blobs[&b.digest];
+                Content::Blob {
+                    digest: b.digest.clone(),
+                    source: source.clone(),
+                }
+            }
+        };
+        entries.push(Entry {
+            path: b.digest.layout_path(),
+            size: b.size,
+            content,
+        });
+    }
+    for (f, req) in files.iter().zip(request.files) {
+        entries.push(Entry {
+            path: format!("{}{}", bundle::FILES_DIR, f.name),
+            size: f.size,
+            content: Content::File {
+                source: req.source.clone(),
+                digest: f.digest.clone(),
+            },
+        });
+    }
+
+    // 7. Lay the file out, then fill it.
+    let mut offset = 0u64;
+    let mut placed = Vec::with_capacity(entries.len());
+    for e in entries {
+        let next = offset + 512 + e.size.div_ceil(512) * 512;
+        placed.push((offset, e));
+        offset = next;
+    }
+    let total = offset + 1024;
+    let partial = {
+        let mut name = out
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        name.push(".partial");
+        out.with_file_name(name)
+    };
+    let result = write_bundle(client, request, &placed, total, &partial, progress).await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+    std::fs::rename(&partial, out).map_err(io(out))?;
+    let carried_blobs: Vec<_> = inventory.blobs.iter().filter(|b| b.carried).collect();
+    Ok(CreateSummary {
+        images: inventory.images.len(),
+        blobs: carried_blobs.len(),
+        blobs_left_out: inventory.blobs.len() - carried_blobs.len(),
+        files: files.len(),
+        bytes: carried_blobs.iter().map(|b| b.size).sum::<u64>()
+            + files.iter().map(|f| f.size).sum::<u64>(),
+        bundle_bytes: total,
+        inventory_digest,
+    })
+}
+
+fn header(path: &str, size: u64) -> Result<[u8; 512], CreateError> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)
+        .map_err(|e| CreateError::Invalid(format!("tar path '{path}': {e}")))?;
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut out = [0u8; 512];
+    out.copy_from_slice(h.as_bytes());
+    Ok(out)
+}
+
+async fn write_bundle(
+    client: &RegistryClient,
+    request: &CreateRequest<'_>,
+    placed: &[(u64, Entry)],
+    total: u64,
+    partial: &Path,
+    progress: &Progress,
+) -> Result<(), CreateError> {
+    let file = std::fs::File::create(partial).map_err(io(partial))?;
+    file.set_len(total).map_err(io(partial))?;
+    let file = Arc::new(file);
+    progress.set_total(
+        placed
+            .iter()
+            .filter(|(_, e)| matches!(e.content, Content::Blob { .. } | Content::File { .. }))
+            .map(|(_, e)| e.size)
+            .sum(),
+    );
+    let mut downloads = Vec::new();
+    for (offset, entry) in placed {
+        file.write_all_at(&header(&entry.path, entry.size)?, *offset)
+            .map_err(io(partial))?;
+        let data = offset + 512;
+        match &entry.content {
+            Content::Inline(bytes) => file.write_all_at(bytes, data).map_err(io(partial))?,
+            Content::File { source, digest } => {
+                copy_file(source, digest, &file, (data, entry.size), partial, progress)?
+            }
+            Content::Blob { digest, source } => downloads.push((digest, source, data, entry.size)),
+        }
+    }
+    futures_util::stream::iter(downloads.into_iter().map(|(digest, source, data, size)| {
+        let file = file.clone();
+        async move { download(client, source, digest, size, &file, data, partial, progress).await }
+    }))
+    .buffer_unordered(request.jobs.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+    file.sync_all().map_err(io(partial))?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn download(
+    client: &RegistryClient,
+    source: &Source,
+    digest: &Digest,
+    size: u64,
+    file: &std::fs::File,
+    offset: u64,
+    partial: &Path,
+    progress: &Progress,
+) -> Result<(), CreateError> {
+    let what = format!(
+        "blob {digest} from {}/{}",
+        source.registry, source.repository
+    );
+    client
+        .retry(|| async {
+            let resp = client
+                .get_blob(&source.registry, &source.repository, digest)
+                .await?;
+            let mut stream = resp.bytes_stream();
+            let mut hasher = Sha256::new();
+            let mut written = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| RegistryError::Unreachable {
+                    registry: source.registry.clone(),
+                    message: format!("reading {what}: {e}"),
+                })?;
+                if written + chunk.len() as u64 > size {
+                    return Err(RegistryError::SizeMismatch {
+                        what: what.clone(),
+                        expected: size,
+                        actual: written + chunk.len() as u64,
+                    });
+                }
+                hasher.update(&chunk);
+                file.write_all_at(&chunk, offset + written)
+                    .map_err(|source| RegistryError::Io {
+                        path: partial.display().to_string(),
+                        source,
+                    })?;
+                written += chunk.len() as u64;
+                progress.advance(chunk.len() as u64);
+            }
+            if written != size {
+                return Err(RegistryError::SizeMismatch {
+                    what: what.clone(),
+                    expected: size,
+                    actual: written,
+                });
+            }
+            let actual = Digest::from_sha256(hasher.finalize().as_slice());
+            if &actual != digest {
+                return Err(RegistryError::DigestMismatch {
+                    what: what.clone(),
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            Ok(())
+        })
+        .await
+        .map_err(CreateError::from)
+}
+
+fn hash_file(path: &Path) -> Result<(Digest, u64), CreateError> {
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((Digest::from_sha256(hasher.finalize().as_slice()), size))
+}
+
+/// Copies a carried file into place, failing if it changed since it was hashed.
+fn copy_file(
+    src: &Path,
+    digest: &Digest,
+    file: &std::fs::File,
+    (offset, size): (u64, u64),
+    partial: &Path,
+    progress: &Progress,
+) -> Result<(), CreateError> {
+    let changed = || {
+        CreateError::Invalid(format!(
+            "{} changed while the bundle was made",
+            src.display()
+        ))
+    };
+    let mut f = std::fs::File::open(src).map_err(io(src))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut hasher = Sha256::new();
+    let mut written = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io(src))?;
+        if n == 0 {
+            break;
+        }
+        if written + n as u64 > size {
+            return Err(changed());
+        }
+        hasher.update(&buf[..n]);
+        file.write_all_at(&buf[..n], offset + written)
+            .map_err(io(partial))?;
+        written += n as u64;
+        progress.advance(n as u64);
+    }
+    if written != size || &Digest::from_sha256(hasher.finalize().as_slice()) != digest {
+        return Err(changed());
+    }
+    Ok(())
+}

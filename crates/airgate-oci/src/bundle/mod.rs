@@ -1,0 +1,10 @@
+//! The bundle file: an OCI image layout inside a tar, with a signed inventory
+//! first (see `airgate_core::bundle` for the format).
+
+pub mod create;
+pub mod read;
+
+pub use create::{CarriedFile, CreateError, CreateRequest, CreateSummary, create};
+pub use read::{
+    Span, Trust, Verified, VerifyError, read_inventory, read_inventory_or_bundle, verify,
+};

@@ -1,0 +1,73 @@
+//! `airgate bundle verify`: check a bundle without writing anything.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use airgate_oci::bundle::{self, Trust, Verified};
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::{BundleVerifyArgs, Output, TrustArgs};
+use crate::commands::key;
+use crate::progress_bar;
+
+pub fn trust(args: &TrustArgs) -> Result<Trust> {
+    Ok(match &args.key {
+        Some(p) => Trust::Key(key::read_public(p)?),
+        None => Trust::Unsigned,
+    })
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    verified: bool,
+    signed_by: Option<String>,
+    inventory_digest: String,
+    images: usize,
+    blobs: usize,
+    files: usize,
+    bytes: u64,
+}
+
+/// Verifies with a progress bar; shared by `verify` and `push`.
+pub fn verify_with_progress(path: &std::path::Path, trust: &Trust) -> Result<Verified> {
+    let (progress, bar) = progress_bar::bytes("verify");
+    let result = bundle::verify(path, trust, &progress);
+    progress_bar::finish(bar);
+    result.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+pub fn run(args: BundleVerifyArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let verified = verify_with_progress(&args.bundle, &trust(&args.trust)?)?;
+    let report = Report {
+        verified: true,
+        signed_by: verified.signed_by.as_ref().map(|d| d.to_string()),
+        inventory_digest: verified.inventory_digest.to_string(),
+        images: verified.inventory.images.len(),
+        blobs: verified.blobs.len(),
+        files: verified.files.len(),
+        bytes: verified.inventory.carried_bytes(),
+    };
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => println!(
+            "{}: verified ({}), {} images, {} blobs, {} files",
+            args.bundle.display(),
+            match (&report.signed_by, verified.signature_present) {
+                (Some(k), _) => format!("signed by {k}"),
+                (None, true) => "signature present but not checked: no --key".to_string(),
+                (None, false) => "unsigned".to_string(),
+            },
+            report.images,
+            report.blobs,
+            report.files
+        ),
+    }
+    eprintln!(
+        "checked {}",
+        progress_bar::rate(report.bytes, started.elapsed())
+    );
+    Ok(ExitCode::SUCCESS)
+}
