@@ -39,8 +39,17 @@ pub struct RegistryOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// Transient: worth retrying (a registry restarting, a dropped connection).
     #[error("cannot reach registry {registry}: {message}")]
     Unreachable { registry: String, message: String },
+    /// Final: the registry did not answer the first contact.
+    #[error("cannot reach registry {registry}: {message}")]
+    NoAnswer { registry: String, message: String },
+    #[error(
+        "TLS with registry {registry} failed: {message}\n\
+         hint: for a registry with a private CA pass --ca-file; for plain HTTP pass --insecure-registry"
+    )]
+    Tls { registry: String, message: String },
     #[error("registry {registry} refused access to {repository} (HTTP {status}){hint}")]
     Denied {
         registry: String,
@@ -117,6 +126,8 @@ pub enum Mount {
 #[derive(Debug)]
 enum Auth {
     Anonymous,
+    /// The registry asked for basic auth and there are no credentials for it.
+    Missing,
     Basic(String),
     Bearer {
         realm: String,
@@ -185,6 +196,14 @@ fn transport_error(registry: &str, e: &reqwest::Error) -> RegistryError {
         message.push_str(": ");
         message.push_str(&s.to_string());
         source = s.source();
+    }
+    // A certificate the client does not trust will not change on a retry;
+    // a connection dropped mid-TLS (a restarting registry) may.
+    if message.to_ascii_lowercase().contains("certificate") {
+        return RegistryError::Tls {
+            registry: registry.to_string(),
+            message: redact(&message),
+        };
     }
     RegistryError::Unreachable {
         registry: registry.to_string(),
@@ -262,7 +281,21 @@ impl RegistryClient {
         if let Some(h) = self.hosts.lock().await.get(registry) {
             return Ok(h.clone());
         }
-        let host = self.retry(|| self.discover(registry)).await?;
+        // First contact gets few attempts: an address that does not answer
+        // now is more likely wrong than restarting.
+        let mut attempt = 0;
+        let host = loop {
+            attempt += 1;
+            match self.discover(registry).await {
+                Err(e) if e.is_transient() && attempt < 3 => {
+                    tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+                }
+                Err(RegistryError::Unreachable { registry, message }) => {
+                    return Err(RegistryError::NoAnswer { registry, message });
+                }
+                other => break other?,
+            }
+        };
         let host = Arc::new(host);
         self.hosts
             .lock()
@@ -286,21 +319,31 @@ impl RegistryClient {
         } else {
             match self.http.get(format!("{https}/v2/")).send().await {
                 Ok(r) => (https, r),
-                Err(e) if is_loopback(registry) && !e.is_timeout() => {
-                    let r = self.http.get(format!("{http}/v2/")).send().await;
-                    (http, r.map_err(|_| transport_error(registry, &e))?)
-                }
                 Err(e) => {
-                    let mut err = transport_error(registry, &e);
-                    if let RegistryError::Unreachable { message, .. } = &mut err {
-                        message.push_str(
-                            "\nhint: for a registry with a private CA pass --ca-file; for plain HTTP pass --insecure-registry",
-                        );
+                    let err = transport_error(registry, &e);
+                    // Like Docker: a loopback registry may be plain HTTP. Only
+                    // a real registry answer counts, not a TLS port's 400.
+                    if is_loopback(registry)
+                        && !e.is_timeout()
+                        && let Ok(r) = self.http.get(format!("{http}/v2/")).send().await
+                        && (r.status().is_success() || r.status() == StatusCode::UNAUTHORIZED)
+                    {
+                        return self.host_from(registry, http, r).await;
                     }
                     return Err(err);
                 }
             }
         };
+        self.host_from(registry, base, response).await
+    }
+
+    /// Reads the auth scheme from the registry's answer to `GET /v2/`.
+    async fn host_from(
+        &self,
+        registry: &str,
+        base: String,
+        response: Response,
+    ) -> Result<Host, RegistryError> {
         let credential = self.options.credentials.get(registry).cloned();
         let auth = match response.status() {
             s if s.is_success() => Auth::Anonymous,
@@ -319,7 +362,7 @@ impl RegistryClient {
                     },
                     Some(Challenge::Basic) | None => match credential {
                         Some(c) => Auth::Basic(c.basic_header()),
-                        None => Auth::Anonymous,
+                        None => Auth::Missing,
                     },
                 }
             }
@@ -345,7 +388,7 @@ impl RegistryClient {
         refresh: bool,
     ) -> Result<Option<String>, RegistryError> {
         match &host.auth {
-            Auth::Anonymous => Ok(None),
+            Auth::Anonymous | Auth::Missing => Ok(None),
             Auth::Basic(h) => Ok(Some(h.clone())),
             Auth::Bearer {
                 realm,
@@ -410,6 +453,9 @@ impl RegistryClient {
         build: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let host = self.host(registry).await?;
+        if matches!(host.auth, Auth::Missing) {
+            return Err(self.denied(registry, repository, 401));
+        }
         let mut refresh = false;
         loop {
             let mut req = build(&self.http, &host.base);
@@ -429,26 +475,28 @@ impl RegistryClient {
                 continue;
             }
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                let hint = match (&host.auth, self.options.credentials.get(registry)) {
-                    (_, None) => format!(
-                        "\nhint: add credentials for {registry} to the Docker config file ({})",
-                        self.options.credentials.source.as_ref().map_or(
-                            "$DOCKER_CONFIG/config.json or ~/.docker/config.json".to_string(),
-                            |p| p.display().to_string()
-                        )
-                    ),
-                    (_, Some(_)) => {
-                        "\nhint: check the credentials for it in the Docker config file".to_string()
-                    }
-                };
-                return Err(RegistryError::Denied {
-                    registry: registry.to_string(),
-                    repository: repository.to_string(),
-                    status: status.as_u16(),
-                    hint,
-                });
+                return Err(self.denied(registry, repository, status.as_u16()));
             }
             return Ok(resp);
+        }
+    }
+
+    fn denied(&self, registry: &str, repository: &str, status: u16) -> RegistryError {
+        let hint = match self.options.credentials.get(registry) {
+            None => format!(
+                "\nhint: add credentials for {registry} to the Docker config file ({})",
+                self.options.credentials.source.as_ref().map_or(
+                    "$DOCKER_CONFIG/config.json or ~/.docker/config.json".to_string(),
+                    |p| p.display().to_string()
+                )
+            ),
+            Some(_) => "\nhint: check the credentials for it in the Docker config file".to_string(),
+        };
+        RegistryError::Denied {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            status,
+            hint,
         }
     }
 

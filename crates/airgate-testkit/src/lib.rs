@@ -246,6 +246,70 @@ impl Perimeter {
     }
 }
 
+impl Perimeter {
+    /// Restarts one perimeter process (e.g. `registry-internal`) on the same
+    /// port with the same data, through `dev/perimeter restart`.
+    pub fn restart(&self, name: &str) -> Result<()> {
+        let script = workspace_root().join("dev/perimeter");
+        let out = std::process::Command::new(&script)
+            .args(["restart", name])
+            .env("AIRGATE_PERIMETER_DIR", &self.dir)
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "restarting {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// The manifest bytes `repository:reference` has in the internal
+    /// registry, or `None` when it has none. Retries while the registry is
+    /// unreachable (a test may be restarting it).
+    pub fn internal_manifest(&self, repository: &str, reference: &str) -> Result<Option<Vec<u8>>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let http = self.https_client()?;
+            let url = format!("https://{}/v2/{repository}/manifests/{reference}", self.internal_registry);
+            let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+                          application/vnd.docker.distribution.manifest.list.v2+json, \
+                          application/vnd.docker.distribution.manifest.v2+json";
+            let mut last = None;
+            for _ in 0..40 {
+                let sent = http
+                    .get(&url)
+                    .basic_auth(&self.internal_registry_user, Some(self.internal_registry_password()?))
+                    .header(reqwest::header::ACCEPT, accept)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return Ok(None),
+                    Ok(r) if r.status().is_success() => return Ok(Some(r.bytes().await?.to_vec())),
+                    Ok(r) => last = Some(format!("HTTP {}", r.status())),
+                    Err(e) => last = Some(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            bail!("GET {url}: {}", last.unwrap_or_default())
+        })
+    }
+
+    /// How many blobs the internal registry has linked into `repository`
+    /// (read from its storage directory).
+    pub fn internal_layer_count(&self, repository: &str) -> usize {
+        let dir = self
+            .dir
+            .join("data/registry-internal/docker/registry/v2/repositories")
+            .join(repository)
+            .join("_layers/sha256");
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    }
+}
+
 /// Standard base64, enough for a Docker config `auth` field.
 mod base64_like {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -1,20 +1,134 @@
 //! The transfer flow against the perimeter's real registries: images, lock,
 //! bundle create / verify / inspect / push, mirror-config.
+//!
+//! Test images are made from nothing and put into the upstream registry with
+//! skopeo; what arrives in the internal registry (TLS, basic auth) is checked
+//! with plain HTTP requests, so airgate never grades its own work.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
-use airgate_testkit::images::{ImageSpec, LayerSpec, seed_image};
+use airgate_testkit::images::{ImageSpec, LayerSpec, SeededImage, seed_image};
 use airgate_testkit::{Perimeter, unique_name};
 use anyhow::{Context, Result, bail};
+use sha2::{Digest as _, Sha256};
 
-/// Runs the airgate binary with the perimeter's Docker config.
-fn airgate(docker_config: &Path, args: &[&str]) -> Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_airgate"))
-        .args(args)
-        .env("DOCKER_CONFIG", docker_config)
-        .output()
-        .context("running airgate")
+/// The registry-restart test takes this for writing; every other test for
+/// reading, so none of them sees the internal registry go away.
+static REGISTRY: RwLock<()> = RwLock::new(());
+
+struct Env {
+    p: Perimeter,
+    docker_config: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Result<Env> {
+        let p = Perimeter::get();
+        Ok(Env {
+            docker_config: p.docker_config()?,
+            dir: tempfile::tempdir()?,
+            p,
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_airgate"));
+        c.args(args).env("DOCKER_CONFIG", self.docker_config.path());
+        c
+    }
+
+    fn airgate(&self, args: &[&str]) -> Result<Output> {
+        self.cmd(args).output().context("running airgate")
+    }
+
+    /// Writes a Deployment using `images` and locks it.
+    fn lock(&self, name: &str, images: &[&str]) -> Result<PathBuf> {
+        let manifests = self.path(&format!("{name}-manifests"));
+        std::fs::create_dir_all(&manifests)?;
+        let containers: String = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| format!("      - {{name: c{i}, image: \"{image}\"}}\n"))
+            .collect();
+        std::fs::write(
+            manifests.join("app.yaml"),
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app}}\nspec:\n  template:\n    spec:\n      containers:\n{containers}"
+            ),
+        )?;
+        let lock = self.path(&format!("{name}.lock"));
+        ok(self.airgate(&["lock", &s(&manifests), "-o", &s(&lock)])?)?;
+        Ok(lock)
+    }
+
+    fn key(&self, name: &str) -> Result<(String, String)> {
+        let prefix = self.path(name);
+        ok(self.airgate(&["key", "generate", "--out", &s(&prefix)])?)?;
+        Ok((format!("{}.key", s(&prefix)), format!("{}.pub", s(&prefix))))
+    }
+
+    fn bundle(
+        &self,
+        name: &str,
+        lock: &Path,
+        sign_key: Option<&str>,
+        extra: &[&str],
+    ) -> Result<PathBuf> {
+        let bundle = self.path(&format!("{name}.tar"));
+        let mut args = vec!["bundle", "create", "--lock"];
+        let lock = s(lock);
+        let out = s(&bundle);
+        args.extend([lock.as_str(), "-o", out.as_str()]);
+        if let Some(k) = sign_key {
+            args.extend(["--sign-key", k]);
+        }
+        args.extend(extra);
+        ok(self.airgate(&args)?)?;
+        Ok(bundle)
+    }
+
+    fn push_args<'a>(&'a self, bundle: &'a str, to: &'a str, key: &'a str) -> Vec<&'a str> {
+        vec![
+            "bundle",
+            "push",
+            bundle,
+            "--to",
+            to,
+            "--key",
+            key,
+            "--ca-file",
+            self.p.internal_registry_ca.to_str().unwrap_or_default(),
+        ]
+    }
+
+    /// `prefix/<repository of reference>` in the internal registry.
+    fn internal_repo(&self, prefix: &str, reference: &str) -> String {
+        let without_registry = reference.split_once('/').map_or(reference, |(_, r)| r);
+        let repo = without_registry
+            .rsplit_once(':')
+            .map_or(without_registry, |(r, _)| r);
+        format!("{prefix}/{repo}")
+    }
+
+    fn internal_digest(&self, repo: &str, reference: &str) -> Result<Option<String>> {
+        Ok(self
+            .p
+            .internal_manifest(repo, reference)?
+            .map(|b| format!("sha256:{:x}", Sha256::digest(&b))))
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
 }
 
 fn ok(out: Output) -> Result<String> {
@@ -28,11 +142,13 @@ fn ok(out: Output) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The command must fail; returns its stderr.
 fn fails(out: Output) -> Result<String> {
     if out.status.success() {
         bail!(
-            "airgate succeeded but should have failed:\n{}",
-            String::from_utf8_lossy(&out.stdout)
+            "airgate succeeded but should have failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
     Ok(String::from_utf8_lossy(&out.stderr).into_owned())
@@ -42,69 +158,550 @@ fn layer(seed: u64, size: usize) -> LayerSpec {
     LayerSpec { seed, size }
 }
 
+fn read_lock() -> std::sync::RwLockReadGuard<'static, ()> {
+    REGISTRY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The entries of a tar: (path, data).
+type Entries = Vec<(String, Vec<u8>)>;
+
+fn tar_entries(path: &Path) -> Result<Entries> {
+    let mut archive = tar::Archive::new(std::fs::File::open(path)?);
+    let mut out = Vec::new();
+    for e in archive.entries()? {
+        let mut e = e?;
+        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data)?;
+        out.push((name, data));
+    }
+    Ok(out)
+}
+
+/// Writes a tar with any entry names at all (tar::Builder refuses the
+/// dangerous ones this test needs).
+fn write_raw_tar(path: &Path, entries: &[(String, Vec<u8>)]) -> Result<()> {
+    let mut out = Vec::new();
+    for (name, data) in entries {
+        let mut h = tar::Header::new_ustar();
+        let bytes = name.as_bytes();
+        if bytes.len() > 100 {
+            bail!("name too long for this helper: {name}");
+        }
+        h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
 #[test]
-fn lock_pins_single_and_multi_platform_images_to_their_registry_digests() -> Result<()> {
-    let p = Perimeter::get();
-    let cfg = p.docker_config()?;
-    let repo = unique_name("lock");
+fn round_trip_keeps_every_digest_and_stores_shared_layers_once() -> Result<()> {
+    let _guard = read_lock();
+    let env = Env::new()?;
+    let base = unique_name("rt");
+    let shared = layer(100, 300_000);
     let single = seed_image(
-        &p.upstream_registry,
-        &format!("{repo}/app"),
+        &env.p.upstream_registry,
+        &format!("{base}/single"),
         "v1",
-        &ImageSpec::single(&[layer(1, 4096)]),
+        &ImageSpec::single(&[shared, layer(101, 50_000)]),
     )?;
     let multi = seed_image(
-        &p.upstream_registry,
-        &format!("{repo}/multi"),
-        "v2",
-        &ImageSpec::multi(&["linux/amd64", "linux/arm64"], &[layer(2, 4096)]),
-    )?;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(
-        dir.path().join("app.yaml"),
-        format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app}}\nspec:\n  template:\n    spec:\n      containers:\n      - {{name: a, image: \"{}\"}}\n      - {{name: b, image: \"{}\"}}\n",
-            single.reference, multi.reference
+        &env.p.upstream_registry,
+        &format!("{base}/multi"),
+        "v1",
+        &ImageSpec::multi(
+            &["linux/amd64", "linux/arm64"],
+            &[shared, layer(102, 70_000)],
         ),
     )?;
-    let lock = dir.path().join("airgate.lock");
-    ok(airgate(
-        cfg.path(),
-        &[
-            "lock",
-            &dir.path().display().to_string(),
-            "-o",
-            &lock.display().to_string(),
-        ],
-    )?)?;
-    let text = std::fs::read_to_string(&lock)?;
-    assert!(text.contains(&single.digest), "{text}");
-    assert!(text.contains(&multi.digest), "{text}");
-    assert!(text.contains("linux/arm64"), "{text}");
+    let lock = env.lock("rt", &[&single.reference, &multi.reference])?;
+    let (key, public) = env.key("signer")?;
+    let notes = env.path("vulndb.json");
+    std::fs::write(&notes, "{\"rules\": []}\n")?;
+    let file_arg = format!("{}=db/vulndb.json", s(&notes));
+    let bundle = env.bundle("rt", &lock, Some(&key), &["--file", &file_arg])?;
+
+    // Shared layers are stored once; every blob of both images is there.
+    let entries = tar_entries(&bundle)?;
+    let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[0], "airgate-bundle.json");
+    assert_eq!(names[1], "airgate-bundle.sig");
+    let shared_digest = format!(
+        "sha256:{:x}",
+        Sha256::digest(airgate_testkit::images::layer_tar(shared)?)
+    );
+    let shared_path = format!("blobs/sha256/{}", &shared_digest[7..]);
+    assert_eq!(
+        names.iter().filter(|n| **n == shared_path).count(),
+        1,
+        "{names:?}"
+    );
+    for blob in single.blobs.iter().chain(&multi.blobs) {
+        assert!(
+            names.contains(&format!("blobs/sha256/{}", &blob[7..]).as_str()),
+            "{blob} missing"
+        );
+    }
+    assert!(names.contains(&"files/db/vulndb.json"));
+
+    let verified = ok(env.airgate(&["bundle", "verify", &s(&bundle), "--key", &public])?)?;
     assert!(
-        text.contains("application/vnd.oci.image.index.v1+json"),
-        "{text}"
+        verified.contains("verified (signed by sha256:"),
+        "{verified}"
+    );
+    let inspected = ok(env.airgate(&["bundle", "inspect", &s(&bundle), "-o", "json"])?)?;
+    assert!(
+        inspected.contains(&multi.digest) && inspected.contains("db/vulndb.json"),
+        "{inspected}"
     );
 
-    // A tag that does not exist is named in the error, and no lock is written.
+    // The layout inside is standard: skopeo reads the multi-platform index from it.
+    let skopeo = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}:{}", s(&bundle), multi.reference))
+        .output()?;
+    assert!(
+        skopeo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&skopeo.stderr)
+    );
+    assert_eq!(
+        format!("sha256:{:x}", Sha256::digest(&skopeo.stdout)),
+        multi.digest
+    );
+
+    // Pushed over TLS with basic auth, every digest is what upstream had.
+    let to = format!("{}/{base}", env.p.internal_registry);
+    let out = ok(env.airgate(&env.push_args(&s(&bundle), &to, &public))?)?;
+    assert!(out.contains(&multi.digest), "{out}");
+    for image in [&single, &multi] {
+        let repo = env.internal_repo(&base, &image.reference);
+        assert_eq!(
+            env.internal_digest(&repo, "v1")?.as_deref(),
+            Some(image.digest.as_str())
+        );
+    }
+    // The platform manifests of the index are there by digest too.
+    let repo = env.internal_repo(&base, &multi.reference);
+    let index = env
+        .p
+        .internal_manifest(&repo, &multi.digest)?
+        .context("index missing")?;
+    let index: serde_json::Value = serde_json::from_slice(&index)?;
+    for m in index["manifests"].as_array().context("no manifests")? {
+        let d = m["digest"].as_str().unwrap_or_default();
+        assert_eq!(env.internal_digest(&repo, d)?.as_deref(), Some(d));
+    }
+    Ok(())
+}
+
+/// A small signed bundle and its keys, for the tamper cases.
+fn small_bundle(env: &Env, base: &str) -> Result<(SeededImage, PathBuf, String, String)> {
+    let image = seed_image(
+        &env.p.upstream_registry,
+        &format!("{base}/app"),
+        "v1",
+        &ImageSpec::single(&[layer(200, 100_000), layer(201, 20_000)]),
+    )?;
+    let lock = env.lock(base, &[&image.reference])?;
+    let (key, public) = env.key(&format!("{base}-key"))?;
+    let bundle = env.bundle(base, &lock, Some(&key), &[])?;
+    Ok((image, bundle, key, public))
+}
+
+#[test]
+fn tampered_bundles_are_refused_naming_the_problem_and_nothing_is_pushed() -> Result<()> {
+    let _guard = read_lock();
+    let env = Env::new()?;
+    let base = unique_name("tamper");
+    let (image, bundle, _key, public) = small_bundle(&env, &base)?;
+    let entries = tar_entries(&bundle)?;
+    let layer_digest = &image.blobs[0];
+    let layer_path = format!("blobs/sha256/{}", &layer_digest[7..]);
+
+    let mut cases: Vec<(&str, Entries, &str)> = Vec::new();
+    let mut flipped = entries.clone();
+    if let Some((_, data)) = flipped.iter_mut().find(|(n, _)| *n == layer_path) {
+        data[5000] ^= 0x01;
+    }
+    cases.push(("flipped", flipped, "is corrupt"));
+    let mut missing = entries.clone();
+    missing.retain(|(n, _)| *n != layer_path);
+    cases.push(("missing", missing, "missing"));
+    let mut absolute = entries.clone();
+    absolute.push(("/etc/airgate-evil".to_string(), b"x".to_vec()));
+    cases.push(("absolute", absolute, "absolute path"));
+    let mut traversal = entries.clone();
+    traversal.push(("files/../../evil".to_string(), b"x".to_vec()));
+    cases.push(("traversal", traversal, "'..'"));
+    let mut duplicate = entries.clone();
+    let dup = duplicate
+        .iter()
+        .find(|(n, _)| *n == layer_path)
+        .cloned()
+        .context("no layer")?;
+    duplicate.push(dup);
+    cases.push(("duplicate", duplicate, "appears twice"));
+    let mut edited = entries.clone();
+    if let Some((_, data)) = edited.first_mut() {
+        let text = String::from_utf8_lossy(data).replace("airgate 0.", "airgate 9.");
+        *data = text.into_bytes();
+    }
+    cases.push(("edited-inventory", edited, "changed after it was signed"));
+    let mut unsigned = entries.clone();
+    unsigned.retain(|(n, _)| n != "airgate-bundle.sig");
+    cases.push(("unsigned", unsigned, "not signed"));
+
+    let to = format!("{}/{base}", env.p.internal_registry);
+    let repo = env.internal_repo(&base, &image.reference);
+    for (name, entries, expected) in &cases {
+        let path = env.path(&format!("{name}.tar"));
+        write_raw_tar(&path, entries)?;
+        let err = fails(env.airgate(&["bundle", "verify", &s(&path), "--key", &public])?)?;
+        assert!(err.contains(expected), "{name}: {err}");
+        let err = fails(env.airgate(&env.push_args(&s(&path), &to, &public))?)?;
+        assert!(err.contains(expected), "{name} (push): {err}");
+        assert_eq!(
+            env.p.internal_layer_count(&repo),
+            0,
+            "{name}: a blob was pushed"
+        );
+    }
+
+    // Truncated in the middle of a blob.
+    let truncated = env.path("truncated.tar");
+    let bytes = std::fs::read(&bundle)?;
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2])?;
+    let err = fails(env.airgate(&["bundle", "verify", &s(&truncated), "--key", &public])?)?;
+    assert!(
+        err.contains("truncated") || err.contains("missing"),
+        "{err}"
+    );
+
+    // The wrong key.
+    let (_, other_public) = env.key("other")?;
+    let err = fails(env.airgate(&["bundle", "verify", &s(&bundle), "--key", &other_public])?)?;
+    assert!(err.contains("signed with key"), "{err}");
+    let err = fails(env.airgate(&env.push_args(&s(&bundle), &to, &other_public))?)?;
+    assert!(err.contains("signed with key"), "{err}");
+
+    assert_eq!(
+        env.internal_digest(&repo, "v1")?,
+        None,
+        "a refused push left a tag"
+    );
+    Ok(())
+}
+
+/// An image big enough for a push to be caught in the middle: many layers.
+fn big_bundle(env: &Env, base: &str, seed: u64) -> Result<(SeededImage, PathBuf, String)> {
+    let layers: Vec<LayerSpec> = (0..32).map(|i| layer(seed + i, 3 << 20)).collect();
+    let image = seed_image(
+        &env.p.upstream_registry,
+        &format!("{base}/big"),
+        "v1",
+        &ImageSpec::single(&layers),
+    )?;
+    let lock = env.lock(base, &[&image.reference])?;
+    let (key, public) = env.key(&format!("{base}-key"))?;
+    let bundle = env.bundle(base, &lock, Some(&key), &[])?;
+    Ok((image, bundle, public))
+}
+
+/// Starts a push with one job and waits until `min` layers have landed.
+fn start_push_and_wait(
+    env: &Env,
+    bundle: &Path,
+    to: &str,
+    public: &str,
+    repo: &str,
+    min: usize,
+) -> Result<std::process::Child> {
+    let bundle = s(bundle);
+    let mut args = env.push_args(&bundle, to, public);
+    args.extend(["--jobs", "1"]);
+    let mut child = env
+        .cmd(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.p.internal_layer_count(repo) < min {
+        if let Some(status) = child.try_wait()? {
+            bail!("the push ended ({status}) before {min} layers landed");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("no {min} layers landed within 60s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(child)
+}
+
+#[test]
+fn a_push_killed_midway_completes_on_rerun_without_uploading_again() -> Result<()> {
+    let _guard = read_lock();
+    let env = Env::new()?;
+    let base = unique_name("kill");
+    let (image, bundle, public) = big_bundle(&env, &base, 300)?;
+    let to = format!("{}/{base}", env.p.internal_registry);
+    let repo = env.internal_repo(&base, &image.reference);
+
+    let mut child = start_push_and_wait(&env, &bundle, &to, &public, &repo, 4)?;
+    child.kill()?;
+    let status = child.wait()?;
+    assert!(!status.success(), "the push finished before it was killed");
+    let landed = env.p.internal_layer_count(&repo);
+    assert!(
+        landed < image.blobs.len(),
+        "everything landed before the kill"
+    );
+    // Tags come last: a killed push leaves no tag behind.
+    assert_eq!(env.internal_digest(&repo, "v1")?, None);
+
+    let bundle_s = s(&bundle);
+    let mut args = env.push_args(&bundle_s, &to, &public);
+    args.extend(["--format", "json"]);
+    let summary: serde_json::Value = serde_json::from_str(&ok(env.airgate(&args)?)?)?;
+    let present = summary["blobsPresent"].as_u64().unwrap_or_default();
+    let uploaded = summary["blobsUploaded"].as_u64().unwrap_or_default();
+    assert!(present >= 4, "{summary}");
+    assert_eq!(present + uploaded, 33, "{summary}"); // 32 layers and a config
+    assert_eq!(
+        env.internal_digest(&repo, "v1")?.as_deref(),
+        Some(image.digest.as_str())
+    );
+    Ok(())
+}
+
+#[test]
+fn a_push_survives_the_internal_registry_restarting() -> Result<()> {
+    let _guard = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new()?;
+    let base = unique_name("restart");
+    let (image, bundle, public) = big_bundle(&env, &base, 400)?;
+    let to = format!("{}/{base}", env.p.internal_registry);
+    let repo = env.internal_repo(&base, &image.reference);
+
+    let child = start_push_and_wait(&env, &bundle, &to, &public, &repo, 3)?;
+    env.p.restart("registry-internal")?;
+    let out = child.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        env.internal_digest(&repo, "v1")?.as_deref(),
+        Some(image.digest.as_str())
+    );
+    assert_eq!(env.p.internal_layer_count(&repo), 33);
+    Ok(())
+}
+
+#[test]
+fn a_delta_bundle_pushes_onto_the_earlier_content_and_is_refused_without_it() -> Result<()> {
+    let _guard = read_lock();
+    let env = Env::new()?;
+    let base = unique_name("delta");
+    let repo_path = format!("{base}/app");
+    let v1 = seed_image(
+        &env.p.upstream_registry,
+        &repo_path,
+        "v1",
+        &ImageSpec::single(&[layer(500, 200_000), layer(501, 100_000)]),
+    )?;
+    let v2 = seed_image(
+        &env.p.upstream_registry,
+        &repo_path,
+        "v2",
+        &ImageSpec::single(&[layer(500, 200_000), layer(501, 100_000), layer(502, 50_000)]),
+    )?;
+    let (key, public) = env.key("delta-key")?;
+    let first = env.bundle(
+        "first",
+        &env.lock("first", &[&v1.reference])?,
+        Some(&key),
+        &[],
+    )?;
+    let first_s = s(&first);
+    let delta = env.bundle(
+        "second",
+        &env.lock("second", &[&v2.reference])?,
+        Some(&key),
+        &["--since", &first_s],
+    )?;
+    let inspected: serde_json::Value = serde_json::from_str(&ok(env.airgate(&[
+        "bundle",
+        "inspect",
+        &s(&delta),
+        "-o",
+        "json",
+    ])?)?)?;
+    let left_out = inspected["inventory"]["blobs"]
+        .as_array()
+        .context("no blobs")?
+        .iter()
+        .filter(|b| b["carried"] == false)
+        .count();
+    assert_eq!(left_out, 2, "{inspected}");
+    ok(env.airgate(&["bundle", "verify", &s(&delta), "--key", &public])?)?;
+
+    // Onto a registry path without the earlier content: refused, nothing written.
+    let bare = format!("{}/{base}-bare", env.p.internal_registry);
+    let err = fails(env.airgate(&env.push_args(&s(&delta), &bare, &public))?)?;
+    assert!(err.contains("2 blobs it leaves out are not in"), "{err}");
+    let bare_repo = format!("{base}-bare/{repo_path}");
+    assert_eq!(env.p.internal_layer_count(&bare_repo), 0);
+
+    // Onto the earlier push: completes with the same digests.
+    let to = format!("{}/{base}", env.p.internal_registry);
+    ok(env.airgate(&env.push_args(&first_s, &to, &public))?)?;
+    ok(env.airgate(&env.push_args(&s(&delta), &to, &public))?)?;
+    let repo = format!("{base}/{repo_path}");
+    assert_eq!(
+        env.internal_digest(&repo, "v1")?.as_deref(),
+        Some(v1.digest.as_str())
+    );
+    assert_eq!(
+        env.internal_digest(&repo, "v2")?.as_deref(),
+        Some(v2.digest.as_str())
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_registries_and_credentials_are_named_and_nothing_is_written() -> Result<()> {
+    let _guard = read_lock();
+    let env = Env::new()?;
+    let base = unique_name("creds");
+    let (image, bundle, _key, public) = small_bundle(&env, &base)?;
+
+    // An unknown registry is named.
+    let manifests = env.path("unknown");
+    std::fs::create_dir_all(&manifests)?;
     std::fs::write(
-        dir.path().join("app.yaml"),
+        manifests.join("p.yaml"),
+        "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a, image: \"127.0.0.1:1/nothing/here:v1\"}]}\n",
+    )?;
+    let err = fails(env.airgate(&["lock", &s(&manifests), "-o", &s(&env.path("u.lock"))])?)?;
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+
+    // Without the CA, TLS fails and says what to do.
+    let to = format!("{}/{base}", env.p.internal_registry);
+    let bundle_s = s(&bundle);
+    let err = fails(env.airgate(&["bundle", "push", &bundle_s, "--to", &to, "--key", &public])?)?;
+    assert!(err.contains("--ca-file"), "{err}");
+
+    // A refused login is named, and leaves nothing behind.
+    let wrong = tempfile::tempdir()?;
+    std::fs::write(
+        wrong.path().join("config.json"),
         format!(
-            "kind: Pod\nmetadata: {{name: p}}\nspec: {{containers: [{{name: a, image: \"{}/{repo}/app:nope\"}}]}}\n",
-            p.upstream_registry
+            r#"{{"auths": {{"{}": {{"username": "airgate", "password": "wrong"}}}}}}"#,
+            env.p.internal_registry
         ),
     )?;
-    let missing = dir.path().join("missing.lock");
-    let err = fails(airgate(
-        cfg.path(),
-        &[
-            "lock",
-            &dir.path().display().to_string(),
-            "-o",
-            &missing.display().to_string(),
-        ],
-    )?)?;
-    assert!(err.contains(&format!("{repo}/app:nope")), "{err}");
-    assert!(!missing.exists());
+    let out = env
+        .cmd(&env.push_args(&bundle_s, &to, &public))
+        .env("DOCKER_CONFIG", wrong.path())
+        .output()?;
+    let err = fails(out)?;
+    assert!(
+        err.contains("refused access") && err.contains("401"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("wrong"),
+        "the password leaked into the message: {err}"
+    );
+    let repo = env.internal_repo(&base, &image.reference);
+    assert_eq!(env.internal_digest(&repo, "v1")?, None);
+
+    // No credentials at all: the hint names the Docker config file.
+    let empty = tempfile::tempdir()?;
+    let out = env
+        .cmd(&env.push_args(&bundle_s, &to, &public))
+        .env("DOCKER_CONFIG", empty.path())
+        .output()?;
+    let err = fails(out)?;
+    assert!(err.contains("add credentials"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn images_come_from_kustomize_overlays_and_running_pods() -> Result<()> {
+    let _guard = read_lock();
+    let env = Env::new()?;
+    let dir = env.path("overlay");
+    std::fs::create_dir_all(dir.join("base"))?;
+    std::fs::write(
+        dir.join("base/deploy.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx:1.27}]}\n",
+    )?;
+    std::fs::write(
+        dir.join("base/kustomization.yaml"),
+        "resources: [deploy.yaml]\n",
+    )?;
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        "resources: [base]\nimages: [{name: nginx, newName: registry.internal:5000/library/nginx, newTag: '1.28'}]\n",
+    )?;
+    let kustomize = s(&env.p.kustomize);
+    let out = ok(env.airgate(&["images", &s(&dir), "--kustomize", &kustomize])?)?;
+    assert_eq!(out, "registry.internal:5000/library/nginx:1.28\n");
+
+    // Malformed YAML names the file and the line.
+    let bad = env.path("bad.yaml");
+    std::fs::write(&bad, "kind: Pod\nmetadata:\n  name: p\n  labels: {a: [1}\n")?;
+    let err = fails(env.airgate(&["images", &s(&bad)])?)?;
+    assert!(err.contains("bad.yaml") && err.contains("line 4"), "{err}");
+
+    // The images of the running pods, from the cluster.
+    let ns = unique_name("images");
+    let kubectl = |args: &[&str]| -> Result<()> {
+        let out = Command::new(&env.p.kubectl)
+            .args(args)
+            .env("KUBECONFIG", &env.p.kubeconfig)
+            .output()?;
+        if !out.status.success() {
+            bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    kubectl(&["create", "namespace", &ns])?;
+    kubectl(&[
+        "-n",
+        &ns,
+        "create",
+        "deployment",
+        "probe",
+        "--image=quay.io/airgate/probe:v7",
+    ])?;
+    kubectl(&[
+        "-n",
+        &ns,
+        "rollout",
+        "status",
+        "deployment/probe",
+        "--timeout=60s",
+    ])?;
+    let kubeconfig = s(&env.p.kubeconfig);
+    let out = ok(env.airgate(&["images", "--cluster", "--kubeconfig", &kubeconfig])?)?;
+    kubectl(&["delete", "namespace", &ns, "--wait=false"])?;
+    assert!(
+        out.lines().any(|l| l == "quay.io/airgate/probe:v7"),
+        "{out}"
+    );
     Ok(())
 }
