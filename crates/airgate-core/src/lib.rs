@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod digest;
 pub mod discover;
 pub mod lock;
+pub mod mirror;
 pub mod oci;
 pub mod reference;
 pub mod rule;

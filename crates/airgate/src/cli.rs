@@ -41,6 +41,13 @@ pub enum Command {
     /// Make, check, inspect and push bundles: images and files in one signed file.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Node configuration so pulls of docker.io, quay.io, ghcr.io, registry.k8s.io
+    /// (and any --mirror-of) are served by the internal registry.
+    ///
+    /// containerd: certs.d/<registry>/hosts.toml files (for /etc/containerd/certs.d);
+    /// k3s: registries.yaml (for /etc/rancher/k3s, RKE2 alike); crio: registries.conf
+    /// (for /etc/containers). Paths follow `bundle push`: REGISTRY[/PREFIX]/<source path>.
+    MirrorConfig(MirrorConfigArgs),
     /// Print airgate's version.
     Version {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
@@ -173,6 +180,38 @@ pub struct BundleInspectArgs {
     pub bundle: PathBuf,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorConfigArgs {
+    /// The internal registry and the prefix images were pushed under.
+    #[arg(long, value_name = "HOST:PORT[/PREFIX]")]
+    pub registry: String,
+    #[arg(long, value_enum)]
+    pub format: MirrorFormat,
+    /// The registry's CA certificate: copied next to the configuration and referenced from it.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Mirror this registry too (repeatable).
+    #[arg(long = "mirror-of", value_name = "REGISTRY")]
+    pub mirror_of: Vec<String>,
+    /// Mirror only the --mirror-of registries, not the default ones.
+    #[arg(long)]
+    pub no_defaults: bool,
+    /// The internal registry speaks plain HTTP.
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// Write the files into this directory (the runtime's config root); without it,
+    /// print them.
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MirrorFormat {
+    Containerd,
+    K3s,
+    Crio,
 }
 
 /// Which manifests to read.

@@ -705,3 +705,98 @@ fn images_come_from_kustomize_overlays_and_running_pods() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn mirror_config_sends_pulls_of_the_original_names_to_the_internal_registry() -> Result<()> {
+    let _guard = read_lock();
+    let env = Env::new()?;
+    let base = unique_name("mirror");
+    let (image, bundle, _key, public) = small_bundle(&env, &base)?;
+    let to = format!("{}/{base}", env.p.internal_registry);
+    ok(env.airgate(&env.push_args(&s(&bundle), &to, &public))?)?;
+
+    // CRI-O's format is the one skopeo reads too: pull the image by a name
+    // only the mirror can serve, and get the pushed digest back.
+    let crio = env.path("crio");
+    let ca = s(&env.p.internal_registry_ca);
+    ok(env.airgate(&[
+        "mirror-config",
+        "--registry",
+        &to,
+        "--format",
+        "crio",
+        "--ca-file",
+        &ca,
+        "--mirror-of",
+        "registry.invalid:5000",
+        "-o",
+        &s(&crio),
+    ])?)?;
+    let certs = crio.join("certs.d").join(&env.p.internal_registry);
+    assert!(certs.join("ca.crt").is_file());
+    let path_in_registry = image
+        .reference
+        .split_once('/')
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    let out = Command::new("skopeo")
+        .arg("--registries-conf")
+        .arg(crio.join("registries.conf"))
+        .args(["inspect", "--raw", "--cert-dir"])
+        .arg(&certs)
+        .arg("--authfile")
+        .arg(env.docker_config.path().join("config.json"))
+        .arg(format!("docker://registry.invalid:5000/{path_in_registry}"))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        format!("sha256:{:x}", Sha256::digest(&out.stdout)),
+        image.digest
+    );
+
+    // containerd and k3s files are well-formed TOML and YAML.
+    let containerd = env.path("containerd");
+    ok(env.airgate(&[
+        "mirror-config",
+        "--registry",
+        &to,
+        "--format",
+        "containerd",
+        "--ca-file",
+        &ca,
+        "-o",
+        &s(&containerd),
+    ])?)?;
+    for upstream in ["docker.io", "quay.io", "ghcr.io", "registry.k8s.io"] {
+        let file = containerd.join(upstream).join("hosts.toml");
+        let parsed = Command::new("python3")
+            .args(["-c", "import sys, tomllib; d = tomllib.load(open(sys.argv[1], 'rb')); print(list(d['host'])[0])"])
+            .arg(&file)
+            .output()?;
+        assert!(
+            parsed.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&parsed.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&parsed.stdout).trim(),
+            format!("https://{to}").replacen(
+                &env.p.internal_registry,
+                &format!("{}/v2", env.p.internal_registry),
+                1
+            )
+        );
+    }
+    let k3s = ok(env.airgate(&["mirror-config", "--registry", &to, "--format", "k3s"])?)?;
+    let yaml: serde_json::Value = serde_saphyr::from_str(&k3s)?;
+    assert_eq!(
+        yaml["mirrors"]["docker.io"]["rewrite"]["^(.*)$"],
+        format!("{base}/$1")
+    );
+    Ok(())
+}

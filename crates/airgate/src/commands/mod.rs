@@ -7,6 +7,7 @@ mod bundle_verify;
 mod images;
 mod key;
 mod lock;
+mod mirror_config;
 mod version;
 
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bundle(BundleCommand::Inspect(args)) => bundle_inspect::run(args),
         Command::Bundle(BundleCommand::Push(args)) => bundle_push::run(args),
         Command::Lock(args) => lock::run(args),
+        Command::MirrorConfig(args) => mirror_config::run(args),
         Command::Version { output } => version::run(output),
     }
 }
