@@ -165,9 +165,20 @@ pub fn write_layout(dir: &Path, tag: &str, spec: &ImageSpec) -> Result<(String, 
     let digest = top["digest"].as_str().unwrap_or_default().to_string();
     let mut top = top;
     top["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+    // Several images may share one layout: keep the other tags.
+    let index_path = dir.join("index.json");
+    let mut entries: Vec<serde_json::Value> = match std::fs::read(&index_path) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)?["manifests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    entries.retain(|e| e["annotations"]["org.opencontainers.image.ref.name"] != tag);
+    entries.push(top);
     std::fs::write(
-        dir.join("index.json"),
-        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [top]}))?,
+        &index_path,
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": entries}))?,
     )?;
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     Ok((digest, layout.blobs, layout.size))
@@ -182,7 +193,19 @@ pub fn seed_image(
     spec: &ImageSpec,
 ) -> Result<SeededImage> {
     let dir = tempfile::tempdir()?;
-    let (digest, blobs, size) = write_layout(dir.path(), tag, spec)?;
+    seed_image_via(dir.path(), registry, repository, tag, spec)
+}
+
+/// Like [`seed_image`], building the layout in `layout` (which may already
+/// hold other images: blobs they share are written once).
+pub fn seed_image_via(
+    layout: &Path,
+    registry: &str,
+    repository: &str,
+    tag: &str,
+    spec: &ImageSpec,
+) -> Result<SeededImage> {
+    let (digest, blobs, size) = write_layout(layout, tag, spec)?;
     let reference = format!("{registry}/{repository}:{tag}");
     let out = Command::new("skopeo")
         .args([
@@ -192,7 +215,7 @@ pub fn seed_image(
             "--preserve-digests",
             "--dest-tls-verify=false",
         ])
-        .arg(format!("oci:{}:{tag}", dir.path().display()))
+        .arg(format!("oci:{}:{tag}", layout.display()))
         .arg(format!("docker://{reference}"))
         .output()
         .context("running skopeo (install it with dev/tools packages)")?;

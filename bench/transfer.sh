@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# bench/transfer.sh: airgate against skopeo, crane and regctl on both legs of
+# an air-gap transfer, side by side in one run, on the local perimeter.
+#
+#   (a) registry -> file: airgate bundle create | skopeo copy --all into one OCI
+#       layout | crane pull --format=oci (all images, one layout) | regctl image
+#       export (one tar per image)
+#   (b) file -> internal registry (TLS, basic auth): airgate bundle push |
+#       skopeo copy from the layout | crane push --index | regctl image import
+#   floor: openssl dgst -sha256 over the bundle (read + SHA-256 of the bytes)
+#
+# Each command runs under GNU time (wall, user+sys CPU, peak RSS). Each push
+# goes to a fresh repository prefix, so no tool finds its blobs already there.
+#
+# Workload (override with env): IMAGES=24 images, each SHARED_LAYERS=3 shared
+# layers of SHARED_MIB=100 MiB plus one unique layer of UNIQUE_MIB=75 MiB
+# (2.1 GiB of distinct blobs, 9 GiB if every image were stored alone).
+#
+# Output: a Markdown table on stdout (and in target/bench/transfer.md).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+IMAGES=${IMAGES:-24}
+SHARED_LAYERS=${SHARED_LAYERS:-3}
+SHARED_MIB=${SHARED_MIB:-100}
+UNIQUE_MIB=${UNIQUE_MIB:-75}
+JOBS=${JOBS:-8}
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+dev/tools all >&2
+dev/tools build crane regctl >&2
+dev/perimeter env >/dev/null 2>&1 || dev/perimeter up >&2
+# shellcheck disable=SC1091
+. target/perimeter/env
+cargo build --release --locked -p airgate -p airgate-testkit >&2
+airgate=$root/target/release/airgate
+seed=$root/target/release/airgate-seed
+crane=$(dev/tools path crane)
+regctl=$(dev/tools path regctl)
+
+work=$root/target/bench/transfer
+rm -rf "$work" && mkdir -p "$work"
+export DOCKER_CONFIG=$work/docker
+mkdir -p "$DOCKER_CONFIG"
+password=$(cat "$AIRGATE_INTERNAL_REGISTRY_PASSWORD_FILE")
+printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$AIRGATE_INTERNAL_REGISTRY" \
+  "$(printf '%s:%s' "$AIRGATE_INTERNAL_REGISTRY_USER" "$password" | base64 -w0)" >"$DOCKER_CONFIG/config.json"
+mkdir -p "$work/certs"
+cp "$AIRGATE_INTERNAL_REGISTRY_CA" "$work/certs/ca.crt"
+export REGCTL_CONFIG=$work/regctl.json
+"$regctl" registry set "$AIRGATE_UPSTREAM_REGISTRY" --tls disabled >/dev/null
+"$regctl" registry set "$AIRGATE_INTERNAL_REGISTRY" --cacert "$(cat "$AIRGATE_INTERNAL_REGISTRY_CA")" >/dev/null
+"$regctl" registry login "$AIRGATE_INTERNAL_REGISTRY" -u "$AIRGATE_INTERNAL_REGISTRY_USER" --pass-stdin <<<"$password" >/dev/null 2>&1
+
+run_id=$(date +%s)
+log "seeding $IMAGES images into $AIRGATE_UPSTREAM_REGISTRY/bench-$run_id"
+"$seed" "$AIRGATE_UPSTREAM_REGISTRY" "bench-$run_id" "$IMAGES" "$SHARED_LAYERS" "$SHARED_MIB" "$UNIQUE_MIB" >"$work/refs.txt"
+mapfile -t refs <"$work/refs.txt"
+{
+  echo "kind: List"
+  echo "items:"
+  for i in "${!refs[@]}"; do
+    echo "- {kind: Pod, metadata: {name: p$i}, spec: {containers: [{name: c, image: \"${refs[$i]}\"}]}}"
+  done
+} >"$work/pods.yaml"
+"$airgate" lock "$work/pods.yaml" -o "$work/airgate.lock" 2>/dev/null
+"$airgate" key generate --out "$work/signer" 2>/dev/null
+
+results=$work/results.tsv
+: >"$results"
+# measure LEG TOOL CMD...: run CMD under GNU time, append a row.
+measure() {
+  local leg=$1 tool=$2
+  shift 2
+  sync
+  local t0 t1
+  t0=$(date +%s.%N)
+  /usr/bin/time -f '%U %S %M' -o "$work/time.txt" "$@" >"$work/$tool-$leg.out" 2>"$work/$tool-$leg.err" || {
+    log "$tool ($leg) failed:"
+    tail -5 "$work/$tool-$leg.err" >&2
+    exit 1
+  }
+  t1=$(date +%s.%N)
+  read -r user sys rss <"$work/time.txt"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$leg" "$tool" "$(echo "$t1 - $t0" | bc)" "$(echo "$user + $sys" | bc)" "$rss" >>"$results"
+  log "$leg $tool: $(echo "$t1 - $t0" | bc)s"
+}
+
+# Peers copy one image per invocation; each gets a script of its commands.
+script() { # script NAME LINE-TEMPLATE: {ref} {i} {repo} replaced per image
+  local name=$1 template=$2 i ref repo line
+  for i in "${!refs[@]}"; do
+    ref=${refs[$i]}
+    repo=${ref#*/}
+    repo=${repo%:*}
+    line=${template//\{ref\}/$ref}
+    line=${line//\{i\}/$i}
+    line=${line//\{repo\}/$repo}
+    printf '%s\n' "$line"
+  done >"$work/$name.sh"
+  echo "$work/$name.sh"
+}
+in=$AIRGATE_INTERNAL_REGISTRY
+
+# (a) registry -> file
+measure a airgate "$airgate" bundle create --lock "$work/airgate.lock" -o "$work/bundle.tar" \
+  --sign-key "$work/signer.key" --jobs "$JOBS"
+measure a skopeo bash -e "$(script skopeo-a "skopeo copy --quiet --all --src-tls-verify=false docker://{ref} oci:$work/skopeo-layout:img{i}")"
+measure a crane "$crane" pull --insecure --format=oci "${refs[@]}" "$work/crane-layout"
+measure a regctl bash -e "$(script regctl-a "'$regctl' image export {ref} $work/regctl-{i}.tar")"
+
+bundle_bytes=$(stat -c %s "$work/bundle.tar")
+measure floor sha256 openssl dgst -sha256 "$work/bundle.tar"
+
+# (b) file -> internal registry, each tool into a fresh prefix
+measure b airgate "$airgate" bundle push "$work/bundle.tar" --to "$in/airgate-$run_id" \
+  --key "$work/signer.pub" --ca-file "$AIRGATE_INTERNAL_REGISTRY_CA" --jobs "$JOBS"
+measure b skopeo bash -e "$(script skopeo-b "skopeo copy --quiet --all --dest-authfile $DOCKER_CONFIG/config.json --dest-cert-dir $work/certs oci:$work/skopeo-layout:img{i} docker://$in/skopeo-$run_id/{repo}:v1")"
+measure b crane env SSL_CERT_FILE="$AIRGATE_INTERNAL_REGISTRY_CA" "$crane" push --index "$work/crane-layout" "$in/crane-$run_id/all:v1"
+measure b regctl bash -e "$(script regctl-b "'$regctl' image import $in/regctl-$run_id/{repo}:v1 $work/regctl-{i}.tar")"
+
+# The table.
+{
+  echo "Workload: $IMAGES images x ($SHARED_LAYERS shared x $SHARED_MIB MiB + 1 unique x $UNIQUE_MIB MiB);"
+  echo "bundle $(numfmt --to=iec-i --suffix=B "$bundle_bytes"); $(nproc) cores; $(date -u +%Y-%m-%d)."
+  echo
+  echo "| leg | tool | wall s | CPU s | peak RSS MiB | MiB/s of bundle |"
+  echo "|---|---|---:|---:|---:|---:|"
+  awk -F'\t' -v bytes="$bundle_bytes" '{ printf "| %s | %s | %.2f | %.2f | %.0f | %.0f |\n", $1, $2, $3, $4, $5 / 1024, bytes / 1048576 / $3 }' "$results"
+  echo
+  awk -F'\t' '
+    { wall[$1","$2] = $3; if ($2 != "airgate" && $1 != "floor" && (best[$1] == "" || $3 < best[$1])) { best[$1] = $3; who[$1] = $2 } }
+    END {
+      for (leg in best) printf "- leg %s: airgate %.2fs, best peer %s %.2fs: airgate takes %.2fx the time of the best peer; %.2fx the floor\n", leg, wall[leg",airgate"], who[leg], best[leg], wall[leg",airgate"] / best[leg], wall[leg",airgate"] / wall["floor,sha256"]
+    }' "$results" | sort
+} | tee "$root/target/bench/transfer.md"
