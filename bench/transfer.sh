@@ -9,8 +9,11 @@
 #       skopeo copy from the layout | crane push --index | regctl image import
 #   floor: openssl dgst -sha256 over the bundle (read + SHA-256 of the bytes)
 #
-# Each command runs under GNU time (wall, user+sys CPU, peak RSS). Each push
-# goes to a fresh repository prefix, so no tool finds its blobs already there.
+# Each command runs under GNU time (wall, user+sys CPU, peak RSS), REPS=3
+# times, the tools taking turns; the table shows medians (this machine is
+# noisy: ext4 writeback after deleting the last run's gigabytes shows up in
+# whoever runs next). Each push goes to a fresh repository prefix, so no tool
+# finds its blobs already there.
 #
 # Workload (override with env): IMAGES=24 images, each SHARED_LAYERS=3 shared
 # layers of SHARED_MIB=100 MiB plus one unique layer of UNIQUE_MIB=75 MiB
@@ -26,6 +29,7 @@ SHARED_LAYERS=${SHARED_LAYERS:-3}
 SHARED_MIB=${SHARED_MIB:-100}
 UNIQUE_MIB=${UNIQUE_MIB:-75}
 JOBS=${JOBS:-8}
+REPS=${REPS:-3}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -89,7 +93,7 @@ measure() {
 }
 
 # Peers copy one image per invocation; each gets a script of its commands.
-script() { # script NAME LINE-TEMPLATE: {ref} {i} {repo} replaced per image
+script() { # script NAME LINE-TEMPLATE: {ref} {i} {repo} {rep} replaced per image
   local name=$1 template=$2 i ref repo line
   for i in "${!refs[@]}"; do
     ref=${refs[$i]}
@@ -104,35 +108,72 @@ script() { # script NAME LINE-TEMPLATE: {ref} {i} {repo} replaced per image
 }
 in=$AIRGATE_INTERNAL_REGISTRY
 
-# (a) registry -> file
-measure a airgate "$airgate" bundle create --lock "$work/airgate.lock" -o "$work/bundle.tar" \
-  --sign-key "$work/signer.key" --jobs "$JOBS"
-measure a skopeo bash -e "$(script skopeo-a "skopeo copy --quiet --all --src-tls-verify=false docker://{ref} oci:$work/skopeo-layout:img{i}")"
-measure a crane "$crane" pull --insecure --format=oci "${refs[@]}" "$work/crane-layout"
-measure a regctl bash -e "$(script regctl-a "'$regctl' image export {ref} $work/regctl-{i}.tar")"
+# (a) registry -> file. Outputs are removed before each run (outside the timing).
+leg_a() { # leg_a TOOL REP
+  case $1 in
+    airgate)
+      rm -f "$work/bundle.tar"; sync
+      measure a airgate "$airgate" bundle create --lock "$work/airgate.lock" -o "$work/bundle.tar" \
+        --sign-key "$work/signer.key" --jobs "$JOBS" ;;
+    skopeo)
+      rm -rf "$work/skopeo-layout"; sync
+      measure a skopeo bash -e "$(script skopeo-a "skopeo copy --quiet --all --src-tls-verify=false docker://{ref} oci:$work/skopeo-layout:img{i}")" ;;
+    crane)
+      rm -rf "$work/crane-layout"; sync
+      measure a crane "$crane" pull --insecure --format=oci "${refs[@]}" "$work/crane-layout" ;;
+    regctl)
+      rm -f "$work"/regctl-*.tar; sync
+      measure a regctl bash -e "$(script regctl-a "'$regctl' image export {ref} $work/regctl-{i}.tar")" ;;
+  esac
+}
+# (b) file -> internal registry, each run into a fresh prefix.
+leg_b() { # leg_b TOOL REP
+  local p="$1-$run_id-$2"
+  case $1 in
+    airgate)
+      measure b airgate "$airgate" bundle push "$work/bundle.tar" --to "$in/$p" \
+        --key "$work/signer.pub" --ca-file "$AIRGATE_INTERNAL_REGISTRY_CA" --jobs "$JOBS" ;;
+    skopeo)
+      measure b skopeo bash -e "$(script skopeo-b "skopeo copy --quiet --all --dest-authfile $DOCKER_CONFIG/config.json --dest-cert-dir $work/certs oci:$work/skopeo-layout:img{i} docker://$in/$p/{repo}:v1")" ;;
+    crane)
+      measure b crane env SSL_CERT_FILE="$AIRGATE_INTERNAL_REGISTRY_CA" "$crane" push --index "$work/crane-layout" "$in/$p/all:v1" ;;
+    regctl)
+      measure b regctl bash -e "$(script regctl-b "'$regctl' image import $in/$p/{repo}:v1 $work/regctl-{i}.tar")" ;;
+  esac
+}
 
+tools=(airgate skopeo crane regctl)
+for rep in $(seq 1 "$REPS"); do
+  # Take turns: each rep starts with a different tool.
+  for k in 0 1 2 3; do leg_a "${tools[$(((k + rep) % 4))]}" "$rep"; done
+  measure floor sha256 openssl dgst -sha256 "$work/bundle.tar"
+  for k in 0 1 2 3; do leg_b "${tools[$(((k + rep) % 4))]}" "$rep"; done
+done
 bundle_bytes=$(stat -c %s "$work/bundle.tar")
-measure floor sha256 openssl dgst -sha256 "$work/bundle.tar"
 
-# (b) file -> internal registry, each tool into a fresh prefix
-measure b airgate "$airgate" bundle push "$work/bundle.tar" --to "$in/airgate-$run_id" \
-  --key "$work/signer.pub" --ca-file "$AIRGATE_INTERNAL_REGISTRY_CA" --jobs "$JOBS"
-measure b skopeo bash -e "$(script skopeo-b "skopeo copy --quiet --all --dest-authfile $DOCKER_CONFIG/config.json --dest-cert-dir $work/certs oci:$work/skopeo-layout:img{i} docker://$in/skopeo-$run_id/{repo}:v1")"
-measure b crane env SSL_CERT_FILE="$AIRGATE_INTERNAL_REGISTRY_CA" "$crane" push --index "$work/crane-layout" "$in/crane-$run_id/all:v1"
-measure b regctl bash -e "$(script regctl-b "'$regctl' image import $in/regctl-$run_id/{repo}:v1 $work/regctl-{i}.tar")"
-
-# The table.
+# The table: medians over the reps.
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+summary=$work/summary.tsv
+: >"$summary"
+for row in "a airgate" "a skopeo" "a crane" "a regctl" "floor sha256" "b airgate" "b skopeo" "b crane" "b regctl"; do
+  read -r leg tool <<<"$row"
+  wall=$(awk -F'\t' -v l="$leg" -v t="$tool" '$1 == l && $2 == t { print $3 }' "$results" | median)
+  cpu=$(awk -F'\t' -v l="$leg" -v t="$tool" '$1 == l && $2 == t { print $4 }' "$results" | median)
+  rss=$(awk -F'\t' -v l="$leg" -v t="$tool" '$1 == l && $2 == t { print $5 }' "$results" | sort -n | tail -1)
+  all=$(awk -F'\t' -v l="$leg" -v t="$tool" '$1 == l && $2 == t { printf "%s%.1f", sep, $3; sep = ", " }' "$results")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$leg" "$tool" "$wall" "$cpu" "$rss" "$all" >>"$summary"
+done
 {
   echo "Workload: $IMAGES images x ($SHARED_LAYERS shared x $SHARED_MIB MiB + 1 unique x $UNIQUE_MIB MiB);"
-  echo "bundle $(numfmt --to=iec-i --suffix=B "$bundle_bytes"); $(nproc) cores; $(date -u +%Y-%m-%d)."
+  echo "bundle $(numfmt --to=iec-i --suffix=B "$bundle_bytes"); $(nproc) cores; $REPS runs each, medians; $(date -u +%Y-%m-%d)."
   echo
-  echo "| leg | tool | wall s | CPU s | peak RSS MiB | MiB/s of bundle |"
-  echo "|---|---|---:|---:|---:|---:|"
-  awk -F'\t' -v bytes="$bundle_bytes" '{ printf "| %s | %s | %.2f | %.2f | %.0f | %.0f |\n", $1, $2, $3, $4, $5 / 1024, bytes / 1048576 / $3 }' "$results"
+  echo "| leg | tool | wall s (median) | CPU s | peak RSS MiB | MiB/s of bundle | every run, s |"
+  echo "|---|---|---:|---:|---:|---:|---|"
+  awk -F'\t' -v bytes="$bundle_bytes" '{ printf "| %s | %s | %.2f | %.2f | %.0f | %.0f | %s |\n", $1, $2, $3, $4, $5 / 1024, bytes / 1048576 / $3, $6 }' "$summary"
   echo
   awk -F'\t' '
     { wall[$1","$2] = $3; if ($2 != "airgate" && $1 != "floor" && (best[$1] == "" || $3 < best[$1])) { best[$1] = $3; who[$1] = $2 } }
     END {
-      for (leg in best) printf "- leg %s: airgate %.2fs, best peer %s %.2fs: airgate takes %.2fx the time of the best peer; %.2fx the floor\n", leg, wall[leg",airgate"], who[leg], best[leg], wall[leg",airgate"] / best[leg], wall[leg",airgate"] / wall["floor,sha256"]
-    }' "$results" | sort
+      for (leg in best) printf "- leg %s: airgate %.2fs, best peer %s %.2fs: airgate takes %.2fx the time of the best peer and %.2fx the floor (%.2fs)\n", leg, wall[leg",airgate"], who[leg], best[leg], wall[leg",airgate"] / best[leg], wall[leg",airgate"] / wall["floor,sha256"], wall["floor,sha256"]
+    }' "$summary" | sort
 } | tee "$root/target/bench/transfer.md"

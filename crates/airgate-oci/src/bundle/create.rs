@@ -461,6 +461,9 @@ async fn write_bundle(
     Ok(())
 }
 
+/// Bytes gathered before one write to the bundle file.
+const WRITE_BLOCK: usize = 4 << 20;
+
 #[allow(clippy::too_many_arguments)]
 async fn download(
     client: &RegistryClient,
@@ -483,28 +486,41 @@ async fn download(
                 .await?;
             let mut stream = resp.bytes_stream();
             let mut hasher = Sha256::new();
+            // Network chunks are small; write in blocks to keep syscalls few.
+            let mut block: Vec<u8> = Vec::with_capacity(WRITE_BLOCK.min(size as usize));
             let mut written = 0u64;
+            let mut received = 0u64;
+            let flush = |block: &mut Vec<u8>, written: &mut u64| {
+                file.write_all_at(block, offset + *written)
+                    .map_err(|source| RegistryError::Io {
+                        path: partial.display().to_string(),
+                        source,
+                    })?;
+                *written += block.len() as u64;
+                block.clear();
+                Ok::<_, RegistryError>(())
+            };
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| RegistryError::Unreachable {
                     registry: source.registry.clone(),
                     message: format!("reading {what}: {e}"),
                 })?;
-                if written + chunk.len() as u64 > size {
+                received += chunk.len() as u64;
+                if received > size {
                     return Err(RegistryError::SizeMismatch {
                         what: what.clone(),
                         expected: size,
-                        actual: written + chunk.len() as u64,
+                        actual: received,
                     });
                 }
                 hasher.update(&chunk);
-                file.write_all_at(&chunk, offset + written)
-                    .map_err(|source| RegistryError::Io {
-                        path: partial.display().to_string(),
-                        source,
-                    })?;
-                written += chunk.len() as u64;
+                block.extend_from_slice(&chunk);
+                if block.len() >= WRITE_BLOCK {
+                    flush(&mut block, &mut written)?;
+                }
                 progress.advance(chunk.len() as u64);
             }
+            flush(&mut block, &mut written)?;
             if written != size {
                 return Err(RegistryError::SizeMismatch {
                     what: what.clone(),

@@ -6,5 +6,5 @@ pub mod read;
 
 pub use create::{CarriedFile, CreateError, CreateRequest, CreateSummary, create};
 pub use read::{
-    Span, Trust, Verified, VerifyError, read_inventory, read_inventory_or_bundle, verify,
+    Span, Trust, Verified, VerifyError, read_inventory, read_inventory_or_bundle, verify, verify_parallel,
 };

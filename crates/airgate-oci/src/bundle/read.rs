@@ -172,6 +172,209 @@ fn entry_name<R: Read>(e: &tar::Entry<'_, R>) -> String {
     String::from_utf8_lossy(&e.path_bytes()).into_owned()
 }
 
+/// What the inventory says one entry must be.
+struct Expected {
+    digest: Digest,
+    size: u64,
+    /// Set for manifests and indexes (kept and parsed) and layout files (kept).
+    keep: Option<Option<String>>,
+}
+
+/// The checks both readers share: entry headers against the bundle format,
+/// entries against the inventory, and completeness at the end.
+struct Checker {
+    seen: BTreeSet<String>,
+    position: usize,
+    trust: Trust,
+    inventory: Option<(Inventory, Digest, Vec<u8>)>,
+    signed_by: Option<Digest>,
+    signature_present: bool,
+    blobs: BTreeMap<Digest, Span>,
+    files: BTreeMap<String, Span>,
+    manifests: BTreeMap<Digest, (bytes::Bytes, String, Parsed)>,
+}
+
+/// What to do with an entry after its header was checked.
+enum Next {
+    /// Read it whole and hand it to `inventory` / `signature`.
+    Inventory,
+    Signature,
+    /// Hash it and compare.
+    Check(EntryKind, Expected),
+}
+
+impl Checker {
+    fn new(trust: &Trust) -> Checker {
+        Checker {
+            seen: BTreeSet::new(),
+            position: 0,
+            trust: trust.clone(),
+            inventory: None,
+            signed_by: None,
+            signature_present: false,
+            blobs: BTreeMap::new(),
+            files: BTreeMap::new(),
+            manifests: BTreeMap::new(),
+        }
+    }
+
+    /// Checks an entry's header, in bundle order.
+    fn header(&mut self, name: &str, is_file: bool, size: u64, bundle: &str) -> Result<Next, VerifyError> {
+        let kind = bundle::classify_entry(name)?;
+        if !self.seen.insert(name.trim_start_matches("./").to_string()) {
+            return Err(VerifyError::Duplicate(name.to_string()));
+        }
+        if !is_file {
+            return Err(VerifyError::NotAFile(name.to_string()));
+        }
+        self.position += 1;
+        match (&kind, self.position) {
+            (EntryKind::Inventory, 1) => return Ok(Next::Inventory),
+            (_, 1) => return Err(VerifyError::NotABundle(bundle.to_string())),
+            (EntryKind::Signature, 2) => return Ok(Next::Signature),
+            (EntryKind::Signature | EntryKind::Inventory, _) => {
+                return Err(VerifyError::Order {
+                    entry: name.to_string(),
+                    reason: "the inventory comes first and the signature second".to_string(),
+                });
+            }
+            _ => {}
+        }
+        if self.signed_by.is_none() && matches!(self.trust, Trust::Key(_)) {
+            return Err(VerifyError::Unsigned);
+        }
+        let Some((inv, _, _)) = &self.inventory else {
+            return Err(VerifyError::NotABundle(bundle.to_string()));
+        };
+        let expected = match &kind {
+            EntryKind::Layout(p) => inv.layout.iter().find(|l| &l.path == p).map(|l| Expected {
+                digest: l.digest.clone(),
+                size: l.size,
+                keep: Some(None),
+            }),
+            EntryKind::Blob(d) => inv.blob_map().get(d).filter(|b| b.carried).map(|b| Expected {
+                digest: b.digest.clone(),
+                size: b.size,
+                keep: b.media_type.clone().map(Some),
+            }),
+            EntryKind::File(n) => inv.files.iter().find(|f| &f.name == n).map(|f| Expected {
+                digest: f.digest.clone(),
+                size: f.size,
+                keep: None,
+            }),
+            EntryKind::Inventory | EntryKind::Signature => None,
+        };
+        let Some(expected) = expected else {
+            return Err(VerifyError::Unlisted(name.to_string()));
+        };
+        if size != expected.size {
+            return Err(VerifyError::SizeMismatch {
+                entry: name.to_string(),
+                expected: expected.size,
+                actual: size,
+            });
+        }
+        Ok(Next::Check(kind, expected))
+    }
+
+    fn inventory(&mut self, bytes: Vec<u8>) -> Result<u64, VerifyError> {
+        let inv = parse_inventory(&bytes)?;
+        let total = inv.carried_bytes();
+        self.inventory = Some((inv, Digest::of(&bytes), bytes));
+        Ok(total)
+    }
+
+    fn signature(&mut self, bytes: &[u8]) -> Result<(), VerifyError> {
+        let sig: SignatureFile = serde_json::from_slice(bytes).map_err(|e| SigningError::Malformed(e.to_string()))?;
+        if let (Trust::Key(key), Some((_, _, inv_bytes))) = (&self.trust, &self.inventory) {
+            signing::verify(inv_bytes, &sig, key)?;
+            self.signed_by = Some(sig.key_id);
+        }
+        self.signature_present = true;
+        Ok(())
+    }
+
+    /// Records a hashed entry: it must match what the inventory says.
+    fn checked(
+        &mut self,
+        name: &str,
+        kind: EntryKind,
+        expected: Expected,
+        actual: Digest,
+        span: Span,
+        kept: Vec<u8>,
+    ) -> Result<(), VerifyError> {
+        if actual != expected.digest {
+            return Err(VerifyError::DigestMismatch {
+                entry: name.to_string(),
+                expected: expected.digest,
+                actual,
+            });
+        }
+        match kind {
+            EntryKind::Blob(d) => {
+                if let Some(Some(mt)) = expected.keep {
+                    let parsed = oci::parse_manifest(&kept, &mt).map_err(|e| VerifyError::Manifest {
+                        digest: d.clone(),
+                        message: e.to_string(),
+                    })?;
+                    self.manifests.insert(d.clone(), (bytes::Bytes::from(kept), mt, parsed));
+                }
+                self.blobs.insert(d, span);
+            }
+            EntryKind::File(n) => {
+                self.files.insert(n, span);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The end: everything listed was there, every manifest's blobs are listed.
+    fn finish(self, bundle: &str) -> Result<Verified, VerifyError> {
+        let Some((inventory, inventory_digest, _)) = self.inventory else {
+            return Err(VerifyError::NotABundle(bundle.to_string()));
+        };
+        if self.signed_by.is_none() && matches!(self.trust, Trust::Key(_)) {
+            return Err(VerifyError::Unsigned);
+        }
+        let mut missing: Vec<String> = Vec::new();
+        for l in &inventory.layout {
+            if !self.seen.contains(&l.path) {
+                missing.push(l.path.clone());
+            }
+        }
+        for b in inventory.blobs.iter().filter(|b| b.carried) {
+            if !self.blobs.contains_key(&b.digest) {
+                missing.push(b.digest.layout_path());
+            }
+        }
+        for f in &inventory.files {
+            if !self.files.contains_key(&f.name) {
+                missing.push(format!("{}{}", bundle::FILES_DIR, f.name));
+            }
+        }
+        if let Some(first) = missing.first() {
+            return Err(VerifyError::Missing {
+                count: missing.len(),
+                first: first.clone(),
+            });
+        }
+        let parsed: BTreeMap<Digest, Parsed> =
+            self.manifests.iter().map(|(d, (_, _, p))| (d.clone(), p.clone())).collect();
+        inventory.check_children(&parsed)?;
+        Ok(Verified {
+            inventory,
+            inventory_digest,
+            signed_by: self.signed_by,
+            signature_present: self.signature_present,
+            blobs: self.blobs,
+            files: self.files,
+            manifests: self.manifests,
+        })
+    }
+}
+
 /// Verifies the whole bundle in one streaming pass (see the module docs).
 pub fn verify(path: &Path, trust: &Trust, progress: &Progress) -> Result<Verified, VerifyError> {
     let shown = path.display().to_string();
@@ -181,214 +384,168 @@ pub fn verify(path: &Path, trust: &Trust, progress: &Progress) -> Result<Verifie
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut archive = tar::Archive::new(BufReader::with_capacity(4 << 20, file));
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut inventory: Option<(Inventory, Digest, Vec<u8>)> = None;
-    let mut signed_by = None;
-    let mut signature_present = false;
-    let mut blobs = BTreeMap::new();
-    let mut files = BTreeMap::new();
-    let mut manifests = BTreeMap::new();
+    let mut checker = Checker::new(trust);
     let mut buf = vec![0u8; 1 << 20];
-    let mut position = 0usize;
-
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(|e| truncated_or_io(&shown, "<header>", e))?;
         let name = entry_name(&entry);
-        let kind = bundle::classify_entry(&name)?;
-        if !seen.insert(name.trim_start_matches("./").to_string()) {
-            return Err(VerifyError::Duplicate(name));
-        }
-        if !entry.header().entry_type().is_file() {
-            return Err(VerifyError::NotAFile(name));
-        }
         let size = entry.size();
-        let offset = entry.raw_file_position();
-        position += 1;
-
-        // The first entry is the inventory; the second may be the signature.
-        match (&kind, position, &inventory) {
-            (EntryKind::Inventory, 1, None) => {
+        let span = Span {
+            offset: entry.raw_file_position(),
+            size,
+        };
+        match checker.header(&name, entry.header().entry_type().is_file(), size, &shown)? {
+            Next::Inventory | Next::Signature if size > MAX_METADATA => {
+                return Err(VerifyError::Inventory(format!("entry '{name}' is {size} bytes; too large")));
+            }
+            Next::Inventory => {
                 let mut bytes = Vec::with_capacity(size as usize);
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| truncated_or_io(&shown, &name, e))?;
-                let inv = parse_inventory(&bytes)?;
-                let digest = Digest::of(&bytes);
-                progress.set_total(inv.carried_bytes());
-                inventory = Some((inv, digest, bytes));
-                continue;
+                entry.read_to_end(&mut bytes).map_err(|e| truncated_or_io(&shown, &name, e))?;
+                progress.set_total(checker.inventory(bytes)?);
             }
-            (_, 1, _) => return Err(VerifyError::NotABundle(shown)),
-            (EntryKind::Signature, 2, Some((_, _, inv_bytes))) => {
+            Next::Signature => {
                 let mut bytes = Vec::new();
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| truncated_or_io(&shown, &name, e))?;
-                let sig: SignatureFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| SigningError::Malformed(e.to_string()))?;
-                if let Trust::Key(key) = trust {
-                    signing::verify(inv_bytes, &sig, key)?;
-                    signed_by = Some(sig.key_id);
+                entry.read_to_end(&mut bytes).map_err(|e| truncated_or_io(&shown, &name, e))?;
+                checker.signature(&bytes)?;
+            }
+            Next::Check(kind, expected) => {
+                let keep = expected.keep.is_some();
+                let count = matches!(kind, EntryKind::Blob(_));
+                let mut kept = Vec::new();
+                let mut hasher = Sha256::new();
+                let mut read = 0u64;
+                loop {
+                    let n = entry.read(&mut buf).map_err(|e| truncated_or_io(&shown, &name, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    if keep {
+                        kept.extend_from_slice(&buf[..n]);
+                    }
+                    read += n as u64;
+                    if count {
+                        progress.advance(n as u64);
+                    }
                 }
-                signature_present = true;
-                continue;
-            }
-            (EntryKind::Signature, _, _) | (EntryKind::Inventory, _, _) => {
-                return Err(VerifyError::Order {
-                    entry: name,
-                    reason: "the inventory comes first and the signature second".to_string(),
-                });
-            }
-            _ => {}
-        }
-        if position == 2 && signed_by.is_none() && matches!(trust, Trust::Key(_)) {
-            return Err(VerifyError::Unsigned);
-        }
-        let Some((inv, _, _)) = &inventory else {
-            return Err(VerifyError::NotABundle(shown));
-        };
-
-        let expected = match &kind {
-            EntryKind::Layout(p) => inv
-                .layout
-                .iter()
-                .find(|l| &l.path == p)
-                .map(|l| (l.digest.clone(), l.size)),
-            EntryKind::Blob(d) => inv
-                .blobs
-                .iter()
-                .find(|b| &b.digest == d && b.carried)
-                .map(|b| (b.digest.clone(), b.size)),
-            EntryKind::File(n) => inv
-                .files
-                .iter()
-                .find(|f| &f.name == n)
-                .map(|f| (f.digest.clone(), f.size)),
-            EntryKind::Inventory | EntryKind::Signature => None,
-        };
-        let Some((expected_digest, expected_size)) = expected else {
-            return Err(VerifyError::Unlisted(name));
-        };
-        if size != expected_size {
-            return Err(VerifyError::SizeMismatch {
-                entry: name,
-                expected: expected_size,
-                actual: size,
-            });
-        }
-        let media_type = match &kind {
-            EntryKind::Blob(d) => inv
-                .blobs
-                .iter()
-                .find(|b| &b.digest == d)
-                .and_then(|b| b.media_type.clone()),
-            _ => None,
-        };
-        let keep = media_type.is_some() || matches!(kind, EntryKind::Layout(_));
-        let mut kept = Vec::new();
-        let mut hasher = Sha256::new();
-        let mut read = 0u64;
-        loop {
-            let n = entry
-                .read(&mut buf)
-                .map_err(|e| truncated_or_io(&shown, &name, e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            if keep {
-                kept.extend_from_slice(&buf[..n]);
-            }
-            read += n as u64;
-            if matches!(kind, EntryKind::Blob(_)) {
-                progress.advance(n as u64);
-            }
-        }
-        if read != size {
-            return Err(VerifyError::Truncated {
-                path: shown,
-                entry: name,
-            });
-        }
-        let actual = Digest::from_sha256(hasher.finalize().as_slice());
-        if actual != expected_digest {
-            return Err(VerifyError::DigestMismatch {
-                entry: name,
-                expected: expected_digest,
-                actual,
-            });
-        }
-        let span = Span { offset, size };
-        match kind {
-            EntryKind::Blob(d) => {
-                if let Some(mt) = media_type {
-                    let parsed =
-                        oci::parse_manifest(&kept, &mt).map_err(|e| VerifyError::Manifest {
-                            digest: d.clone(),
-                            message: e.to_string(),
-                        })?;
-                    manifests.insert(d.clone(), (bytes::Bytes::from(kept), mt, parsed));
+                if read != size {
+                    return Err(VerifyError::Truncated { path: shown, entry: name });
                 }
-                blobs.insert(d, span);
+                let actual = Digest::from_sha256(hasher.finalize().as_slice());
+                checker.checked(&name, kind, expected, actual, span, kept)?;
             }
-            EntryKind::File(n) => {
-                files.insert(n, span);
-            }
-            _ => {}
         }
     }
+    checker.finish(&shown)
+}
 
-    let Some((inventory, inventory_digest, _)) = inventory else {
-        return Err(VerifyError::NotABundle(shown));
+/// The inventory and signature are small; anything larger is not a bundle.
+const MAX_METADATA: u64 = 256 << 20;
+
+/// Verifies the whole bundle reading each byte once, hashing entries on
+/// `threads` threads at once: the headers are read first (seeking past the
+/// data), then the inventory and signature, then every entry in parallel.
+/// For files on disk; `verify` also works on a stream.
+pub fn verify_parallel(path: &Path, trust: &Trust, threads: usize, progress: &Progress) -> Result<Verified, VerifyError> {
+    use std::os::unix::fs::FileExt;
+    let shown = path.display().to_string();
+    let io = |source: std::io::Error| VerifyError::Io {
+        path: shown.clone(),
+        source,
     };
-    if signed_by.is_none() && matches!(trust, Trust::Key(_)) {
-        return Err(VerifyError::Unsigned);
-    }
-    let mut missing: Vec<String> = Vec::new();
-    for l in &inventory.layout {
-        if !seen.contains(&l.path) {
-            missing.push(l.path.clone());
-        }
-    }
-    for b in inventory.blobs.iter().filter(|b| b.carried) {
-        if !blobs.contains_key(&b.digest) {
-            missing.push(b.digest.layout_path());
-        }
-    }
-    for f in &inventory.files {
-        if !files.contains_key(&f.name) {
-            missing.push(format!("{}{}", bundle::FILES_DIR, f.name));
-        }
-    }
-    if let Some(first) = missing.first() {
-        return Err(VerifyError::Missing {
-            count: missing.len(),
-            first: first.clone(),
-        });
-    }
-    // Every manifest carried must be parsed, so its children can be checked.
-    for b in &inventory.blobs {
-        if b.media_type.is_some() && b.carried && !manifests.contains_key(&b.digest) {
-            return Err(VerifyError::Missing {
-                count: 1,
-                first: b.digest.layout_path(),
+    let file = std::fs::File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let read_span = |span: Span, name: &str| -> Result<Vec<u8>, VerifyError> {
+        if span.offset + span.size > file_len {
+            return Err(VerifyError::Truncated {
+                path: shown.clone(),
+                entry: name.to_string(),
             });
         }
+        let mut bytes = vec![0u8; span.size as usize];
+        file.read_exact_at(&mut bytes, span.offset).map_err(|e| truncated_or_io(&shown, name, e))?;
+        Ok(bytes)
+    };
+
+    // 1. Headers only, in order.
+    let mut checker = Checker::new(trust);
+    let mut work = Vec::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(path).map_err(io)?);
+    for entry in archive.entries_with_seek().map_err(io)? {
+        let entry = entry.map_err(|e| truncated_or_io(&shown, "<header>", e))?;
+        let name = entry_name(&entry);
+        let size = entry.size();
+        let span = Span {
+            offset: entry.raw_file_position(),
+            size,
+        };
+        match checker.header(&name, entry.header().entry_type().is_file(), size, &shown)? {
+            Next::Inventory | Next::Signature if size > MAX_METADATA => {
+                return Err(VerifyError::Inventory(format!("entry '{name}' is {size} bytes; too large")));
+            }
+            Next::Inventory => progress.set_total(checker.inventory(read_span(span, &name)?)?),
+            Next::Signature => checker.signature(&read_span(span, &name)?)?,
+            Next::Check(kind, expected) => {
+                if span.offset + size > file_len {
+                    return Err(VerifyError::Truncated { path: shown, entry: name });
+                }
+                work.push((name, kind, expected, span));
+            }
+        }
     }
-    let parsed: BTreeMap<Digest, Parsed> = manifests
-        .iter()
-        .map(|(d, (_, _, p))| (d.clone(), p.clone()))
-        .collect();
-    inventory.check_children(&parsed)?;
-    Ok(Verified {
-        inventory,
-        inventory_digest,
-        signed_by,
-        signature_present,
-        blobs,
-        files,
-        manifests,
-    })
+
+    // 2. Hash every entry, biggest first, on `threads` threads.
+    work.sort_by_key(|(_, _, _, span)| std::cmp::Reverse(span.size));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<(usize, Digest, Vec<u8>)>, VerifyError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    let mut buf = vec![0u8; 4 << 20];
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((name, kind, expected, span)) = work.get(i) else {
+                            return Ok(done);
+                        };
+                        let mut hasher = Sha256::new();
+                        let mut kept = Vec::new();
+                        let mut at = 0u64;
+                        while at < span.size {
+                            let n = (span.size - at).min(buf.len() as u64) as usize;
+                            file.read_exact_at(&mut buf[..n], span.offset + at)
+                                .map_err(|e| truncated_or_io(&shown, name, e))?;
+                            hasher.update(&buf[..n]);
+                            if expected.keep.is_some() {
+                                kept.extend_from_slice(&buf[..n]);
+                            }
+                            if matches!(kind, EntryKind::Blob(_)) {
+                                progress.advance(n as u64);
+                            }
+                            at += n as u64;
+                        }
+                        done.push((i, Digest::from_sha256(hasher.finalize().as_slice()), kept));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(VerifyError::Inventory("a hashing thread panicked".to_string()))))
+            .collect()
+    });
+    let mut hashed = Vec::new();
+    for r in results {
+        hashed.extend(r?);
+    }
+    hashed.sort_by_key(|(i, _, _)| *i);
+    let mut work: Vec<Option<(String, EntryKind, Expected, Span)>> = work.into_iter().map(Some).collect();
+    for (i, actual, kept) in hashed {
+        if let Some((name, kind, expected, span)) = work.get_mut(i).and_then(Option::take) {
+            checker.checked(&name, kind, expected, actual, span, kept)?;
+        }
+    }
+    checker.finish(&shown)
 }
 
 fn truncated_or_io(path: &str, entry: &str, e: std::io::Error) -> VerifyError {

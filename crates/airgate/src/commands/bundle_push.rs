@@ -24,7 +24,11 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
     let client = RegistryClient::new(options)?;
     // Verify the whole bundle before a single byte goes to the registry.
     let verified =
-        bundle_verify::verify_with_progress(&args.bundle, &bundle_verify::trust(&args.trust)?)?;
+        bundle_verify::verify_with_progress(
+        &args.bundle,
+        &bundle_verify::trust(&args.trust)?,
+        bundle_verify::Pass::Parallel,
+    )?;
     let verified_in = started.elapsed();
     let request = PushRequest {
         bundle: &args.bundle,

@@ -30,17 +30,32 @@ struct Report {
     bytes: u64,
 }
 
+/// How to read the bundle.
+#[derive(Clone, Copy, Debug)]
+pub enum Pass {
+    /// One sequential pass, as from a stream.
+    Streaming,
+    /// Headers first, then every entry hashed on all cores.
+    Parallel,
+}
+
 /// Verifies with a progress bar; shared by `verify` and `push`.
-pub fn verify_with_progress(path: &std::path::Path, trust: &Trust) -> Result<Verified> {
+pub fn verify_with_progress(path: &std::path::Path, trust: &Trust, pass: Pass) -> Result<Verified> {
     let (progress, bar) = progress_bar::bytes("verify");
-    let result = bundle::verify(path, trust, &progress);
+    let result = match pass {
+        Pass::Streaming => bundle::verify(path, trust, &progress),
+        Pass::Parallel => {
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            bundle::verify_parallel(path, trust, threads, &progress)
+        }
+    };
     progress_bar::finish(bar);
     result.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 pub fn run(args: BundleVerifyArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let verified = verify_with_progress(&args.bundle, &trust(&args.trust)?)?;
+    let verified = verify_with_progress(&args.bundle, &trust(&args.trust)?, Pass::Streaming)?;
     let report = Report {
         verified: true,
         signed_by: verified.signed_by.as_ref().map(|d| d.to_string()),
