@@ -134,6 +134,9 @@ leg_b() { # leg_b TOOL REP
       measure b airgate "$airgate" bundle push "$work/bundle.tar" --to "$in/$p" \
         --key "$work/signer.pub" --ca-file "$AIRGATE_INTERNAL_REGISTRY_CA" --jobs "$JOBS" ;;
     skopeo)
+      # skopeo remembers where blobs live and would mount them from an
+      # earlier run's repositories: make it start from nothing, like the rest.
+      rm -f /var/lib/containers/cache/blob-info-cache-v1.boltdb "$HOME/.local/share/containers/cache/blob-info-cache-v1.boltdb"
       measure b skopeo bash -e "$(script skopeo-b "skopeo copy --quiet --all --dest-authfile $DOCKER_CONFIG/config.json --dest-cert-dir $work/certs oci:$work/skopeo-layout:img{i} docker://$in/$p/{repo}:v1")" ;;
     crane)
       measure b crane env SSL_CERT_FILE="$AIRGATE_INTERNAL_REGISTRY_CA" "$crane" push --index "$work/crane-layout" "$in/$p/all:v1" ;;
@@ -142,12 +145,15 @@ leg_b() { # leg_b TOOL REP
   esac
 }
 
-tools=(airgate skopeo crane regctl)
+# Take turns: each rep runs the tools in another order, so no tool always
+# follows the same one (regctl leaves 9 GiB of tars for the kernel to flush).
+orders=("airgate skopeo crane regctl" "regctl crane skopeo airgate" "crane airgate regctl skopeo"
+  "skopeo regctl airgate crane")
 for rep in $(seq 1 "$REPS"); do
-  # Take turns: each rep starts with a different tool.
-  for k in 0 1 2 3; do leg_a "${tools[$(((k + rep) % 4))]}" "$rep"; done
+  read -r -a order <<<"${orders[$(((rep - 1) % 4))]}"
+  for tool in "${order[@]}"; do leg_a "$tool" "$rep"; done
   measure floor sha256 openssl dgst -sha256 "$work/bundle.tar"
-  for k in 0 1 2 3; do leg_b "${tools[$(((k + rep) % 4))]}" "$rep"; done
+  for tool in "${order[@]}"; do leg_b "$tool" "$rep"; done
 done
 bundle_bytes=$(stat -c %s "$work/bundle.tar")
 

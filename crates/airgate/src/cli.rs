@@ -153,6 +153,7 @@ pub struct BundleCreateArgs {
 
 #[derive(Debug, Args)]
 pub struct BundleVerifyArgs {
+    /// The bundle file, or - to read it from standard input (a pipe, a diode).
     pub bundle: PathBuf,
     #[command(flatten)]
     pub trust: TrustArgs,

@@ -1,19 +1,10 @@
 //! Writing output files so that a crash never leaves half a file behind.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use airgate_oci::bundle::partial_path;
 use anyhow::{Context, Result};
-
-/// `PATH.partial`, next to the final file.
-pub fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".partial");
-    path.with_file_name(name)
-}
 
 /// Writes `bytes` to `PATH.partial`, syncs, and renames it to `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -258,6 +258,12 @@ fn round_trip_keeps_every_digest_and_stores_shared_layers_once() -> Result<()> {
         verified.contains("verified (signed by sha256:"),
         "{verified}"
     );
+    // From a stream too, as from a data diode.
+    let piped = env
+        .cmd(&["bundle", "verify", "-", "--key", &public])
+        .stdin(std::fs::File::open(&bundle)?)
+        .output()?;
+    assert!(ok(piped)?.contains("standard input: verified"));
     let inspected = ok(env.airgate(&["bundle", "inspect", &s(&bundle), "-o", "json"])?)?;
     assert!(
         inspected.contains(&multi.digest) && inspected.contains("db/vulndb.json"),
@@ -368,6 +374,11 @@ fn tampered_bundles_are_refused_naming_the_problem_and_nothing_is_pushed() -> Re
         write_raw_tar(&path, entries)?;
         let err = fails(env.airgate(&["bundle", "verify", &s(&path), "--key", &public])?)?;
         assert!(err.contains(expected), "{name}: {err}");
+        let piped = env
+            .cmd(&["bundle", "verify", "-", "--key", &public])
+            .stdin(std::fs::File::open(&path)?)
+            .output()?;
+        assert!(fails(piped)?.contains(expected), "{name} (stdin)");
         let err = fails(env.airgate(&env.push_args(&s(&path), &to, &public))?)?;
         assert!(err.contains(expected), "{name} (push): {err}");
         assert_eq!(

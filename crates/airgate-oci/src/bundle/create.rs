@@ -376,14 +376,7 @@ pub async fn create(
         offset = next;
     }
     let total = offset + 1024;
-    let partial = {
-        let mut name = out
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        name.push(".partial");
-        out.with_file_name(name)
-    };
+    let partial = partial_path(out);
     let result = write_bundle(client, request, &placed, total, &partial, progress).await;
     if let Err(e) = result {
         let _ = std::fs::remove_file(&partial);
@@ -401,6 +394,16 @@ pub async fn create(
         bundle_bytes: total,
         inventory_digest,
     })
+}
+
+/// `PATH.partial`, next to `path`: where a file is written until complete.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".partial");
+    path.with_file_name(name)
 }
 
 fn header(path: &str, size: u64) -> Result<[u8; 512], CreateError> {
@@ -428,7 +431,8 @@ async fn write_bundle(
     progress: &Progress,
 ) -> Result<(), CreateError> {
     let file = std::fs::File::create(partial).map_err(io(partial))?;
-    file.set_len(total).map_err(io(partial))?;
+    // The length is set at the end: writing into a preallocated sparse file
+    // measured slower than letting the writes extend it.
     let file = Arc::new(file);
     progress.set_total(
         placed
@@ -457,12 +461,20 @@ async fn write_bundle(
     .buffer_unordered(request.jobs.max(1))
     .try_collect::<Vec<()>>()
     .await?;
-    file.sync_all().map_err(io(partial))?;
+    // The last entry's padding and the end-of-archive blocks are zeros.
+    file.set_len(total).map_err(io(partial))?;
+    // No fsync here: a bundle is verified by digest before use, so a file
+    // cut short by an OS crash is caught then; the rename below only ever
+    // names a file this process finished writing.
     Ok(())
 }
 
+async fn join_write(handle: tokio::task::JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
+    handle.await.map_err(std::io::Error::other)?
+}
+
 /// Bytes gathered before one write to the bundle file.
-const WRITE_BLOCK: usize = 4 << 20;
+const WRITE_BLOCK: usize = 2 << 20;
 
 #[allow(clippy::too_many_arguments)]
 async fn download(
@@ -470,7 +482,7 @@ async fn download(
     source: &Source,
     digest: &Digest,
     size: u64,
-    file: &std::fs::File,
+    file: &Arc<std::fs::File>,
     offset: u64,
     partial: &Path,
     progress: &Progress,
@@ -486,19 +498,22 @@ async fn download(
                 .await?;
             let mut stream = resp.bytes_stream();
             let mut hasher = Sha256::new();
-            // Network chunks are small; write in blocks to keep syscalls few.
+            // Network chunks are small: gather them into blocks, and write
+            // each block on the blocking pool while the next one arrives, so
+            // the async workers never wait on the page cache.
             let mut block: Vec<u8> = Vec::with_capacity(WRITE_BLOCK.min(size as usize));
+            let mut writing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
             let mut written = 0u64;
             let mut received = 0u64;
-            let flush = |block: &mut Vec<u8>, written: &mut u64| {
-                file.write_all_at(block, offset + *written)
-                    .map_err(|source| RegistryError::Io {
-                        path: partial.display().to_string(),
-                        source,
-                    })?;
+            let io_error = |source: std::io::Error| RegistryError::Io {
+                path: partial.display().to_string(),
+                source,
+            };
+            let flush = |block: Vec<u8>, written: &mut u64| {
+                let file = file.clone();
+                let at = offset + *written;
                 *written += block.len() as u64;
-                block.clear();
-                Ok::<_, RegistryError>(())
+                tokio::task::spawn_blocking(move || file.write_all_at(&block, at))
             };
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| RegistryError::Unreachable {
@@ -516,11 +531,20 @@ async fn download(
                 hasher.update(&chunk);
                 block.extend_from_slice(&chunk);
                 if block.len() >= WRITE_BLOCK {
-                    flush(&mut block, &mut written)?;
+                    if let Some(w) = writing.take() {
+                        join_write(w).await.map_err(io_error)?;
+                    }
+                    let full = std::mem::replace(&mut block, Vec::with_capacity(WRITE_BLOCK));
+                    writing = Some(flush(full, &mut written));
                 }
                 progress.advance(chunk.len() as u64);
             }
-            flush(&mut block, &mut written)?;
+            if let Some(w) = writing.take() {
+                join_write(w).await.map_err(io_error)?;
+            }
+            join_write(flush(block, &mut written))
+                .await
+                .map_err(io_error)?;
             if written != size {
                 return Err(RegistryError::SizeMismatch {
                     what: what.clone(),

@@ -4,7 +4,8 @@
 pub mod create;
 pub mod read;
 
-pub use create::{CarriedFile, CreateError, CreateRequest, CreateSummary, create};
+pub use create::{CarriedFile, CreateError, CreateRequest, CreateSummary, create, partial_path};
 pub use read::{
-    Span, Trust, Verified, VerifyError, read_inventory, read_inventory_or_bundle, verify, verify_parallel,
+    Span, Trust, Verified, VerifyError, read_inventory, read_inventory_or_bundle, verify,
+    verify_parallel, verify_stream,
 };

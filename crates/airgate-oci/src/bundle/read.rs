@@ -172,6 +172,15 @@ fn entry_name<R: Read>(e: &tar::Entry<'_, R>) -> String {
     String::from_utf8_lossy(&e.path_bytes()).into_owned()
 }
 
+/// An entry's name, where its content is, and whether it is a regular file.
+fn entry_head<R: Read>(e: &tar::Entry<'_, R>) -> (String, Span, bool) {
+    let span = Span {
+        offset: e.raw_file_position(),
+        size: e.size(),
+    };
+    (entry_name(e), span, e.header().entry_type().is_file())
+}
+
 /// What the inventory says one entry must be.
 struct Expected {
     digest: Digest,
@@ -219,8 +228,19 @@ impl Checker {
     }
 
     /// Checks an entry's header, in bundle order.
-    fn header(&mut self, name: &str, is_file: bool, size: u64, bundle: &str) -> Result<Next, VerifyError> {
+    fn header(
+        &mut self,
+        name: &str,
+        is_file: bool,
+        size: u64,
+        bundle: &str,
+    ) -> Result<Next, VerifyError> {
         let kind = bundle::classify_entry(name)?;
+        if matches!(kind, EntryKind::Inventory | EntryKind::Signature) && size > MAX_METADATA {
+            return Err(VerifyError::Inventory(format!(
+                "entry '{name}' is {size} bytes; too large"
+            )));
+        }
         if !self.seen.insert(name.trim_start_matches("./").to_string()) {
             return Err(VerifyError::Duplicate(name.to_string()));
         }
@@ -252,11 +272,15 @@ impl Checker {
                 size: l.size,
                 keep: Some(None),
             }),
-            EntryKind::Blob(d) => inv.blob_map().get(d).filter(|b| b.carried).map(|b| Expected {
-                digest: b.digest.clone(),
-                size: b.size,
-                keep: b.media_type.clone().map(Some),
-            }),
+            EntryKind::Blob(d) => inv
+                .blob_map()
+                .get(d)
+                .filter(|b| b.carried)
+                .map(|b| Expected {
+                    digest: b.digest.clone(),
+                    size: b.size,
+                    keep: b.media_type.clone().map(Some),
+                }),
             EntryKind::File(n) => inv.files.iter().find(|f| &f.name == n).map(|f| Expected {
                 digest: f.digest.clone(),
                 size: f.size,
@@ -285,7 +309,8 @@ impl Checker {
     }
 
     fn signature(&mut self, bytes: &[u8]) -> Result<(), VerifyError> {
-        let sig: SignatureFile = serde_json::from_slice(bytes).map_err(|e| SigningError::Malformed(e.to_string()))?;
+        let sig: SignatureFile =
+            serde_json::from_slice(bytes).map_err(|e| SigningError::Malformed(e.to_string()))?;
         if let (Trust::Key(key), Some((_, _, inv_bytes))) = (&self.trust, &self.inventory) {
             signing::verify(inv_bytes, &sig, key)?;
             self.signed_by = Some(sig.key_id);
@@ -314,11 +339,13 @@ impl Checker {
         match kind {
             EntryKind::Blob(d) => {
                 if let Some(Some(mt)) = expected.keep {
-                    let parsed = oci::parse_manifest(&kept, &mt).map_err(|e| VerifyError::Manifest {
-                        digest: d.clone(),
-                        message: e.to_string(),
-                    })?;
-                    self.manifests.insert(d.clone(), (bytes::Bytes::from(kept), mt, parsed));
+                    let parsed =
+                        oci::parse_manifest(&kept, &mt).map_err(|e| VerifyError::Manifest {
+                            digest: d.clone(),
+                            message: e.to_string(),
+                        })?;
+                    self.manifests
+                        .insert(d.clone(), (bytes::Bytes::from(kept), mt, parsed));
                 }
                 self.blobs.insert(d, span);
             }
@@ -360,8 +387,11 @@ impl Checker {
                 first: first.clone(),
             });
         }
-        let parsed: BTreeMap<Digest, Parsed> =
-            self.manifests.iter().map(|(d, (_, _, p))| (d.clone(), p.clone())).collect();
+        let parsed: BTreeMap<Digest, Parsed> = self
+            .manifests
+            .iter()
+            .map(|(d, (_, _, p))| (d.clone(), p.clone()))
+            .collect();
         inventory.check_children(&parsed)?;
         Ok(Verified {
             inventory,
@@ -377,35 +407,46 @@ impl Checker {
 
 /// Verifies the whole bundle in one streaming pass (see the module docs).
 pub fn verify(path: &Path, trust: &Trust, progress: &Progress) -> Result<Verified, VerifyError> {
-    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| VerifyError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    verify_stream(file, &path.display().to_string(), trust, progress)
+}
+
+/// Verifies a bundle read from `reader` (a file, a pipe, a data diode),
+/// named `shown` in messages. Spans in the result are stream offsets.
+pub fn verify_stream(
+    reader: impl Read,
+    shown: &str,
+    trust: &Trust,
+    progress: &Progress,
+) -> Result<Verified, VerifyError> {
+    let shown = shown.to_string();
     let io = |source: std::io::Error| VerifyError::Io {
         path: shown.clone(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut archive = tar::Archive::new(BufReader::with_capacity(4 << 20, file));
+    let mut archive = tar::Archive::new(BufReader::with_capacity(4 << 20, reader));
     let mut checker = Checker::new(trust);
     let mut buf = vec![0u8; 1 << 20];
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(|e| truncated_or_io(&shown, "<header>", e))?;
-        let name = entry_name(&entry);
-        let size = entry.size();
-        let span = Span {
-            offset: entry.raw_file_position(),
-            size,
-        };
-        match checker.header(&name, entry.header().entry_type().is_file(), size, &shown)? {
-            Next::Inventory | Next::Signature if size > MAX_METADATA => {
-                return Err(VerifyError::Inventory(format!("entry '{name}' is {size} bytes; too large")));
-            }
+        let (name, span, is_file) = entry_head(&entry);
+        let size = span.size;
+        match checker.header(&name, is_file, size, &shown)? {
             Next::Inventory => {
                 let mut bytes = Vec::with_capacity(size as usize);
-                entry.read_to_end(&mut bytes).map_err(|e| truncated_or_io(&shown, &name, e))?;
+                entry
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| truncated_or_io(&shown, &name, e))?;
                 progress.set_total(checker.inventory(bytes)?);
             }
             Next::Signature => {
                 let mut bytes = Vec::new();
-                entry.read_to_end(&mut bytes).map_err(|e| truncated_or_io(&shown, &name, e))?;
+                entry
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| truncated_or_io(&shown, &name, e))?;
                 checker.signature(&bytes)?;
             }
             Next::Check(kind, expected) => {
@@ -415,7 +456,9 @@ pub fn verify(path: &Path, trust: &Trust, progress: &Progress) -> Result<Verifie
                 let mut hasher = Sha256::new();
                 let mut read = 0u64;
                 loop {
-                    let n = entry.read(&mut buf).map_err(|e| truncated_or_io(&shown, &name, e))?;
+                    let n = entry
+                        .read(&mut buf)
+                        .map_err(|e| truncated_or_io(&shown, &name, e))?;
                     if n == 0 {
                         break;
                     }
@@ -429,7 +472,10 @@ pub fn verify(path: &Path, trust: &Trust, progress: &Progress) -> Result<Verifie
                     }
                 }
                 if read != size {
-                    return Err(VerifyError::Truncated { path: shown, entry: name });
+                    return Err(VerifyError::Truncated {
+                        path: shown,
+                        entry: name,
+                    });
                 }
                 let actual = Digest::from_sha256(hasher.finalize().as_slice());
                 checker.checked(&name, kind, expected, actual, span, kept)?;
@@ -439,6 +485,10 @@ pub fn verify(path: &Path, trust: &Trust, progress: &Progress) -> Result<Verifie
     checker.finish(&shown)
 }
 
+/// One entry hashed by `verify_parallel`: its index in the work list, its
+/// digest, and its bytes when they are kept.
+type Hashed = (usize, Digest, Vec<u8>);
+
 /// The inventory and signature are small; anything larger is not a bundle.
 const MAX_METADATA: u64 = 256 << 20;
 
@@ -446,7 +496,12 @@ const MAX_METADATA: u64 = 256 << 20;
 /// `threads` threads at once: the headers are read first (seeking past the
 /// data), then the inventory and signature, then every entry in parallel.
 /// For files on disk; `verify` also works on a stream.
-pub fn verify_parallel(path: &Path, trust: &Trust, threads: usize, progress: &Progress) -> Result<Verified, VerifyError> {
+pub fn verify_parallel(
+    path: &Path,
+    trust: &Trust,
+    threads: usize,
+    progress: &Progress,
+) -> Result<Verified, VerifyError> {
     use std::os::unix::fs::FileExt;
     let shown = path.display().to_string();
     let io = |source: std::io::Error| VerifyError::Io {
@@ -463,7 +518,8 @@ pub fn verify_parallel(path: &Path, trust: &Trust, threads: usize, progress: &Pr
             });
         }
         let mut bytes = vec![0u8; span.size as usize];
-        file.read_exact_at(&mut bytes, span.offset).map_err(|e| truncated_or_io(&shown, name, e))?;
+        file.read_exact_at(&mut bytes, span.offset)
+            .map_err(|e| truncated_or_io(&shown, name, e))?;
         Ok(bytes)
     };
 
@@ -473,21 +529,17 @@ pub fn verify_parallel(path: &Path, trust: &Trust, threads: usize, progress: &Pr
     let mut archive = tar::Archive::new(std::fs::File::open(path).map_err(io)?);
     for entry in archive.entries_with_seek().map_err(io)? {
         let entry = entry.map_err(|e| truncated_or_io(&shown, "<header>", e))?;
-        let name = entry_name(&entry);
-        let size = entry.size();
-        let span = Span {
-            offset: entry.raw_file_position(),
-            size,
-        };
-        match checker.header(&name, entry.header().entry_type().is_file(), size, &shown)? {
-            Next::Inventory | Next::Signature if size > MAX_METADATA => {
-                return Err(VerifyError::Inventory(format!("entry '{name}' is {size} bytes; too large")));
-            }
+        let (name, span, is_file) = entry_head(&entry);
+        let size = span.size;
+        match checker.header(&name, is_file, size, &shown)? {
             Next::Inventory => progress.set_total(checker.inventory(read_span(span, &name)?)?),
             Next::Signature => checker.signature(&read_span(span, &name)?)?,
             Next::Check(kind, expected) => {
                 if span.offset + size > file_len {
-                    return Err(VerifyError::Truncated { path: shown, entry: name });
+                    return Err(VerifyError::Truncated {
+                        path: shown,
+                        entry: name,
+                    });
                 }
                 work.push((name, kind, expected, span));
             }
@@ -497,49 +549,57 @@ pub fn verify_parallel(path: &Path, trust: &Trust, threads: usize, progress: &Pr
     // 2. Hash every entry, biggest first, on `threads` threads.
     work.sort_by_key(|(_, _, _, span)| std::cmp::Reverse(span.size));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<Vec<(usize, Digest, Vec<u8>)>, VerifyError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads.max(1))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    let mut buf = vec![0u8; 4 << 20];
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((name, kind, expected, span)) = work.get(i) else {
-                            return Ok(done);
-                        };
-                        let mut hasher = Sha256::new();
-                        let mut kept = Vec::new();
-                        let mut at = 0u64;
-                        while at < span.size {
-                            let n = (span.size - at).min(buf.len() as u64) as usize;
-                            file.read_exact_at(&mut buf[..n], span.offset + at)
-                                .map_err(|e| truncated_or_io(&shown, name, e))?;
-                            hasher.update(&buf[..n]);
-                            if expected.keep.is_some() {
-                                kept.extend_from_slice(&buf[..n]);
+    let results: Vec<Result<Vec<Hashed>, VerifyError>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads.max(1))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        let mut buf = vec![0u8; 4 << 20];
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((name, kind, expected, span)) = work.get(i) else {
+                                return Ok(done);
+                            };
+                            let mut hasher = Sha256::new();
+                            let mut kept = Vec::new();
+                            let mut at = 0u64;
+                            while at < span.size {
+                                let n = (span.size - at).min(buf.len() as u64) as usize;
+                                file.read_exact_at(&mut buf[..n], span.offset + at)
+                                    .map_err(|e| truncated_or_io(&shown, name, e))?;
+                                hasher.update(&buf[..n]);
+                                if expected.keep.is_some() {
+                                    kept.extend_from_slice(&buf[..n]);
+                                }
+                                if matches!(kind, EntryKind::Blob(_)) {
+                                    progress.advance(n as u64);
+                                }
+                                at += n as u64;
                             }
-                            if matches!(kind, EntryKind::Blob(_)) {
-                                progress.advance(n as u64);
-                            }
-                            at += n as u64;
+                            done.push((i, Digest::from_sha256(hasher.finalize().as_slice()), kept));
                         }
-                        done.push((i, Digest::from_sha256(hasher.finalize().as_slice()), kept));
-                    }
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(VerifyError::Inventory("a hashing thread panicked".to_string()))))
-            .collect()
-    });
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(VerifyError::Inventory(
+                            "a hashing thread panicked".to_string(),
+                        ))
+                    })
+                })
+                .collect()
+        });
     let mut hashed = Vec::new();
     for r in results {
         hashed.extend(r?);
     }
     hashed.sort_by_key(|(i, _, _)| *i);
-    let mut work: Vec<Option<(String, EntryKind, Expected, Span)>> = work.into_iter().map(Some).collect();
+    let mut work: Vec<Option<(String, EntryKind, Expected, Span)>> =
+        work.into_iter().map(Some).collect();
     for (i, actual, kept) in hashed {
         if let Some((name, kind, expected, span)) = work.get_mut(i).and_then(Option::take) {
             checker.checked(&name, kind, expected, actual, span, kept)?;

@@ -14,6 +14,11 @@ use crate::{progress_bar, registry_options};
 pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let target = Target::parse(&args.to, args.namespace_single.clone()).map_err(|e| anyhow!(e))?;
+    if args.bundle.as_os_str() == "-" {
+        anyhow::bail!(
+            "bundle push needs the bundle as a file: it reads blobs by offset\nhint: save the stream first, or check it as it arrives with `airgate bundle verify -`"
+        );
+    }
     if args.chunk_size == 0 {
         anyhow::bail!("--chunk-size must be at least 1 MiB");
     }
@@ -23,8 +28,7 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
     }
     let client = RegistryClient::new(options)?;
     // Verify the whole bundle before a single byte goes to the registry.
-    let verified =
-        bundle_verify::verify_with_progress(
+    let verified = bundle_verify::verify_with_progress(
         &args.bundle,
         &bundle_verify::trust(&args.trust)?,
         bundle_verify::Pass::Parallel,

@@ -43,6 +43,9 @@ pub enum Pass {
 pub fn verify_with_progress(path: &std::path::Path, trust: &Trust, pass: Pass) -> Result<Verified> {
     let (progress, bar) = progress_bar::bytes("verify");
     let result = match pass {
+        Pass::Streaming if path.as_os_str() == "-" => {
+            bundle::verify_stream(std::io::stdin().lock(), "standard input", trust, &progress)
+        }
         Pass::Streaming => bundle::verify(path, trust, &progress),
         Pass::Parallel => {
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -69,7 +72,11 @@ pub fn run(args: BundleVerifyArgs) -> Result<ExitCode> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => println!(
             "{}: verified ({}), {} images, {} blobs, {} files",
-            args.bundle.display(),
+            if args.bundle.as_os_str() == "-" {
+                "standard input".to_string()
+            } else {
+                args.bundle.display().to_string()
+            },
             match (&report.signed_by, verified.signature_present) {
                 (Some(k), _) => format!("signed by {k}"),
                 (None, true) => "signature present but not checked: no --key".to_string(),
