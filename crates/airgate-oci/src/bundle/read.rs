@@ -549,50 +549,49 @@ pub fn verify_parallel(
     // 2. Hash every entry, biggest first, on `threads` threads.
     work.sort_by_key(|(_, _, _, span)| std::cmp::Reverse(span.size));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<Vec<Hashed>, VerifyError>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads.max(1))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        let mut buf = vec![0u8; 4 << 20];
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some((name, kind, expected, span)) = work.get(i) else {
-                                return Ok(done);
-                            };
-                            let mut hasher = Sha256::new();
-                            let mut kept = Vec::new();
-                            let mut at = 0u64;
-                            while at < span.size {
-                                let n = (span.size - at).min(buf.len() as u64) as usize;
-                                file.read_exact_at(&mut buf[..n], span.offset + at)
-                                    .map_err(|e| truncated_or_io(&shown, name, e))?;
-                                hasher.update(&buf[..n]);
-                                if expected.keep.is_some() {
-                                    kept.extend_from_slice(&buf[..n]);
-                                }
-                                if matches!(kind, EntryKind::Blob(_)) {
-                                    progress.advance(n as u64);
-                                }
-                                at += n as u64;
+    let results: Vec<Result<Vec<Hashed>, VerifyError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    let mut buf = vec![0u8; 4 << 20];
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((name, kind, expected, span)) = work.get(i) else {
+                            return Ok(done);
+                        };
+                        let mut hasher = Sha256::new();
+                        let mut kept = Vec::new();
+                        let mut at = 0u64;
+                        while at < span.size {
+                            let n = (span.size - at).min(buf.len() as u64) as usize;
+                            file.read_exact_at(&mut buf[..n], span.offset + at)
+                                .map_err(|e| truncated_or_io(&shown, name, e))?;
+                            hasher.update(&buf[..n]);
+                            if expected.keep.is_some() {
+                                kept.extend_from_slice(&buf[..n]);
                             }
-                            done.push((i, Digest::from_sha256(hasher.finalize().as_slice()), kept));
+                            if matches!(kind, EntryKind::Blob(_)) {
+                                progress.advance(n as u64);
+                            }
+                            at += n as u64;
                         }
-                    })
+                        done.push((i, Digest::from_sha256(hasher.finalize().as_slice()), kept));
+                    }
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(VerifyError::Inventory(
-                            "a hashing thread panicked".to_string(),
-                        ))
-                    })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(VerifyError::Inventory(
+                        "a hashing thread panicked".to_string(),
+                    ))
                 })
-                .collect()
-        });
+            })
+            .collect()
+    });
     let mut hashed = Vec::new();
     for r in results {
         hashed.extend(r?);
