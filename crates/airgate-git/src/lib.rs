@@ -1,0 +1,339 @@
+//! Desired state comes from Git, read-only.
+//!
+//! A [`Mirror`] keeps one bare repository per URL in a cache directory and
+//! fetches into it: for a branch or tag, only the commit it points at
+//! (depth 1); for a pinned commit, the branches and tags that contain it.
+//! Files are read straight from the object database at a commit (no work
+//! tree), together with who made the commit and why. airgate never pushes.
+//!
+//! Credentials and an extra CA come from the caller (the App's Secret); the
+//! password is handed to the transport through a callback, never put in the
+//! URL or the repository's configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest as _, Sha256};
+
+/// What to fetch.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GitRef {
+    Branch(String),
+    Tag(String),
+    /// A full commit id.
+    Commit(String),
+}
+
+impl std::fmt::Display for GitRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitRef::Branch(b) => write!(f, "branch {b}"),
+            GitRef::Tag(t) => write!(f, "tag {t}"),
+            GitRef::Commit(c) => write!(f, "commit {c}"),
+        }
+    }
+}
+
+/// How to reach the server.
+#[derive(Clone, Default)]
+pub struct Access {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// PEM certificates to trust (instead of the system's) for HTTPS.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(|c| c.len()))
+            .finish()
+    }
+}
+
+/// Who made a commit, and when (seconds since the epoch, and the offset).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Person {
+    pub name: String,
+    pub email: String,
+    pub time: i64,
+}
+
+/// A commit and what it says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commit {
+    pub id: String,
+    pub author: Person,
+    pub committer: Person,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("fetching {git_ref} of {url}: {message}")]
+    Fetch {
+        url: String,
+        git_ref: String,
+        message: String,
+    },
+    #[error("{url} has no {git_ref}")]
+    NoSuchRef { url: String, git_ref: String },
+    #[error("{url}: {message}")]
+    Repository { url: String, message: String },
+    #[error("commit {commit} has no directory '{path}'")]
+    NoSuchPath { commit: String, path: String },
+}
+
+/// Local bare mirrors of remote repositories, one per URL.
+#[derive(Clone, Debug)]
+pub struct Mirror {
+    dir: PathBuf,
+}
+
+/// The reference a fetch writes, so the result can be found again.
+const FETCHED: &str = "refs/airgate/fetched";
+
+impl Mirror {
+    pub fn new(dir: impl Into<PathBuf>) -> Mirror {
+        Mirror { dir: dir.into() }
+    }
+
+    /// The bare repository that mirrors `url`.
+    pub fn path_for(&self, url: &str) -> PathBuf {
+        let hash = format!("{:x}", Sha256::digest(url.as_bytes()));
+        self.dir.join(format!("{}.git", &hash[..16]))
+    }
+
+    fn open_or_init(&self, url: &str) -> Result<gix::Repository, GitError> {
+        let path = self.path_for(url);
+        let err = |e: &dyn std::fmt::Display| GitError::Repository {
+            url: url.to_string(),
+            message: format!("{}: {e}", path.display()),
+        };
+        if path.join("HEAD").exists() {
+            gix::open(&path).map_err(|e| err(&e))
+        } else {
+            std::fs::create_dir_all(&path).map_err(|e| err(&e))?;
+            gix::init_bare(&path).map_err(|e| err(&e))
+        }
+    }
+
+    /// Fetches `git_ref` of `url` and returns the commit it names now.
+    pub fn fetch(&self, url: &str, git_ref: &GitRef, access: &Access) -> Result<String, GitError> {
+        let repo = self.open_or_init(url)?;
+        let fail = |message: String| GitError::Fetch {
+            url: url.to_string(),
+            git_ref: git_ref.to_string(),
+            message,
+        };
+        let (specs, shallow): (Vec<String>, bool) = match git_ref {
+            GitRef::Branch(b) => (vec![format!("+refs/heads/{b}:{FETCHED}")], true),
+            GitRef::Tag(t) => (vec![format!("+refs/tags/{t}:{FETCHED}")], true),
+            GitRef::Commit(_) => (
+                vec![
+                    "+refs/heads/*:refs/airgate/heads/*".to_string(),
+                    "+refs/tags/*:refs/airgate/tags/*".to_string(),
+                ],
+                false,
+            ),
+        };
+        let remote = repo
+            .remote_at(url)
+            .map_err(|e| fail(e.to_string()))?
+            .with_refspecs(
+                specs.iter().map(String::as_str),
+                gix::remote::Direction::Fetch,
+            )
+            .map_err(|e| fail(e.to_string()))?;
+        let mut connection = remote
+            .connect(gix::remote::Direction::Fetch)
+            .map_err(|e| fail(e.to_string()))?;
+        configure(&mut connection, access);
+        // gix says so in words only: no ref on the remote matched.
+        let classify = |e: String| {
+            if e.contains("matched any of") {
+                GitError::NoSuchRef {
+                    url: url.to_string(),
+                    git_ref: git_ref.to_string(),
+                }
+            } else {
+                fail(e)
+            }
+        };
+        let mut prepare = connection
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| classify(e.to_string()))?;
+        if shallow && let Some(one) = std::num::NonZeroU32::new(1) {
+            prepare = prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(one));
+        }
+        let outcome = prepare
+            .receive(gix::progress::Discard, &AtomicBool::new(false))
+            .map_err(|e| classify(e.to_string()))?;
+        match git_ref {
+            GitRef::Branch(_) | GitRef::Tag(_) => {
+                if outcome.ref_map.mappings.is_empty() {
+                    return Err(GitError::NoSuchRef {
+                        url: url.to_string(),
+                        git_ref: git_ref.to_string(),
+                    });
+                }
+                let reference = repo
+                    .find_reference(FETCHED)
+                    .map_err(|e| fail(e.to_string()))?;
+                let id = reference
+                    .into_fully_peeled_id()
+                    .map_err(|e| fail(e.to_string()))?
+                    .object()
+                    .map_err(|e| fail(e.to_string()))?
+                    .peel_to_commit()
+                    .map_err(|e| fail(e.to_string()))?
+                    .id;
+                Ok(id.to_string())
+            }
+            GitRef::Commit(c) => {
+                let id = gix::ObjectId::from_hex(c.as_bytes())
+                    .map_err(|_| fail(format!("'{c}' is not a commit id")))?;
+                match repo.find_object(id) {
+                    Ok(o) if o.kind == gix::object::Kind::Commit => Ok(id.to_string()),
+                    _ => Err(GitError::NoSuchRef {
+                        url: url.to_string(),
+                        git_ref: git_ref.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Who made `commit` of the mirror of `url`, and its message.
+    pub fn commit(&self, url: &str, commit: &str) -> Result<Commit, GitError> {
+        let repo = self.open_or_init(url)?;
+        let c = find_commit(&repo, url, commit)?;
+        let fail = |e: &dyn std::fmt::Display| GitError::Repository {
+            url: url.to_string(),
+            message: format!("commit {commit}: {e}"),
+        };
+        let person = |s: gix::actor::SignatureRef<'_>| -> Result<Person, GitError> {
+            Ok(Person {
+                name: s.name.to_string(),
+                email: s.email.to_string(),
+                time: s.time().map_err(|e| fail(&e))?.seconds,
+            })
+        };
+        let decoded = c.decode().map_err(|e| fail(&e))?;
+        Ok(Commit {
+            id: commit.to_string(),
+            author: person(decoded.author().map_err(|e| fail(&e))?)?,
+            committer: person(decoded.committer().map_err(|e| fail(&e))?)?,
+            message: decoded.message.to_string(),
+        })
+    }
+
+    /// Every file under `path` (`""` or `.` for the whole tree) at `commit`,
+    /// by path relative to it. Symbolic links and submodules are left out.
+    pub fn read_dir(
+        &self,
+        url: &str,
+        commit: &str,
+        path: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, GitError> {
+        let repo = self.open_or_init(url)?;
+        let fail = |e: &dyn std::fmt::Display| GitError::Repository {
+            url: url.to_string(),
+            message: format!("commit {commit}: {e}"),
+        };
+        let root = find_commit(&repo, url, commit)?
+            .tree()
+            .map_err(|e| fail(&e))?;
+        let clean = path.trim_matches('/');
+        let tree = if clean.is_empty() || clean == "." {
+            root
+        } else {
+            let entry = root
+                .lookup_entry_by_path(Path::new(clean))
+                .map_err(|e| fail(&e))?
+                .ok_or_else(|| GitError::NoSuchPath {
+                    commit: commit.to_string(),
+                    path: clean.to_string(),
+                })?;
+            if !entry.mode().is_tree() {
+                return Err(GitError::NoSuchPath {
+                    commit: commit.to_string(),
+                    path: clean.to_string(),
+                });
+            }
+            entry.object().map_err(|e| fail(&e))?.into_tree()
+        };
+        let mut files = BTreeMap::new();
+        let mut stack = vec![(String::new(), tree)];
+        while let Some((prefix, tree)) = stack.pop() {
+            for entry in tree.iter() {
+                let entry = entry.map_err(|e| fail(&e))?;
+                let name = format!("{prefix}{}", entry.filename());
+                let mode = entry.mode();
+                if mode.is_tree() {
+                    let sub = repo.find_tree(entry.oid()).map_err(|e| fail(&e))?;
+                    stack.push((format!("{name}/"), sub));
+                } else if mode.is_blob() {
+                    let blob = repo.find_blob(entry.oid()).map_err(|e| fail(&e))?;
+                    files.insert(name, blob.data.clone());
+                }
+            }
+        }
+        Ok(files)
+    }
+}
+
+fn find_commit<'r>(
+    repo: &'r gix::Repository,
+    url: &str,
+    commit: &str,
+) -> Result<gix::Commit<'r>, GitError> {
+    let fail = |e: &dyn std::fmt::Display| GitError::Repository {
+        url: url.to_string(),
+        message: format!("commit {commit}: {e}"),
+    };
+    let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| fail(&e))?;
+    repo.find_commit(id).map_err(|e| fail(&e))
+}
+
+/// Credentials through a callback, and for HTTPS a client trusting `ca_pem`.
+fn configure<T: gix::protocol::transport::client::blocking_io::Transport>(
+    connection: &mut gix::remote::Connection<'_, '_, '_, T>,
+    access: &Access,
+) {
+    use gix::protocol::transport::client::blocking_io::http;
+    if let Some(pem) = access.ca_pem.clone() {
+        let backend = http::reqwest::Options {
+            configure_client: Some(Box::new(move |builder| {
+                let certs =
+                    reqwest::Certificate::from_pem_bundle(&pem).map_err(gix::Error::from_error)?;
+                Ok(builder.tls_certs_only(certs))
+            })),
+            configure_request: None,
+        };
+        let options = http::Options {
+            backend: Some(Arc::new(Mutex::new(backend))),
+            ..Default::default()
+        };
+        connection.set_transport_options(Box::new(options));
+    }
+    if let (Some(user), Some(password)) = (access.username.clone(), access.password.clone()) {
+        connection.set_credentials(move |action| match action {
+            gix::credentials::helper::Action::Get(ctx) => {
+                Ok(Some(gix::credentials::protocol::Outcome {
+                    identity: gix::sec::identity::Account {
+                        username: user.clone(),
+                        password: password.clone(),
+                        oauth_refresh_token: None,
+                    },
+                    next: ctx.into(),
+                }))
+            }
+            _ => Ok(None),
+        });
+    }
+}
