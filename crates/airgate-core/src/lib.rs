@@ -10,6 +10,7 @@ pub mod discover;
 pub mod lock;
 pub mod mirror;
 pub mod oci;
+pub mod policy;
 pub mod reference;
 pub mod rule;
 pub mod signing;
