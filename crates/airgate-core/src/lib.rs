@@ -9,6 +9,7 @@ pub mod digest;
 pub mod discover;
 pub mod lock;
 pub mod mirror;
+pub mod object;
 pub mod oci;
 pub mod policy;
 pub mod reference;

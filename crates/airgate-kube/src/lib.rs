@@ -1,0 +1,379 @@
+//! Applying desired state to Kubernetes, the way a sync must: all or nothing
+//! where the API allows it, and under the narrowest identity.
+//!
+//! Vocabulary (after Flux's ssa package): an [`Applier`] applies a set of
+//! objects with server-side apply (field manager `airgate`) and returns a
+//! [`ChangeSet`]: one [`Change`] per object with its [`Action`] (created,
+//! configured, unchanged). Apply is **staged**: cluster definitions (CRDs and
+//! Namespaces) first, waiting until CRDs are Established, then everything
+//! else. Before anything is written, the whole set is **dry-run** on the
+//! server; objects that cannot be dry-run yet (in a Namespace, or of a kind,
+//! that this same set creates) are dry-run right after the first stage, and
+//! before the second stage writes anything. An Applier made with
+//! [`Applier::impersonating`] sends every request as a ServiceAccount.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use airgate_core::object::ObjectRef;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::discovery::{ApiCapabilities, Scope};
+use kube::{Api, Client};
+use serde_json::Value;
+
+/// What server-side apply did to one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    pub object: ObjectRef,
+    pub action: Action,
+}
+
+/// The result of one apply, in apply order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChangeSet {
+    pub changes: Vec<Change>,
+}
+
+impl ChangeSet {
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Object(String),
+    #[error("{object}: the cluster does not serve {api_version}/{kind}: {message}")]
+    UnknownKind {
+        object: String,
+        api_version: String,
+        kind: String,
+        message: String,
+    },
+    #[error("{object}: the server-side dry-run failed, nothing was applied: {message}")]
+    DryRun { object: String, message: String },
+    #[error("{object}: apply failed: {message}")]
+    Apply { object: String, message: String },
+    #[error("CustomResourceDefinition {name} was not Established within {seconds}s")]
+    NotEstablished { name: String, seconds: u64 },
+    #[error("{0}")]
+    Client(String),
+}
+
+/// One object to apply, with where it lives in the API.
+struct Planned {
+    reference: ObjectRef,
+    body: Value,
+    resource: Option<(ApiResource, ApiCapabilities)>,
+}
+
+/// Applies sets of objects with one client (and so one identity).
+pub struct Applier {
+    client: Client,
+    field_manager: String,
+    default_namespace: String,
+    resources: tokio::sync::Mutex<HashMap<(String, String), (ApiResource, ApiCapabilities)>>,
+}
+
+impl std::fmt::Debug for Applier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier")
+            .field("field_manager", &self.field_manager)
+            .field("default_namespace", &self.default_namespace)
+            .finish()
+    }
+}
+
+/// How long to wait for a CRD to be Established.
+const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An object without the fields every write changes.
+fn content(obj: &DynamicObject) -> Value {
+    let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for volatile in ["resourceVersion", "managedFields", "generation"] {
+            meta.remove(volatile);
+        }
+    }
+    v
+}
+
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}
+
+impl Applier {
+    /// Namespaced objects without a namespace go to `default_namespace`.
+    pub fn new(client: Client, field_manager: &str, default_namespace: &str) -> Applier {
+        Applier {
+            client,
+            field_manager: field_manager.to_string(),
+            default_namespace: default_namespace.to_string(),
+            resources: Default::default(),
+        }
+    }
+
+    /// An Applier whose every request impersonates ServiceAccount
+    /// `service_account` of `namespace` (user and groups, as the API server
+    /// would authenticate its token). `config` must be allowed to impersonate.
+    pub fn impersonating(
+        config: &kube::Config,
+        namespace: &str,
+        service_account: &str,
+        field_manager: &str,
+    ) -> Result<Applier, ApplyError> {
+        let mut config = config.clone();
+        config.auth_info.impersonate = Some(format!(
+            "system:serviceaccount:{namespace}:{service_account}"
+        ));
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".to_string(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".to_string(),
+        ]);
+        let client = Client::try_from(config).map_err(|e| ApplyError::Client(e.to_string()))?;
+        Ok(Applier::new(client, field_manager, namespace))
+    }
+
+    async fn resource(&self, r: &ObjectRef) -> Result<(ApiResource, ApiCapabilities), kube::Error> {
+        let key = (r.api_version.clone(), r.kind.clone());
+        if let Some(found) = self.resources.lock().await.get(&key) {
+            return Ok(found.clone());
+        }
+        let gvk = GroupVersionKind::gvk(r.group(), r.version(), &r.kind);
+        let found = kube::discovery::pinned_kind(&self.client, &gvk).await?;
+        self.resources.lock().await.insert(key, found.clone());
+        Ok(found)
+    }
+
+    fn api(&self, planned: &Planned) -> Result<(Api<DynamicObject>, ObjectRef), ApplyError> {
+        let Some((ar, caps)) = &planned.resource else {
+            return Err(ApplyError::Object(format!(
+                "{}: kind not resolved",
+                planned.reference
+            )));
+        };
+        let mut reference = planned.reference.clone();
+        let api = if caps.scope == Scope::Namespaced {
+            let ns = reference
+                .namespace
+                .get_or_insert_with(|| self.default_namespace.clone())
+                .clone();
+            Api::namespaced_with(self.client.clone(), &ns, ar)
+        } else {
+            reference.namespace = None;
+            Api::all_with(self.client.clone(), ar)
+        };
+        Ok((api, reference))
+    }
+
+    async fn dry_run(&self, planned: &Planned) -> Result<(), ApplyError> {
+        let (api, reference) = self.api(planned)?;
+        let params = PatchParams::apply(&self.field_manager).force().dry_run();
+        api.patch(
+            &reference.name,
+            &params,
+            &Patch::Apply(&self.body_for(planned, &reference)),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| ApplyError::DryRun {
+            object: reference.to_string(),
+            message: api_message(&e),
+        })
+    }
+
+    fn body_for(&self, planned: &Planned, reference: &ObjectRef) -> Value {
+        let mut body = planned.body.clone();
+        if let (Some(ns), Some(meta)) = (
+            &reference.namespace,
+            body.get_mut("metadata").and_then(Value::as_object_mut),
+        ) {
+            meta.insert("namespace".to_string(), Value::String(ns.clone()));
+        }
+        body
+    }
+
+    async fn apply_one(&self, planned: &Planned) -> Result<Change, ApplyError> {
+        let (api, reference) = self.api(planned)?;
+        let fail = |e: kube::Error| ApplyError::Apply {
+            object: reference.to_string(),
+            message: api_message(&e),
+        };
+        let before = api.get_opt(&reference.name).await.map_err(fail)?;
+        let params = PatchParams::apply(&self.field_manager).force();
+        let after = api
+            .patch(
+                &reference.name,
+                &params,
+                &Patch::Apply(&self.body_for(planned, &reference)),
+            )
+            .await
+            .map_err(fail)?;
+        let action = match before {
+            None => Action::Created,
+            Some(b) if b.metadata.resource_version == after.metadata.resource_version => {
+                Action::Unchanged
+            }
+            // A new resourceVersion may only record a new managedFields
+            // timestamp: compare what the object says, not its bookkeeping.
+            Some(b) if content(&b) == content(&after) => Action::Unchanged,
+            Some(_) => Action::Configured,
+        };
+        Ok(Change {
+            object: reference,
+            action,
+        })
+    }
+
+    async fn wait_established(&self, name: &str) -> Result<(), ApplyError> {
+        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(self.client.clone());
+        let deadline = tokio::time::Instant::now() + ESTABLISH_TIMEOUT;
+        loop {
+            let crd = crds.get(name).await.map_err(|e| ApplyError::Apply {
+                object: format!("CustomResourceDefinition/{name}"),
+                message: api_message(&e),
+            })?;
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ApplyError::NotEstablished {
+                    name: name.to_string(),
+                    seconds: ESTABLISH_TIMEOUT.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Applies `objects` (see the crate docs). `objects` are (what, object)
+    /// pairs; `what` names the object's origin in errors.
+    pub async fn apply(&self, objects: &[(String, Value)]) -> Result<ChangeSet, ApplyError> {
+        let mut planned = Vec::new();
+        for (what, body) in objects {
+            let reference = ObjectRef::from_object(body, what)
+                .map_err(|e| ApplyError::Object(e.to_string()))?;
+            planned.push(Planned {
+                reference,
+                body: body.clone(),
+                resource: None,
+            });
+        }
+        // Stage order, stable within a stage.
+        planned.sort_by_key(|p| !p.reference.is_cluster_definition());
+        let new_kinds: Vec<(String, String)> = planned
+            .iter()
+            .filter(|p| p.reference.kind == "CustomResourceDefinition")
+            .filter_map(|p| {
+                let spec = p.body.get("spec")?;
+                let group = spec.get("group")?.as_str()?;
+                let kind = spec.get("names")?.get("kind")?.as_str()?;
+                Some((group.to_string(), kind.to_string()))
+            })
+            .collect();
+        let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone());
+
+        // Dry-run everything that can be dry-run now; note what must wait
+        // for the first stage (new kinds, objects in new namespaces).
+        let mut deferred = Vec::new();
+        for (i, p) in planned.iter_mut().enumerate() {
+            let creates_kind = new_kinds
+                .iter()
+                .any(|(g, k)| g == p.reference.group() && k == &p.reference.kind);
+            match self.resource(&p.reference).await {
+                Ok(found) => p.resource = Some(found),
+                Err(_) if creates_kind => {
+                    deferred.push(i);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ApplyError::UnknownKind {
+                        object: p.reference.to_string(),
+                        api_version: p.reference.api_version.clone(),
+                        kind: p.reference.kind.clone(),
+                        message: api_message(&e),
+                    });
+                }
+            }
+        }
+        for (i, p) in planned.iter().enumerate() {
+            if deferred.contains(&i) {
+                continue;
+            }
+            let namespaced = p
+                .resource
+                .as_ref()
+                .is_some_and(|(_, c)| c.scope == Scope::Namespaced);
+            let ns = p
+                .reference
+                .namespace
+                .clone()
+                .unwrap_or_else(|| self.default_namespace.clone());
+            if namespaced
+                && !p.reference.is_cluster_definition()
+                && namespaces.get_opt(&ns).await.ok().flatten().is_none()
+            {
+                deferred.push(i);
+                continue;
+            }
+            self.dry_run(p).await?;
+        }
+
+        // Stage 1: cluster definitions, then wait for new CRDs.
+        let mut changes = ChangeSet::default();
+        for p in planned
+            .iter()
+            .filter(|p| p.reference.is_cluster_definition())
+        {
+            changes.changes.push(self.apply_one(p).await?);
+            if p.reference.kind == "CustomResourceDefinition" {
+                self.wait_established(&p.reference.name).await?;
+            }
+        }
+        // The deferred objects can be checked now, before stage 2 writes.
+        for &i in &deferred {
+            if planned[i].resource.is_none() {
+                let reference = planned[i].reference.clone();
+                let found =
+                    self.resource(&reference)
+                        .await
+                        .map_err(|e| ApplyError::UnknownKind {
+                            object: reference.to_string(),
+                            api_version: reference.api_version.clone(),
+                            kind: reference.kind.clone(),
+                            message: api_message(&e),
+                        })?;
+                planned[i].resource = Some(found);
+            }
+            self.dry_run(&planned[i]).await?;
+        }
+        // Stage 2: everything else.
+        for p in planned
+            .iter()
+            .filter(|p| !p.reference.is_cluster_definition())
+        {
+            changes.changes.push(self.apply_one(p).await?);
+        }
+        Ok(changes)
+    }
+}

@@ -1,0 +1,177 @@
+//! Staged server-side apply against the perimeter's kube-apiserver: change
+//! sets, all-or-nothing dry-runs, CRDs before their objects, and apply under
+//! a ServiceAccount's identity.
+
+use airgate_kube::{Action, Applier, ApplyError};
+use airgate_testkit::{Perimeter, unique_name};
+use anyhow::{Result, bail};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use serde_json::{Value, json};
+
+fn objects(list: &[Value]) -> Vec<(String, Value)> {
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| (format!("test object {i}"), v.clone()))
+        .collect()
+}
+
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+fn config_map(ns: &str, name: &str, value: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"k": value}})
+}
+
+#[tokio::test]
+async fn applies_in_stages_and_reports_what_changed() -> Result<()> {
+    let p = Perimeter::get();
+    let client = p.kube_client().await?;
+    let ns = unique_name("apply");
+    let crd_group = format!("{ns}.airgate.test");
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("widgets.{crd_group}")},
+        "spec": {"group": crd_group, "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    let widget = json!({"apiVersion": format!("{crd_group}/v1"), "kind": "Widget",
+                        "metadata": {"name": "w", "namespace": ns}, "spec": {"size": 3}});
+    // Deliberately out of order: the stages sort it.
+    let set = objects(&[
+        widget.clone(),
+        config_map(&ns, "settings", "a"),
+        crd.clone(),
+        namespace(&ns),
+    ]);
+    let applier = Applier::new(client.clone(), "airgate", "default");
+    let first = applier.apply(&set).await?;
+    let kinds: Vec<&str> = first
+        .changes
+        .iter()
+        .map(|c| c.object.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "CustomResourceDefinition",
+            "Namespace",
+            "Widget",
+            "ConfigMap"
+        ]
+    );
+    assert_eq!(first.count(Action::Created), 4, "{first:?}");
+
+    let again = applier.apply(&set).await?;
+    assert_eq!(again.count(Action::Unchanged), 4, "{again:?}");
+
+    let changed = objects(&[
+        widget,
+        config_map(&ns, "settings", "b"),
+        crd,
+        namespace(&ns),
+    ]);
+    let third = applier.apply(&changed).await?;
+    assert_eq!(third.count(Action::Configured), 1, "{third:?}");
+    assert_eq!(third.count(Action::Unchanged), 3, "{third:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_invalid_object_means_nothing_is_applied() -> Result<()> {
+    let p = Perimeter::get();
+    let client = p.kube_client().await?;
+    let ns = unique_name("invalid");
+    Applier::new(client.clone(), "airgate", "default")
+        .apply(&objects(&[namespace(&ns)]))
+        .await?;
+    let bad = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+                     "spec": {"replicas": "two", "selector": {"matchLabels": {"a": "b"}},
+                              "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    let set = objects(&[config_map(&ns, "settings", "a"), bad]);
+    match Applier::new(client.clone(), "airgate", "default")
+        .apply(&set)
+        .await
+    {
+        Err(ApplyError::DryRun { object, .. }) => {
+            assert_eq!(object, format!("Deployment/{ns}/web"))
+        }
+        other => bail!("expected a dry-run failure, got {other:?}"),
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client, &ns);
+    assert!(
+        cms.get_opt("settings").await?.is_none(),
+        "the valid object was applied anyway"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn applies_as_the_service_account_and_is_refused_outside_its_rights() -> Result<()> {
+    let p = Perimeter::get();
+    let admin = p.kube_client().await?;
+    let own = unique_name("sa-own");
+    let other = unique_name("sa-other");
+    let setup = objects(&[
+        namespace(&own),
+        namespace(&other),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer", "namespace": own}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "cm", "namespace": own},
+               "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "cm", "namespace": own},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm"},
+               "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": own}]}),
+    ]);
+    Applier::new(admin.clone(), "airgate", "default")
+        .apply(&setup)
+        .await?;
+
+    let config = p.kube_config().await?;
+    let deployer = Applier::impersonating(&config, &own, "deployer", "airgate")?;
+    // Without a namespace, objects go to the account's own.
+    let mut unplaced = config_map(&own, "settings", "a");
+    if let Some(meta) = unplaced.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("namespace");
+    }
+    let mut ok = None;
+    for _ in 0..40 {
+        match deployer.apply(&objects(&[unplaced.clone()])).await {
+            Ok(c) => {
+                ok = Some(c);
+                break;
+            }
+            // RBAC takes a moment to see the new binding.
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+    let changes =
+        ok.ok_or_else(|| anyhow::anyhow!("the deployer never could apply in its own namespace"))?;
+    assert_eq!(
+        changes.changes[0].object.to_string(),
+        format!("ConfigMap/{own}/settings")
+    );
+
+    let set = objects(&[
+        config_map(&own, "second", "a"),
+        config_map(&other, "settings", "a"),
+    ]);
+    match deployer.apply(&set).await {
+        Err(ApplyError::DryRun { object, message }) => {
+            assert_eq!(object, format!("ConfigMap/{other}/settings"));
+            assert!(
+                message.contains("forbidden")
+                    && message.contains(&format!("system:serviceaccount:{own}:deployer")),
+                "{message}"
+            );
+        }
+        other => bail!("expected the deployer to be refused, got {other:?}"),
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(admin, &own);
+    assert!(
+        cms.get_opt("second").await?.is_none(),
+        "part of a refused set was applied"
+    );
+    Ok(())
+}
