@@ -7,6 +7,8 @@
 pub mod bundle;
 pub mod digest;
 pub mod discover;
+pub mod health;
+pub mod inventory;
 pub mod lock;
 pub mod mirror;
 pub mod object;

@@ -15,6 +15,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use airgate_core::health::{self, Health};
+use airgate_core::inventory::PRUNE_ANNOTATION;
 use airgate_core::object::ObjectRef;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{ApiCapabilities, Scope};
@@ -28,6 +30,10 @@ pub enum Action {
     Created,
     Configured,
     Unchanged,
+    /// Pruned: it left the desired set.
+    Deleted,
+    /// Left the desired set, but carries `airgate.dev/prune: disabled`.
+    Skipped,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -264,6 +270,79 @@ impl Applier {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The health of an applied object, read from the cluster now.
+    pub async fn health(&self, reference: &ObjectRef) -> Result<Health, ApplyError> {
+        let planned = Planned {
+            reference: reference.clone(),
+            body: Value::Null,
+            resource: Some(self.resource(reference).await.map_err(|e| {
+                ApplyError::UnknownKind {
+                    object: reference.to_string(),
+                    api_version: reference.api_version.clone(),
+                    kind: reference.kind.clone(),
+                    message: api_message(&e),
+                }
+            })?),
+        };
+        let (api, reference) = self.api(&planned)?;
+        match api.get_opt(&reference.name).await {
+            Ok(Some(obj)) => Ok(health::assess(
+                &serde_json::to_value(&obj).unwrap_or(Value::Null),
+            )),
+            Ok(None) => Ok(Health::Progressing("not found".to_string())),
+            Err(e) => Err(ApplyError::Apply {
+                object: reference.to_string(),
+                message: api_message(&e),
+            }),
+        }
+    }
+
+    /// Deletes `stale` objects (from the inventory, see
+    /// `Inventory::stale`), in order, except those annotated
+    /// `airgate.dev/prune: disabled`. Objects already gone are skipped.
+    pub async fn prune(&self, stale: &[ObjectRef]) -> Result<ChangeSet, ApplyError> {
+        let mut changes = ChangeSet::default();
+        for reference in stale {
+            let resource = match self.resource(reference).await {
+                Ok(r) => r,
+                // The kind itself is gone (its CRD was pruned): so is the object.
+                Err(_) => continue,
+            };
+            let planned = Planned {
+                reference: reference.clone(),
+                body: Value::Null,
+                resource: Some(resource),
+            };
+            let (api, reference) = self.api(&planned)?;
+            let fail = |e: kube::Error| ApplyError::Apply {
+                object: reference.to_string(),
+                message: api_message(&e),
+            };
+            let Some(live) = api.get_opt(&reference.name).await.map_err(fail)? else {
+                continue;
+            };
+            let opted_out = live
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PRUNE_ANNOTATION))
+                .is_some_and(|v| v == "disabled");
+            let action = if opted_out {
+                Action::Skipped
+            } else {
+                api.delete(&reference.name, &kube::api::DeleteParams::background())
+                    .await
+                    .map_err(fail)?;
+                Action::Deleted
+            };
+            changes.changes.push(Change {
+                object: reference,
+                action,
+            });
+        }
+        Ok(changes)
     }
 
     /// Applies `objects` (see the crate docs). `objects` are (what, object)

@@ -175,3 +175,68 @@ async fn applies_as_the_service_account_and_is_refused_outside_its_rights() -> R
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn health_follows_the_rollout_and_prune_deletes_only_what_left_unless_opted_out() -> Result<()>
+{
+    use airgate_core::health::Health;
+    use airgate_core::inventory::Inventory;
+    use airgate_core::object::ObjectRef;
+
+    let p = Perimeter::get();
+    let client = p.kube_client().await?;
+    let ns = unique_name("prune");
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "registry.internal/web:1"}]}}}});
+    let mut kept = config_map(&ns, "kept", "a");
+    kept["metadata"]["annotations"] = json!({"airgate.dev/prune": "disabled"});
+    let first = objects(&[
+        namespace(&ns),
+        deployment,
+        config_map(&ns, "old", "a"),
+        kept,
+    ]);
+    let applier = Applier::new(client.clone(), "airgate", "default");
+    let applied = applier.apply(&first).await?;
+
+    let web = applied
+        .changes
+        .iter()
+        .find(|c| c.object.kind == "Deployment")
+        .map(|c| c.object.clone());
+    let web = web.ok_or_else(|| anyhow::anyhow!("no deployment in {applied:?}"))?;
+    let mut health = applier.health(&web).await?;
+    for _ in 0..240 {
+        if health == Health::Ready {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        health = applier.health(&web).await?;
+    }
+    assert_eq!(health, Health::Ready);
+
+    // The next revision drops both ConfigMaps: one is pruned, the opted-out one stays.
+    let old_inventory = Inventory::new(applied.changes.iter().map(|c| c.object.clone()));
+    let second = applier.apply(&objects(&[namespace(&ns)])).await?;
+    let new_inventory =
+        Inventory::new(second.changes.iter().map(|c| c.object.clone()).chain([web]));
+    let stale: Vec<ObjectRef> = old_inventory.stale(&new_inventory);
+    let pruned = applier.prune(&stale).await?;
+    let summary: Vec<String> = pruned
+        .changes
+        .iter()
+        .map(|c| format!("{} {:?}", c.object, c.action))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            format!("ConfigMap/{ns}/kept Skipped"),
+            format!("ConfigMap/{ns}/old Deleted")
+        ]
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client, &ns);
+    assert!(cms.get_opt("old").await?.is_none());
+    assert!(cms.get_opt("kept").await?.is_some());
+    Ok(())
+}

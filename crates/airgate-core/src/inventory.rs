@@ -1,0 +1,65 @@
+//! The inventory: every object an App applied, so that pruning deletes only
+//! what the App itself created and has since left Git, never anything else.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::object::ObjectRef;
+
+/// Objects opt out of pruning with this annotation set to `disabled`.
+pub const PRUNE_ANNOTATION: &str = "airgate.dev/prune";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub entries: BTreeSet<ObjectRef>,
+}
+
+impl Inventory {
+    pub fn new(entries: impl IntoIterator<Item = ObjectRef>) -> Inventory {
+        Inventory {
+            entries: entries.into_iter().collect(),
+        }
+    }
+
+    /// What this inventory holds and `desired` does not: the prune candidates.
+    /// Cluster definitions (CRDs, Namespaces) come last, so what lives in
+    /// them is deleted first.
+    pub fn stale(&self, desired: &Inventory) -> Vec<ObjectRef> {
+        let mut out: Vec<ObjectRef> = self.entries.difference(&desired.entries).cloned().collect();
+        out.sort_by_key(|r| r.is_cluster_definition());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(kind: &str, ns: Option<&str>, name: &str) -> ObjectRef {
+        ObjectRef {
+            api_version: if kind == "Deployment" {
+                "apps/v1"
+            } else {
+                "v1"
+            }
+            .to_string(),
+            kind: kind.to_string(),
+            namespace: ns.map(String::from),
+            name: name.to_string(),
+        }
+    }
+
+    #[test]
+    fn stale_objects_are_what_left_the_desired_set_namespaces_last() {
+        let old = Inventory::new([
+            r("Namespace", None, "old"),
+            r("Deployment", Some("old"), "web"),
+            r("ConfigMap", Some("shop"), "keep"),
+        ]);
+        let new = Inventory::new([r("ConfigMap", Some("shop"), "keep")]);
+        let stale: Vec<String> = old.stale(&new).iter().map(|o| o.to_string()).collect();
+        assert_eq!(stale, ["Deployment/old/web", "Namespace/old"]);
+        assert!(new.stale(&old).is_empty());
+    }
+}
