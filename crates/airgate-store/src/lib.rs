@@ -1,0 +1,334 @@
+//! Where sync records live: an append-only table in an embedded SQLite file.
+//!
+//! Every record is stored as canonical JSON together with the SHA-256 of the
+//! previous record's hash and its own body, so the log is a hash chain:
+//! changing, removing or reordering any record breaks every hash after it,
+//! and [`Store::verify_chain`] finds the first break offline. The store
+//! never updates or deletes a row.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// The hash the first record chains to.
+pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Who made a commit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub name: String,
+    pub email: String,
+}
+
+/// One object a sync touched, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectChange {
+    /// `Kind/namespace/name`
+    pub object: String,
+    /// created, configured, unchanged, deleted, skipped
+    pub action: String,
+}
+
+/// A change made to an applied object by someone other than airgate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drift {
+    pub object: String,
+    /// The field manager that made the change.
+    pub field_manager: String,
+    /// Whether airgate put it back.
+    pub corrected: bool,
+}
+
+/// What one sync (or drift correction) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRecord {
+    /// `namespace/name` of the App.
+    pub app: String,
+    /// `sync` or `drift`
+    pub kind: String,
+    pub revision: String,
+    pub author: Person,
+    pub committer: Person,
+    pub message: String,
+    /// Seconds since the epoch when the sync started.
+    pub started_at: i64,
+    pub duration_ms: u64,
+    /// succeeded, failed, blocked (policy or dry-run), suspended
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub objects: Vec<ObjectChange>,
+    /// Digest-pinned references of every image deployed.
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub drift: Vec<Drift>,
+}
+
+/// A record as stored: its place in the chain and its hashes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stored {
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    pub record: SyncRecord,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("record {seq}: {message}")]
+    Corrupt { seq: i64, message: String },
+    #[error("the chain breaks at record {seq}: {message}")]
+    Broken { seq: i64, message: String },
+}
+
+/// `sha256:` of `prev_hash` and `body`, each followed by a newline.
+pub fn chain_hash(prev_hash: &str, body: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(body.as_bytes());
+    h.update(b"\n");
+    format!("sha256:{:x}", h.finalize())
+}
+
+pub struct Store {
+    conn: rusqlite::Connection,
+    path: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: shown.clone(),
+            source,
+        };
+        let conn = rusqlite::Connection::open(path).map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS sync_records (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 app TEXT NOT NULL,
+                 started_at INTEGER NOT NULL,
+                 body TEXT NOT NULL,
+                 prev_hash TEXT NOT NULL,
+                 hash TEXT NOT NULL UNIQUE
+             );
+             CREATE INDEX IF NOT EXISTS sync_records_app ON sync_records (app, seq);",
+        )
+        .map_err(err)?;
+        Ok(Store { conn, path: shown })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Appends `record`, chained to the last one.
+    pub fn append(&mut self, record: &SyncRecord) -> Result<Stored, StoreError> {
+        let body = serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
+            seq: 0,
+            message: e.to_string(),
+        })?;
+        let path = self.path.clone();
+        let err = move |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let prev: String = tx
+            .query_row(
+                "SELECT hash FROM sync_records ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(GENESIS.to_string()),
+                other => Err(other),
+            })
+            .map_err(&err)?;
+        let hash = chain_hash(&prev, &body);
+        tx.execute(
+            "INSERT INTO sync_records (app, started_at, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![record.app, record.started_at, body, prev, hash],
+        )
+        .map_err(&err)?;
+        let seq = tx.last_insert_rowid();
+        tx.commit().map_err(&err)?;
+        Ok(Stored {
+            seq,
+            prev_hash: prev,
+            hash,
+            record: record.clone(),
+        })
+    }
+
+    fn rows(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Stored>, StoreError> {
+        let mut stmt = self.conn.prepare(sql).map_err(self.err())?;
+        let rows = stmt
+            .query_map(params, |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body, prev_hash, hash) = row.map_err(self.err())?;
+            let record = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                seq,
+                message: e.to_string(),
+            })?;
+            out.push(Stored {
+                seq,
+                prev_hash,
+                hash,
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The last `limit` records of `app`, newest first.
+    pub fn recent(&self, app: &str, limit: usize) -> Result<Vec<Stored>, StoreError> {
+        self.rows(
+            "SELECT seq, body, prev_hash, hash FROM sync_records WHERE app = ?1 ORDER BY seq DESC LIMIT ?2",
+            rusqlite::params![app, limit as i64],
+        )
+    }
+
+    /// Recomputes the whole chain; returns how many records it holds, or
+    /// where it first breaks.
+    pub fn verify_chain(&self) -> Result<usize, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, body, prev_hash, hash FROM sync_records ORDER BY seq")
+            .map_err(self.err())?;
+        let mut rows = stmt.query([]).map_err(self.err())?;
+        let mut prev = GENESIS.to_string();
+        let mut count = 0;
+        while let Some(row) = rows.next().map_err(self.err())? {
+            let (seq, body, prev_hash, hash): (i64, String, String, String) = (
+                row.get(0).map_err(self.err())?,
+                row.get(1).map_err(self.err())?,
+                row.get(2).map_err(self.err())?,
+                row.get(3).map_err(self.err())?,
+            );
+            if prev_hash != prev {
+                return Err(StoreError::Broken {
+                    seq,
+                    message: format!("it chains to {prev_hash}, the record before is {prev}"),
+                });
+            }
+            let expected = chain_hash(&prev, &body);
+            if hash != expected {
+                return Err(StoreError::Broken {
+                    seq,
+                    message: format!("its body hashes to {expected}, the record says {hash}"),
+                });
+            }
+            prev = hash;
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(app: &str, revision: &str) -> SyncRecord {
+        SyncRecord {
+            app: app.to_string(),
+            kind: "sync".to_string(),
+            revision: revision.to_string(),
+            author: Person {
+                name: "Ada".into(),
+                email: "ada@example.invalid".into(),
+            },
+            committer: Person::default(),
+            message: "bump web to 1.2.4".into(),
+            started_at: 1_700_000_000,
+            duration_ms: 1200,
+            result: "succeeded".into(),
+            error: None,
+            objects: vec![ObjectChange {
+                object: "Deployment/shop/web".into(),
+                action: "configured".into(),
+            }],
+            images: vec!["registry.internal/web:1.2.4@sha256:abc".into()],
+            drift: vec![],
+        }
+    }
+
+    #[test]
+    fn records_append_chain_and_read_back_newest_first() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("airgate.db");
+        let mut store = Store::open(&path)?;
+        let a = store.append(&record("shop/web", "r1"))?;
+        let b = store.append(&record("shop/api", "r2"))?;
+        let c = store.append(&record("shop/web", "r3"))?;
+        assert_eq!(a.prev_hash, GENESIS);
+        assert_eq!(b.prev_hash, a.hash);
+        assert_eq!(c.prev_hash, b.hash);
+        let recent = store.recent("shop/web", 10)?;
+        let revisions: Vec<_> = recent.iter().map(|s| s.record.revision.as_str()).collect();
+        assert_eq!(revisions, ["r3", "r1"]);
+        drop(store);
+        // Reopened, the chain still verifies and keeps growing.
+        let mut store = Store::open(&path)?;
+        assert_eq!(store.verify_chain()?, 3);
+        let d = store.append(&record("shop/web", "r4"))?;
+        assert_eq!(d.prev_hash, c.hash);
+        Ok(())
+    }
+
+    #[test]
+    fn a_changed_record_breaks_the_chain_where_it_was_changed()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("airgate.db");
+        let mut store = Store::open(&path)?;
+        for r in ["r1", "r2", "r3"] {
+            store.append(&record("shop/web", r))?;
+        }
+        // Someone rewrites history with plain SQL.
+        store.conn.execute(
+            "UPDATE sync_records SET body = replace(body, 'Ada', 'Eve') WHERE seq = 2",
+            [],
+        )?;
+        match store.verify_chain() {
+            Err(StoreError::Broken { seq, .. }) => assert_eq!(seq, 2),
+            other => panic!("expected a break at record 2, got {other:?}"),
+        }
+        Ok(())
+    }
+}
