@@ -121,6 +121,9 @@ impl SyncOutcome {
     }
 }
 
+/// (URL, revision, path): what a rendering depends on.
+type RenderKey = (String, String, String);
+
 /// Syncs Apps; shares one Git mirror and one render cache among them.
 pub struct Syncer {
     mirror: Mirror,
@@ -128,7 +131,7 @@ pub struct Syncer {
     /// Admin (controller) configuration; every apply impersonates.
     config: kube::Config,
     field_manager: String,
-    rendered: tokio::sync::Mutex<HashMap<(String, String, String), Arc<Vec<Manifest>>>>,
+    rendered: tokio::sync::Mutex<HashMap<RenderKey, Arc<Vec<Manifest>>>>,
 }
 
 impl std::fmt::Debug for Syncer {
