@@ -17,6 +17,7 @@ pub mod policy;
 pub mod reference;
 pub mod rule;
 pub mod signing;
+pub mod source;
 
 pub use digest::Digest;
 pub use reference::ImageRef;

@@ -17,24 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
-/// What to fetch.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum GitRef {
-    Branch(String),
-    Tag(String),
-    /// A full commit id.
-    Commit(String),
-}
-
-impl std::fmt::Display for GitRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            GitRef::Branch(b) => write!(f, "branch {b}"),
-            GitRef::Tag(t) => write!(f, "tag {t}"),
-            GitRef::Commit(c) => write!(f, "commit {c}"),
-        }
-    }
-}
+pub use airgate_core::source::GitRef;
 
 /// How to reach the server.
 #[derive(Clone, Default)]

@@ -12,6 +12,8 @@
 //! before the second stage writes anything. An Applier made with
 //! [`Applier::impersonating`] sends every request as a ServiceAccount.
 
+pub mod app;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

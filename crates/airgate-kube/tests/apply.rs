@@ -240,3 +240,40 @@ async fn health_follows_the_rollout_and_prune_deletes_only_what_left_unless_opte
     assert!(cms.get_opt("kept").await?.is_some());
     Ok(())
 }
+
+#[tokio::test]
+async fn the_app_crd_is_served_and_shows_revision_ready_and_age() -> Result<()> {
+    use airgate_kube::app::App;
+    use kube::CustomResourceExt;
+
+    let p = Perimeter::get();
+    let client = p.kube_client().await?;
+    let ns = unique_name("app-crd");
+    let crd = serde_json::to_value(App::crd())?;
+    let app = json!({
+        "apiVersion": "airgate.dev/v1alpha1", "kind": "App", "metadata": {"name": "shop", "namespace": ns},
+        "spec": {"source": {"url": "https://git.internal/platform/shop.git", "ref": {"branch": "main"}, "path": "envs/prod"},
+                 "serviceAccountName": "shop-deployer", "prune": true,
+                 "policy": {"allowedRegistries": ["registry.internal:5000"], "requireDigests": true}}});
+    // The CRD (new kind) and an App of it in a new namespace, in one staged apply.
+    Applier::new(client.clone(), "airgate", "default")
+        .apply(&objects(&[app, namespace(&ns), crd]))
+        .await?;
+    let apps: Api<App> = Api::namespaced(client, &ns);
+    let shop = apps.get("shop").await?;
+    assert_eq!(shop.spec.service_account_name, "shop-deployer");
+    assert_eq!(shop.spec.interval, "1m", "interval defaults to 1m");
+    let out = std::process::Command::new(&p.kubectl)
+        .args(["get", "apps.airgate.dev", "-n", &ns])
+        .env("KUBECONFIG", &p.kubeconfig)
+        .output()?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "REVISION", "READY", "AGE"], "{table}");
+    Ok(())
+}
