@@ -9,7 +9,8 @@
 #       skopeo copy from the layout | crane push --index | regctl image import
 #   floor: openssl dgst -sha256 over the bundle (read + SHA-256 of the bytes)
 #
-# Each command runs under GNU time (wall, user+sys CPU, peak RSS), REPS=3
+# Each command runs under GNU time (wall, user+sys CPU, peak RSS), with the
+# CPU the registry at the other end spends read from /proc, REPS=3
 # times, the tools taking turns; the table shows medians (this machine is
 # noisy: ext4 writeback after deleting the last run's gigabytes shows up in
 # whoever runs next). Each push goes to a fresh repository prefix, so no tool
@@ -74,12 +75,21 @@ mapfile -t refs <"$work/refs.txt"
 
 results=$work/results.tsv
 : >"$results"
-# measure LEG TOOL CMD...: run CMD under GNU time, append a row.
+# CPU seconds a perimeter registry has used so far (utime + stime).
+registry_cpu() {
+  local pid
+  pid=$(cat "$AIRGATE_PERIMETER_DIR/run/registry-$1.pid")
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat"
+}
+# measure LEG TOOL CMD...: run CMD under GNU time, append a row (with the
+# CPU the registry on the other end spent meanwhile).
 measure() {
   local leg=$1 tool=$2
   shift 2
   sync
-  local t0 t1
+  local side=upstream t0 t1 c0 c1
+  [ "$leg" = b ] && side=internal
+  c0=$(registry_cpu $side)
   t0=$(date +%s.%N)
   /usr/bin/time -f '%U %S %M' -o "$work/time.txt" "$@" >"$work/$tool-$leg.out" 2>"$work/$tool-$leg.err" || {
     log "$tool ($leg) failed:"
@@ -87,8 +97,10 @@ measure() {
     exit 1
   }
   t1=$(date +%s.%N)
+  c1=$(registry_cpu $side)
   read -r user sys rss <"$work/time.txt"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$leg" "$tool" "$(echo "$t1 - $t0" | bc)" "$(echo "$user + $sys" | bc)" "$rss" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$leg" "$tool" "$(echo "$t1 - $t0" | bc)" "$(echo "$user + $sys" | bc)" "$rss" \
+    "$(echo "$c1 - $c0" | bc)" >>"$results"
   log "$leg $tool: $(echo "$t1 - $t0" | bc)s"
 }
 
@@ -166,16 +178,19 @@ for row in "a airgate" "a skopeo" "a crane" "a regctl" "floor sha256" "b airgate
   wall=$(awk -F'\t' -v l="$leg" -v t="$tool" '$1 == l && $2 == t { print $3 }' "$results" | median)
   cpu=$(awk -F'\t' -v l="$leg" -v t="$tool" '$1 == l && $2 == t { print $4 }' "$results" | median)
   rss=$(awk -F'\t' -v l="$leg" -v t="$tool" '$1 == l && $2 == t { print $5 }' "$results" | sort -n | tail -1)
+  reg=$(awk -F'\t' -v l="$leg" -v t="$tool" '$1 == l && $2 == t { print $6 }' "$results" | median)
   all=$(awk -F'\t' -v l="$leg" -v t="$tool" '$1 == l && $2 == t { printf "%s%.1f", sep, $3; sep = ", " }' "$results")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$leg" "$tool" "$wall" "$cpu" "$rss" "$all" >>"$summary"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$leg" "$tool" "$wall" "$cpu" "$rss" "$all" "$reg" >>"$summary"
 done
 {
   echo "Workload: $IMAGES images x ($SHARED_LAYERS shared x $SHARED_MIB MiB + 1 unique x $UNIQUE_MIB MiB);"
   echo "bundle $(numfmt --to=iec-i --suffix=B "$bundle_bytes"); $(nproc) cores; $REPS runs each, medians; $(date -u +%Y-%m-%d)."
   echo
-  echo "| leg | tool | wall s (median) | CPU s | peak RSS MiB | MiB/s of bundle | every run, s |"
-  echo "|---|---|---:|---:|---:|---:|---|"
-  awk -F'\t' -v bytes="$bundle_bytes" '{ printf "| %s | %s | %.2f | %.2f | %.0f | %.0f | %s |\n", $1, $2, $3, $4, $5 / 1024, bytes / 1048576 / $3, $6 }' "$summary"
+  echo "| leg | tool | wall s (median) | CPU s | registry CPU s | peak RSS MiB | MiB/s of bundle | every run, s |"
+  echo "|---|---|---:|---:|---:|---:|---:|---|"
+  awk -F'\t' -v bytes="$bundle_bytes" '{ printf "| %s | %s | %.2f | %.2f | %.2f | %.0f | %.0f | %s |\n", $1, $2, $3, $4, $7, $5 / 1024, bytes / 1048576 / $3, $6 }' "$summary"
+  echo
+  echo "(registry CPU: what the upstream registry (leg a) or the internal registry (leg b) spent during the run; on 2 cores, (CPU + registry CPU) / 2 bounds the wall time from below)"
   echo
   awk -F'\t' '
     { wall[$1","$2] = $3; if ($2 != "airgate" && $1 != "floor" && (best[$1] == "" || $3 < best[$1])) { best[$1] = $3; who[$1] = $2 } }
