@@ -397,6 +397,8 @@ impl Applier {
                 }
             }
         }
+        // One lookup per namespace, however many objects live in it.
+        let mut known_namespaces: HashMap<String, bool> = HashMap::new();
         for (i, p) in planned.iter().enumerate() {
             if deferred.contains(&i) {
                 continue;
@@ -410,10 +412,15 @@ impl Applier {
                 .namespace
                 .clone()
                 .unwrap_or_else(|| self.default_namespace.clone());
-            if namespaced
-                && !p.reference.is_cluster_definition()
-                && namespaces.get_opt(&ns).await.ok().flatten().is_none()
-            {
+            let exists = match known_namespaces.get(&ns) {
+                Some(&e) => e,
+                None => {
+                    let e = namespaces.get_opt(&ns).await.ok().flatten().is_some();
+                    known_namespaces.insert(ns.clone(), e);
+                    e
+                }
+            };
+            if namespaced && !p.reference.is_cluster_definition() && !exists {
                 deferred.push(i);
                 continue;
             }

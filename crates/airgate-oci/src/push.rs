@@ -259,7 +259,7 @@ pub async fn push(
                 } else {
                     match (span, &home) {
                         (Some(span), home) => {
-                            let source = BlobSource::File {
+                            let source = BlobSource {
                                 path: request.bundle.to_path_buf(),
                                 offset: span.offset,
                             };
@@ -382,7 +382,8 @@ mod tests {
             "team/app"
         );
         assert!(
-            Target::parse("UPPER:5000", None).is_err() || Target::parse("nohost", None).is_err()
+            Target::parse("nohost", None).is_err(),
+            "a name without a dot or port is not a registry"
         );
         assert!(Target::parse("127.0.0.1:5000/Bad", None).is_err());
         Ok(())

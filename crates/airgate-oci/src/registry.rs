@@ -683,34 +683,33 @@ impl RegistryClient {
         .await
     }
 
-    /// Starts a blob download. The caller checks the digest of what it reads.
+    /// Starts a blob download. The caller checks the digest of what it
+    /// reads, and retries the whole download (this does not retry: a retry
+    /// here could not resume a body that broke off midway).
     pub async fn get_blob(
         &self,
         registry: &str,
         repository: &str,
         digest: &Digest,
     ) -> Result<Response, RegistryError> {
-        self.retry(|| async {
-            let path = format!("/v2/{repository}/blobs/{digest}");
-            let resp = self
-                .send(registry, repository, &Self::pull(repository), |c, base| {
-                    c.get(format!("{base}{path}"))
-                })
-                .await?;
-            match resp.status() {
-                StatusCode::NOT_FOUND => Err(RegistryError::NotFound {
-                    registry: registry.to_string(),
-                    repository: repository.to_string(),
-                    what: format!("blob {digest}"),
-                }),
-                s if s.is_success() => Ok(resp),
-                s => {
-                    let body = resp.text().await.unwrap_or_default();
-                    Err(status_error(&Method::GET, &path, s, &body))
-                }
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let resp = self
+            .send(registry, repository, &Self::pull(repository), |c, base| {
+                c.get(format!("{base}{path}"))
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Err(RegistryError::NotFound {
+                registry: registry.to_string(),
+                repository: repository.to_string(),
+                what: format!("blob {digest}"),
+            }),
+            s if s.is_success() => Ok(resp),
+            s => {
+                let body = resp.text().await.unwrap_or_default();
+                Err(status_error(&Method::GET, &path, s, &body))
             }
-        })
-        .await
+        }
     }
 
     /// Opens an upload session, or mounts the blob from `from` when given.
@@ -909,15 +908,12 @@ pub struct BlobUpload<'a> {
     pub chunk_size: u64,
 }
 
-/// Where the bytes of a blob to upload come from.
+/// Where the bytes of a blob to upload come from: a region of a file (a
+/// blob inside a bundle).
 #[derive(Clone, Debug)]
-pub enum BlobSource {
-    Bytes(Bytes),
-    /// A region of a file (a blob inside a bundle).
-    File {
-        path: PathBuf,
-        offset: u64,
-    },
+pub struct BlobSource {
+    pub path: PathBuf,
+    pub offset: u64,
 }
 
 /// A request body that can be made again for a retry.
@@ -930,11 +926,9 @@ struct BodyMaker {
 
 impl BlobSource {
     fn body(&self, offset: u64, len: u64) -> Result<BodyMaker, RegistryError> {
-        if let BlobSource::File { path, .. } = self
-            && !path.exists()
-        {
+        if !self.path.exists() {
             return Err(RegistryError::Io {
-                path: path.display().to_string(),
+                path: self.path.display().to_string(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         }
@@ -948,16 +942,11 @@ impl BlobSource {
 
 impl BodyMaker {
     fn make(&self) -> reqwest::Body {
-        match &self.source {
-            BlobSource::Bytes(b) => {
-                let start = self.offset as usize;
-                let end = (self.offset + self.len) as usize;
-                reqwest::Body::from(b.slice(start.min(b.len())..end.min(b.len())))
-            }
-            BlobSource::File { path, offset } => {
-                file_region_body(path, offset + self.offset, self.len)
-            }
-        }
+        file_region_body(
+            &self.source.path,
+            self.source.offset + self.offset,
+            self.len,
+        )
     }
 }
 

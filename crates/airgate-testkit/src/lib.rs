@@ -125,7 +125,7 @@ impl Perimeter {
         read_secret(&self.git_password_file)
     }
 
-    /// A kube client with the admin kubeconfig.
+    /// The admin kubeconfig, loaded.
     pub async fn kube_config(&self) -> Result<kube::Config> {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)
             .with_context(|| format!("reading kubeconfig {}", self.kubeconfig.display()))?;

@@ -196,6 +196,8 @@ struct Checker {
     position: usize,
     trust: Trust,
     inventory: Option<(Inventory, Digest, Vec<u8>)>,
+    /// Position of each blob in the inventory, built once.
+    blob_index: BTreeMap<Digest, usize>,
     signed_by: Option<Digest>,
     signature_present: bool,
     blobs: BTreeMap<Digest, Span>,
@@ -219,6 +221,7 @@ impl Checker {
             position: 0,
             trust: trust.clone(),
             inventory: None,
+            blob_index: BTreeMap::new(),
             signed_by: None,
             signature_present: false,
             blobs: BTreeMap::new(),
@@ -272,9 +275,10 @@ impl Checker {
                 size: l.size,
                 keep: Some(None),
             }),
-            EntryKind::Blob(d) => inv
-                .blob_map()
+            EntryKind::Blob(d) => self
+                .blob_index
                 .get(d)
+                .map(|&i| &inv.blobs[i])
                 .filter(|b| b.carried)
                 .map(|b| Expected {
                     digest: b.digest.clone(),
@@ -304,6 +308,12 @@ impl Checker {
     fn inventory(&mut self, bytes: Vec<u8>) -> Result<u64, VerifyError> {
         let inv = parse_inventory(&bytes)?;
         let total = inv.carried_bytes();
+        self.blob_index = inv
+            .blobs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.digest.clone(), i))
+            .collect();
         self.inventory = Some((inv, Digest::of(&bytes), bytes));
         Ok(total)
     }
