@@ -87,6 +87,16 @@ pub fn assess(obj: &Value) -> Health {
                 return Health::Failed(message(obj, "Progressing"));
             }
             generation_seen(obj).unwrap_or_else(|| {
+                // Mid-rollout the old replicas still count as available:
+                // it is done only when none of them is left.
+                let total = int(obj, &["status", "replicas"]).unwrap_or(0);
+                let updated = int(obj, &["status", "updatedReplicas"]).unwrap_or(0);
+                if total > updated {
+                    return Health::Progressing(format!(
+                        "{} old replica(s) pending termination",
+                        total - updated
+                    ));
+                }
                 replicas(
                     obj,
                     &["spec", "replicas"],
@@ -197,6 +207,18 @@ mod tests {
         assert_eq!(
             assess(&stuck),
             Health::Failed("ReplicaSet web-1 has timed out progressing.".into())
+        );
+    }
+
+    #[test]
+    fn a_rollout_with_old_replicas_left_is_not_ready_though_enough_are_available() {
+        // One new pod pending, the old one still serving: counts alone say 1 of 1.
+        let mid_rollout = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"generation": 2}, "spec": {"replicas": 1},
+            "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 1}});
+        assert_eq!(
+            assess(&mid_rollout),
+            Health::Progressing("1 old replica(s) pending termination".into())
         );
     }
 

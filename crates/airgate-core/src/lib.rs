@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod digest;
 pub mod discover;
+pub mod drift;
 pub mod health;
 pub mod inventory;
 pub mod lock;

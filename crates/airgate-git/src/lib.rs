@@ -284,26 +284,38 @@ fn find_commit<'r>(
 }
 
 /// Credentials through a callback, and for HTTPS a client trusting `ca_pem`.
+/// How long to wait for a Git server to accept a connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one request (a whole pack included) may take.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 fn configure<T: gix::protocol::transport::client::blocking_io::Transport>(
     connection: &mut gix::remote::Connection<'_, '_, '_, T>,
     access: &Access,
 ) {
     use gix::protocol::transport::client::blocking_io::http;
-    if let Some(pem) = access.ca_pem.clone() {
-        let backend = http::reqwest::Options {
-            configure_client: Some(Box::new(move |builder| {
-                let certs =
-                    reqwest::Certificate::from_pem_bundle(&pem).map_err(gix::Error::from_error)?;
-                Ok(builder.tls_certs_only(certs))
-            })),
-            configure_request: None,
-        };
-        let options = http::Options {
-            backend: Some(Arc::new(Mutex::new(backend))),
-            ..Default::default()
-        };
-        connection.set_transport_options(Box::new(options));
-    }
+    // A server that stops answering must fail the fetch, not hang it.
+    let pem = access.ca_pem.clone();
+    let backend = http::reqwest::Options {
+        configure_client: Some(Box::new(move |builder| {
+            let builder = builder
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT);
+            Ok(match &pem {
+                Some(pem) => builder.tls_certs_only(
+                    reqwest::Certificate::from_pem_bundle(pem).map_err(gix::Error::from_error)?,
+                ),
+                None => builder,
+            })
+        })),
+        configure_request: None,
+    };
+    let options = http::Options {
+        backend: Some(Arc::new(Mutex::new(backend))),
+        connect_timeout: Some(CONNECT_TIMEOUT),
+        ..Default::default()
+    };
+    connection.set_transport_options(Box::new(options));
     if let (Some(user), Some(password)) = (access.username.clone(), access.password.clone()) {
         connection.set_credentials(move |action| match action {
             gix::credentials::helper::Action::Get(ctx) => {

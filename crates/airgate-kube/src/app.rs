@@ -39,10 +39,18 @@ pub struct AppSpec {
     pub suspend: bool,
     #[serde(default)]
     pub policy: AppPolicy,
+    /// How long applied objects may take to become healthy before the App
+    /// is Stalled: `30s`, `5m`.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
 }
 
 fn default_interval() -> String {
     "1m".to_string()
+}
+
+fn default_timeout() -> String {
+    "5m".to_string()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -110,6 +118,73 @@ pub struct AppStatus {
     /// What the App applied, compact: `apiVersion|Kind|namespace|name`.
     #[serde(default)]
     pub inventory: Vec<String>,
+    /// The most recent syncs, newest first (at most [`HISTORY_LIMIT`]).
+    #[serde(default)]
+    pub history: Vec<SyncSummary>,
+}
+
+/// How many syncs `status.history` keeps.
+pub const HISTORY_LIMIT: usize = 10;
+
+/// One sync, as `status.history` shows it; the full record is in the store.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSummary {
+    /// `sync` or `drift`
+    pub kind: String,
+    pub revision: String,
+    /// RFC 3339, when it started.
+    pub time: String,
+    /// succeeded, failed, blocked, unhealthy
+    pub result: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+impl AppStatus {
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Sets condition `type_`; its transition time moves only when its
+    /// status does.
+    pub fn set_condition(
+        &mut self,
+        type_: &str,
+        status: &str,
+        reason: &str,
+        message: &str,
+        now: &str,
+    ) {
+        let fresh = Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+            last_transition_time: now.to_string(),
+        };
+        match self.conditions.iter_mut().find(|c| c.type_ == type_) {
+            Some(c) if c.status == status => {
+                c.reason = fresh.reason;
+                c.message = fresh.message;
+            }
+            Some(c) => *c = fresh,
+            None => self.conditions.push(fresh),
+        }
+    }
+
+    /// Drops condition `type_`.
+    pub fn clear_condition(&mut self, type_: &str) {
+        self.conditions.retain(|c| c.type_ != type_);
+    }
+
+    /// Adds a sync to the front of the history, keeping [`HISTORY_LIMIT`].
+    pub fn push_history(&mut self, entry: SyncSummary) {
+        self.history.insert(0, entry);
+        self.history.truncate(HISTORY_LIMIT);
+    }
 }
 
 /// A status condition (Ready, Reconciling, Stalled), as Kubernetes writes them.
@@ -146,14 +221,24 @@ impl AppSpec {
 
     /// `spec.interval` as a duration: a number and `s`, `m` or `h`.
     pub fn interval(&self) -> Result<Duration, String> {
-        parse_interval(&self.interval)
+        parse_duration("spec.interval", &self.interval)
+    }
+
+    /// `spec.timeout` as a duration.
+    pub fn timeout(&self) -> Result<Duration, String> {
+        parse_duration("spec.timeout", &self.timeout)
     }
 }
 
 /// `30s`, `5m`, `1h`; at least one second.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let bad =
-        || format!("spec.interval '{s}' must be a whole number followed by s, m or h, e.g. 1m");
+    parse_duration("spec.interval", s)
+}
+
+/// A whole number and `s`, `m` or `h`, at least one second; `field` names
+/// it in the error.
+pub fn parse_duration(field: &str, s: &str) -> Result<Duration, String> {
+    let bad = || format!("{field} '{s}' must be a whole number followed by s, m or h, e.g. 1m");
     let (n, unit) = s.split_at(s.len().saturating_sub(1));
     let n: u64 = n.parse().map_err(|_| bad())?;
     let secs = match unit {
@@ -186,7 +271,35 @@ mod tests {
             drift: DriftMode::Correct,
             suspend: false,
             policy: AppPolicy::default(),
+            timeout: "5m".into(),
         }
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_status_holds() {
+        let mut status = AppStatus::default();
+        status.set_condition("Ready", "False", "Progressing", "a", "t1");
+        status.set_condition("Ready", "False", "HealthCheckFailed", "b", "t2");
+        let ready = status.condition("Ready").cloned();
+        assert_eq!(
+            ready.map(|c| (c.reason, c.last_transition_time)),
+            Some(("HealthCheckFailed".to_string(), "t1".to_string()))
+        );
+        status.set_condition("Ready", "True", "Applied", "c", "t3");
+        assert_eq!(
+            status
+                .condition("Ready")
+                .map(|c| c.last_transition_time.as_str()),
+            Some("t3")
+        );
+        for i in 0..15 {
+            status.push_history(SyncSummary {
+                revision: i.to_string(),
+                ..Default::default()
+            });
+        }
+        assert_eq!(status.history.len(), HISTORY_LIMIT);
+        assert_eq!(status.history[0].revision, "14");
     }
 
     #[test]

@@ -11,12 +11,17 @@
 //! that this same set creates) are dry-run right after the first stage, and
 //! before the second stage writes anything. An Applier made with
 //! [`Applier::impersonating`] sends every request as a ServiceAccount.
+//!
+//! A change to an immutable field fails the dry-run and so the whole set,
+//! naming the object; an object annotated `airgate.dev/recreate: enabled`
+//! is instead deleted and created again ([`Action::Recreated`]).
 
 pub mod app;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use airgate_core::drift;
 use airgate_core::health::{self, Health};
 use airgate_core::inventory::PRUNE_ANNOTATION;
 use airgate_core::object::ObjectRef;
@@ -32,6 +37,9 @@ pub enum Action {
     Created,
     Configured,
     Unchanged,
+    /// Deleted and created again: an immutable field changed and the object
+    /// opted in with `airgate.dev/recreate: enabled`.
+    Recreated,
     /// Pruned: it left the desired set.
     Deleted,
     /// Left the desired set, but carries `airgate.dev/prune: disabled`.
@@ -42,6 +50,13 @@ pub enum Action {
 pub struct Change {
     pub object: ObjectRef,
     pub action: Action,
+    /// The fields airgate owns through apply once it is done (see
+    /// `airgate_core::drift`); empty for deletions.
+    #[serde(skip)]
+    pub owned: BTreeSet<String>,
+    /// The object's resourceVersion after the apply.
+    #[serde(skip)]
+    pub resource_version: Option<String>,
 }
 
 /// The result of one apply, in apply order.
@@ -82,6 +97,23 @@ struct Planned {
     reference: ObjectRef,
     body: Value,
     resource: Option<(ApiResource, ApiCapabilities)>,
+    /// The dry-run found an immutable field changed and the object opted in
+    /// to being recreated.
+    recreate: bool,
+}
+
+/// Objects opt in to delete-and-create on immutable changes with this
+/// annotation set to `enabled`.
+pub const RECREATE_ANNOTATION: &str = "airgate.dev/recreate";
+
+fn annotation<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
+    body.get("metadata")?.get("annotations")?.get(key)?.as_str()
+}
+
+/// The fields `manager` owns through apply in `obj`.
+fn owned_by(obj: &DynamicObject, manager: &str) -> BTreeSet<String> {
+    let managed = serde_json::to_value(&obj.metadata.managed_fields).unwrap_or(Value::Null);
+    drift::applied_fields(&drift::owners(&managed), manager)
 }
 
 /// Applies sets of objects with one client (and so one identity).
@@ -89,6 +121,7 @@ pub struct Applier {
     client: Client,
     field_manager: String,
     default_namespace: String,
+    labels: BTreeMap<String, String>,
     resources: tokio::sync::Mutex<HashMap<(String, String), (ApiResource, ApiCapabilities)>>,
 }
 
@@ -129,13 +162,29 @@ impl Applier {
             client,
             field_manager: field_manager.to_string(),
             default_namespace: default_namespace.to_string(),
+            labels: BTreeMap::new(),
             resources: Default::default(),
         }
     }
 
+    /// The client every request goes through (and so its identity).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Every object applied carries these labels too (airgate marks what an
+    /// App owns, so watches can select exactly that).
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Applier {
+        self.labels = labels;
+        self
+    }
+
     /// An Applier whose every request impersonates ServiceAccount
-    /// `service_account` of `namespace` (user and groups, as the API server
-    /// would authenticate its token). `config` must be allowed to impersonate.
+    /// `service_account` of `namespace`. No groups are sent: the API server
+    /// gives an impersonated ServiceAccount its own groups
+    /// (`system:serviceaccounts`, `system:serviceaccounts:<namespace>`,
+    /// `system:authenticated`), so `config` needs `impersonate` on
+    /// `serviceaccounts` and nothing on `groups`.
     pub fn impersonating(
         config: &kube::Config,
         namespace: &str,
@@ -146,16 +195,16 @@ impl Applier {
         config.auth_info.impersonate = Some(format!(
             "system:serviceaccount:{namespace}:{service_account}"
         ));
-        config.auth_info.impersonate_groups = Some(vec![
-            "system:serviceaccounts".to_string(),
-            format!("system:serviceaccounts:{namespace}"),
-            "system:authenticated".to_string(),
-        ]);
+        config.auth_info.impersonate_groups = None;
         let client = Client::try_from(config).map_err(|e| ApplyError::Client(e.to_string()))?;
         Ok(Applier::new(client, field_manager, namespace))
     }
 
-    async fn resource(&self, r: &ObjectRef) -> Result<(ApiResource, ApiCapabilities), kube::Error> {
+    /// Where `r`'s kind lives in the API (discovery, cached per Applier).
+    pub async fn resource(
+        &self,
+        r: &ObjectRef,
+    ) -> Result<(ApiResource, ApiCapabilities), kube::Error> {
         let key = (r.api_version.clone(), r.kind.clone());
         if let Some(found) = self.resources.lock().await.get(&key) {
             return Ok(found.clone());
@@ -187,31 +236,87 @@ impl Applier {
         Ok((api, reference))
     }
 
-    async fn dry_run(&self, planned: &Planned) -> Result<(), ApplyError> {
+    async fn dry_run(&self, planned: &mut Planned) -> Result<(), ApplyError> {
         let (api, reference) = self.api(planned)?;
         let params = PatchParams::apply(&self.field_manager).force().dry_run();
-        api.patch(
-            &reference.name,
-            &params,
-            &Patch::Apply(&self.body_for(planned, &reference)),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| ApplyError::DryRun {
+        let result = api
+            .patch(
+                &reference.name,
+                &params,
+                &Patch::Apply(&self.body_for(planned, &reference)),
+            )
+            .await;
+        let Err(e) = result else {
+            return Ok(());
+        };
+        let message = api_message(&e);
+        if !message.contains("immutable") {
+            return Err(ApplyError::DryRun {
+                object: reference.to_string(),
+                message,
+            });
+        }
+        if annotation(&planned.body, RECREATE_ANNOTATION) == Some("enabled") {
+            planned.recreate = true;
+            return Ok(());
+        }
+        Err(ApplyError::DryRun {
             object: reference.to_string(),
-            message: api_message(&e),
+            message: format!(
+                "{message}\nhint: an immutable field changed; annotate the object \
+                 {RECREATE_ANNOTATION}: enabled to let airgate delete and create it again"
+            ),
         })
     }
 
     fn body_for(&self, planned: &Planned, reference: &ObjectRef) -> Value {
         let mut body = planned.body.clone();
-        if let (Some(ns), Some(meta)) = (
-            &reference.namespace,
-            body.get_mut("metadata").and_then(Value::as_object_mut),
-        ) {
+        let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) else {
+            return body;
+        };
+        if let Some(ns) = &reference.namespace {
             meta.insert("namespace".to_string(), Value::String(ns.clone()));
         }
+        if !self.labels.is_empty() {
+            let labels = meta
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(labels) = labels.as_object_mut() {
+                for (k, v) in &self.labels {
+                    labels.insert(k.clone(), Value::String(v.clone()));
+                }
+            }
+        }
         body
+    }
+
+    /// Deletes `reference` and waits until it is gone.
+    async fn delete_and_wait(
+        &self,
+        api: &Api<DynamicObject>,
+        reference: &ObjectRef,
+    ) -> Result<(), ApplyError> {
+        let fail = |e: kube::Error| ApplyError::Apply {
+            object: reference.to_string(),
+            message: api_message(&e),
+        };
+        api.delete(&reference.name, &kube::api::DeleteParams::foreground())
+            .await
+            .map_err(fail)?;
+        let deadline = tokio::time::Instant::now() + ESTABLISH_TIMEOUT;
+        while api.get_opt(&reference.name).await.map_err(fail)?.is_some() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(ApplyError::Apply {
+                    object: reference.to_string(),
+                    message: format!(
+                        "still present {}s after deletion (to recreate it)",
+                        ESTABLISH_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
     }
 
     async fn apply_one(&self, planned: &Planned) -> Result<Change, ApplyError> {
@@ -220,7 +325,11 @@ impl Applier {
             object: reference.to_string(),
             message: api_message(&e),
         };
-        let before = api.get_opt(&reference.name).await.map_err(fail)?;
+        let mut before = api.get_opt(&reference.name).await.map_err(fail)?;
+        if planned.recreate && before.is_some() {
+            self.delete_and_wait(&api, &reference).await?;
+            before = None;
+        }
         let params = PatchParams::apply(&self.field_manager).force();
         let after = api
             .patch(
@@ -231,6 +340,7 @@ impl Applier {
             .await
             .map_err(fail)?;
         let action = match before {
+            None if planned.recreate => Action::Recreated,
             None => Action::Created,
             Some(b) if b.metadata.resource_version == after.metadata.resource_version => {
                 Action::Unchanged
@@ -241,6 +351,8 @@ impl Applier {
             Some(_) => Action::Configured,
         };
         Ok(Change {
+            owned: owned_by(&after, &self.field_manager),
+            resource_version: after.metadata.resource_version.clone(),
             object: reference,
             action,
         })
@@ -287,6 +399,7 @@ impl Applier {
                     message: api_message(&e),
                 }
             })?),
+            recreate: false,
         };
         let (api, reference) = self.api(&planned)?;
         match api.get_opt(&reference.name).await {
@@ -316,6 +429,7 @@ impl Applier {
                 reference: reference.clone(),
                 body: Value::Null,
                 resource: Some(resource),
+                recreate: false,
             };
             let (api, reference) = self.api(&planned)?;
             let fail = |e: kube::Error| ApplyError::Apply {
@@ -342,6 +456,8 @@ impl Applier {
             changes.changes.push(Change {
                 object: reference,
                 action,
+                owned: BTreeSet::new(),
+                resource_version: None,
             });
         }
         Ok(changes)
@@ -358,6 +474,7 @@ impl Applier {
                 reference,
                 body: body.clone(),
                 resource: None,
+                recreate: false,
             });
         }
         // Stage order, stable within a stage.
@@ -399,7 +516,7 @@ impl Applier {
         }
         // One lookup per namespace, however many objects live in it.
         let mut known_namespaces: HashMap<String, bool> = HashMap::new();
-        for (i, p) in planned.iter().enumerate() {
+        for (i, p) in planned.iter_mut().enumerate() {
             if deferred.contains(&i) {
                 continue;
             }
@@ -453,7 +570,7 @@ impl Applier {
                         })?;
                 planned[i].resource = Some(found);
             }
-            self.dry_run(&planned[i]).await?;
+            self.dry_run(&mut planned[i]).await?;
         }
         // Stage 2: everything else.
         for p in planned

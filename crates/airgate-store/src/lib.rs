@@ -36,6 +36,10 @@ pub struct Drift {
     pub object: String,
     /// The field manager that made the change.
     pub field_manager: String,
+    /// The fields airgate had applied that it no longer owns (managedFields
+    /// paths); empty when the object was deleted.
+    #[serde(default)]
+    pub fields: Vec<String>,
     /// Whether airgate put it back.
     pub corrected: bool,
 }

@@ -12,10 +12,19 @@
 //!    not, unless pruning is off or the object opts out.
 //!
 //! The outcome carries the new inventory and everything a sync record needs.
+//!
+//! Every object applied is labelled with its App ([`APP_NAME_LABEL`],
+//! [`APP_NAMESPACE_LABEL`]), so a watch can select exactly what an App owns.
+//! One fetch per (URL, ref) serves every App that asks within
+//! [`FETCH_FRESH`] of it, and fetches of one URL never overlap.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airgate_core::health::Health;
+use airgate_core::object::ObjectRef;
 
 use airgate_core::discover::{Document, images_in};
 use airgate_core::inventory::Inventory;
@@ -26,11 +35,21 @@ use airgate_render::{Manifest, RenderError, Renderer};
 use airgate_store::{ObjectChange, Person, SyncRecord};
 use serde_json::Value;
 
+/// The label naming the App an applied object belongs to.
+pub const APP_NAME_LABEL: &str = "airgate.dev/app-name";
+/// The label naming that App's namespace.
+pub const APP_NAMESPACE_LABEL: &str = "airgate.dev/app-namespace";
+
+/// How long a fetched (URL, ref) answers for every App that asks.
+pub const FETCH_FRESH: Duration = Duration::from_secs(5);
+
 /// Everything one App asks for.
 #[derive(Clone, Debug)]
 pub struct AppSpec {
     /// `namespace/name`
     pub app: String,
+    /// The App's namespace: where its ServiceAccount lives, and the default
+    /// for namespaced objects without one.
     pub namespace: String,
     pub url: String,
     pub git_ref: GitRef,
@@ -121,8 +140,35 @@ impl SyncOutcome {
     }
 }
 
+impl AppSpec {
+    /// The App's name (the part of `app` after the namespace).
+    pub fn name(&self) -> &str {
+        self.app.rsplit_once('/').map_or(&self.app, |(_, n)| n)
+    }
+
+    /// The labels every object of this App carries.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (APP_NAME_LABEL.to_string(), self.name().to_string()),
+            (APP_NAMESPACE_LABEL.to_string(), self.namespace.clone()),
+        ])
+    }
+
+    /// The label selector for [`AppSpec::labels`].
+    pub fn selector(&self) -> String {
+        format!(
+            "{APP_NAME_LABEL}={},{APP_NAMESPACE_LABEL}={}",
+            self.name(),
+            self.namespace
+        )
+    }
+}
+
 /// (URL, revision, path): what a rendering depends on.
 type RenderKey = (String, String, String);
+
+/// Per URL: when each ref was last fetched, and the commit it named.
+type Fetched = HashMap<String, (Instant, Commit)>;
 
 /// Syncs Apps; shares one Git mirror and one render cache among them.
 pub struct Syncer {
@@ -132,6 +178,8 @@ pub struct Syncer {
     config: kube::Config,
     field_manager: String,
     rendered: tokio::sync::Mutex<HashMap<RenderKey, Arc<Vec<Manifest>>>>,
+    fetched: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Fetched>>>>,
+    fetches: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -150,19 +198,105 @@ impl Syncer {
             config,
             field_manager: "airgate".to_string(),
             rendered: Default::default(),
+            fetched: Default::default(),
+            fetches: Default::default(),
         }
     }
 
-    /// Fetches the App's ref; returns the commit it names.
+    /// The field manager every apply uses.
+    pub fn field_manager(&self) -> &str {
+        &self.field_manager
+    }
+
+    /// How many fetches from Git this Syncer has made.
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Fetches the App's ref; returns the commit it names. A fetch of the
+    /// same (URL, ref) younger than [`FETCH_FRESH`] answers instead.
     pub async fn fetch(&self, spec: &AppSpec) -> Result<Commit, SyncError> {
+        let per_url = {
+            let mut all = self
+                .fetched
+                .lock()
+                .map_err(|_| SyncError::Internal("fetch cache poisoned".into()))?;
+            all.entry(spec.url.clone()).or_default().clone()
+        };
+        let mut per_url = per_url.lock().await;
+        let key = spec.git_ref.to_string();
+        if let Some((at, commit)) = per_url.get(&key)
+            && at.elapsed() < FETCH_FRESH
+        {
+            return Ok(commit.clone());
+        }
         let mirror = self.mirror.clone();
         let (url, git_ref, access) = (spec.url.clone(), spec.git_ref.clone(), spec.access.clone());
-        tokio::task::spawn_blocking(move || {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let commit = tokio::task::spawn_blocking(move || -> Result<Commit, SyncError> {
             let id = mirror.fetch(&url, &git_ref, &access)?;
             Ok(mirror.commit(&url, &id)?)
         })
         .await
-        .map_err(|e| SyncError::Internal(e.to_string()))?
+        .map_err(|e| SyncError::Internal(e.to_string()))??;
+        per_url.insert(key, (Instant::now(), commit.clone()));
+        Ok(commit)
+    }
+
+    /// An Applier that acts as the App's ServiceAccount and labels what it
+    /// applies with the App.
+    pub fn applier(&self, spec: &AppSpec) -> Result<Applier, SyncError> {
+        Ok(Applier::impersonating(
+            &self.config,
+            &spec.namespace,
+            &spec.service_account,
+            &self.field_manager,
+        )?
+        .with_labels(spec.labels()))
+    }
+
+    /// The health of each of `objects`, read now as the App's ServiceAccount.
+    pub async fn health(
+        &self,
+        spec: &AppSpec,
+        objects: &[ObjectRef],
+    ) -> Result<Vec<(ObjectRef, Health)>, SyncError> {
+        let applier = self.applier(spec)?;
+        let mut out = Vec::with_capacity(objects.len());
+        for o in objects {
+            out.push((o.clone(), applier.health(o).await?));
+        }
+        Ok(out)
+    }
+
+    /// Applies again, from `revision`, just the objects named (drift
+    /// correction): dry-run first, as the App's ServiceAccount.
+    pub async fn reapply(
+        &self,
+        spec: &AppSpec,
+        revision: &str,
+        objects: &[ObjectRef],
+    ) -> Result<ChangeSet, SyncError> {
+        let manifests = self.render(spec, revision).await?;
+        let applier = self.applier(spec)?;
+        let mut selected = Vec::new();
+        for m in manifests.iter() {
+            let what = format!("{} (document {})", m.source, m.index);
+            let Ok(mut r) = ObjectRef::from_object(&m.value, &what) else {
+                continue;
+            };
+            let wanted = objects.iter().any(|o| {
+                o.api_version == r.api_version && o.kind == r.kind && o.name == r.name && {
+                    r.namespace.get_or_insert_with(|| spec.namespace.clone());
+                    o.namespace.is_none() || o.namespace == r.namespace
+                }
+            });
+            if wanted {
+                selected.push((what, m.value.clone()));
+            }
+        }
+        Ok(applier.apply(&selected).await?)
     }
 
     /// The rendered objects of `path` at `commit`, from the cache when there.
@@ -245,12 +379,7 @@ impl Syncer {
         images.sort();
         images.dedup();
 
-        let applier = Applier::impersonating(
-            &self.config,
-            &spec.namespace,
-            &spec.service_account,
-            &self.field_manager,
-        )?;
+        let applier = self.applier(spec)?;
         let objects: Vec<(String, Value)> = manifests
             .iter()
             .map(|m| {

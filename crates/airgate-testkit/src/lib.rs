@@ -250,15 +250,30 @@ impl Perimeter {
     /// Restarts one perimeter process (e.g. `registry-internal`) on the same
     /// port with the same data, through `dev/perimeter restart`.
     pub fn restart(&self, name: &str) -> Result<()> {
+        self.perimeter_command("restart", name)
+    }
+
+    /// Stops one perimeter process (`nginx`: the Git server goes away) until
+    /// [`Perimeter::start`] brings it back, through `dev/perimeter stop`.
+    pub fn stop(&self, name: &str) -> Result<()> {
+        self.perimeter_command("stop", name)
+    }
+
+    /// Starts a process [`Perimeter::stop`] stopped, with the same command line.
+    pub fn start(&self, name: &str) -> Result<()> {
+        self.perimeter_command("start", name)
+    }
+
+    fn perimeter_command(&self, verb: &str, name: &str) -> Result<()> {
         let script = workspace_root().join("dev/perimeter");
         let out = std::process::Command::new(&script)
-            .args(["restart", name])
+            .args([verb, name])
             .env("AIRGATE_PERIMETER_DIR", &self.dir)
             .output()
             .with_context(|| format!("running {}", script.display()))?;
         if !out.status.success() {
             bail!(
-                "restarting {name}: {}",
+                "dev/perimeter {verb} {name}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -401,6 +416,61 @@ fn workspace_root() -> PathBuf {
         .nth(2)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+impl Perimeter {
+    /// Writes a kubeconfig at `path` that authenticates as ServiceAccount
+    /// `namespace/name` with a token from the TokenRequest API (valid for an
+    /// hour): what a controller running in the cluster under that account
+    /// would have.
+    pub async fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        path: &Path,
+    ) -> Result<()> {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let sas: kube::Api<ServiceAccount> =
+            kube::Api::namespaced(self.kube_client().await?, namespace);
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let token = sas
+            .create_token_request(name, &Default::default(), &request)
+            .await
+            .with_context(|| format!("TokenRequest for ServiceAccount {namespace}/{name}"))?
+            .status
+            .and_then(|s| s.token)
+            .context("TokenRequest returned no token")?;
+        let admin = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let cluster = admin
+            .clusters
+            .first()
+            .and_then(|c| c.cluster.clone())
+            .context("the admin kubeconfig has no cluster")?;
+        let mut cluster_json = serde_json::json!({"server": cluster.server});
+        if let Some(ca) = &cluster.certificate_authority {
+            cluster_json["certificate-authority"] = ca.clone().into();
+        }
+        if let Some(ca) = &cluster.certificate_authority_data {
+            cluster_json["certificate-authority-data"] = ca.clone().into();
+        }
+        let config = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "perimeter", "cluster": cluster_json}],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": name, "context": {"cluster": "perimeter", "user": name, "namespace": namespace}}],
+            "current-context": name,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&config)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,26 @@ pub enum Command {
     /// k3s: registries.yaml (for /etc/rancher/k3s, RKE2 alike); crio: registries.conf
     /// (for /etc/containers). Paths follow `bundle push`: REGISTRY[/PREFIX]/<source path>.
     MirrorConfig(MirrorConfigArgs),
+    /// Print the manifests that install the controller: the App CRD, a namespace, the
+    /// controller's ServiceAccount with least-privilege RBAC, and its Deployment.
+    ///
+    /// Without -o, one multi-document YAML on stdout; with -o DIR, one file per object
+    /// kind group in DIR. Nothing is applied: review them, then apply through your
+    /// change process.
+    Install(InstallArgs),
+    /// Run the reconciler: sync every App from Git into the cluster.
+    ///
+    /// In the cluster it uses its ServiceAccount; from outside, --kubeconfig (or
+    /// KUBECONFIG). Every apply impersonates the App's ServiceAccount. Only the holder of
+    /// the Lease reconciles: run several for availability, never two appliers.
+    Controller(ControllerArgs),
+    /// Show Apps: revision, readiness and why.
+    #[command(subcommand)]
+    Get(GetCommand),
+    /// Show one App in full: spec, conditions, revisions, inventory, recent syncs and
+    /// events.
+    #[command(subcommand)]
+    Describe(DescribeCommand),
     /// Print airgate's version.
     Version {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
@@ -75,6 +95,113 @@ pub enum KeyCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Write the manifests into DIR instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// The namespace the controller runs in.
+    #[arg(long, default_value = "airgate-system")]
+    pub namespace: String,
+    /// The controller's container image (pin it by digest in your internal registry).
+    #[arg(
+        long,
+        default_value = "registry.internal:5000/airgate/airgate:latest",
+        value_name = "REF"
+    )]
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Kubeconfig to use instead of KUBECONFIG, ~/.kube/config or the in-cluster account.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Reconcile only the Apps of this namespace (default: every namespace).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Where the Lease lives.
+    #[arg(long, value_name = "NS", default_value = "airgate-system")]
+    pub lease_namespace: String,
+    /// The Lease's name: controllers sharing it elect one leader.
+    #[arg(long, default_value = "airgate-controller")]
+    pub lease_name: String,
+    /// How long a leader holds the Lease without renewing it (seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    pub lease_duration: u64,
+    /// This controller's name in the Lease (default: hostname and process id).
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// Where the Git mirror and the sync record store live.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/airgate")]
+    pub data_dir: PathBuf,
+    /// The sync record store (SQLite); default DATA_DIR/records.db.
+    #[arg(long, value_name = "FILE")]
+    pub store: Option<PathBuf>,
+    /// The kustomize binary (else AIRGATE_KUSTOMIZE, else PATH).
+    #[arg(long, value_name = "BIN")]
+    pub kustomize: Option<PathBuf>,
+    /// Serve /metrics and /healthz here.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// How logs on stderr look.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    /// How many Apps sync at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Plain lines for people.
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetCommand {
+    /// List Apps with their revision, readiness and the reason.
+    Apps(GetAppsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GetAppsArgs {
+    /// Apps of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// The namespace (default: the kubeconfig's, else `default`).
+    #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
+    pub namespace: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ObjectOutput::Table)]
+    pub output: ObjectOutput,
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ObjectOutput {
+    Table,
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DescribeCommand {
+    /// One App: spec, conditions, revisions, inventory, recent syncs and events.
+    App(DescribeAppArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeAppArgs {
+    pub name: String,
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,15 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// A client and a label for it (`cluster <server>`) to use in messages.
 pub async fn from_kubeconfig(path: Option<&Path>) -> Result<(kube::Client, String)> {
-    let config = match path {
+    let config = config(path).await?;
+    let label = format!("cluster {}", config.cluster_url);
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    Ok((client, label))
+}
+
+/// The configuration [`from_kubeconfig`] builds its client from.
+pub async fn config(path: Option<&Path>) -> Result<kube::Config> {
+    Ok(match path {
         Some(p) => {
             let kc = Kubeconfig::read_from(p)
                 .with_context(|| format!("reading kubeconfig {}", p.display()))?;
@@ -19,8 +27,5 @@ pub async fn from_kubeconfig(path: Option<&Path>) -> Result<(kube::Client, Strin
         None => kube::Config::infer()
             .await
             .context("no Kubernetes configuration found (set KUBECONFIG or pass --kubeconfig)")?,
-    };
-    let label = format!("cluster {}", config.cluster_url);
-    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
-    Ok((client, label))
+    })
 }

@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod controller;
 mod files;
 mod kube_client;
 mod manifests;

@@ -4,7 +4,11 @@ mod bundle_create;
 mod bundle_inspect;
 mod bundle_push;
 mod bundle_verify;
+mod controller;
+mod describe;
+mod get;
 mod images;
+mod install;
 mod key;
 mod lock;
 mod mirror_config;
@@ -12,7 +16,7 @@ mod version;
 
 use std::process::ExitCode;
 
-use crate::cli::{BundleCommand, Cli, Command, KeyCommand};
+use crate::cli::{BundleCommand, Cli, Command, DescribeCommand, GetCommand, KeyCommand};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -24,6 +28,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bundle(BundleCommand::Push(args)) => bundle_push::run(args),
         Command::Lock(args) => lock::run(args),
         Command::MirrorConfig(args) => mirror_config::run(args),
+        Command::Install(args) => install::run(args),
+        Command::Controller(args) => controller::run(args),
+        Command::Get(GetCommand::Apps(args)) => get::apps(args),
+        Command::Describe(DescribeCommand::App(args)) => describe::app(args),
         Command::Version { output } => version::run(output),
     }
 }

@@ -1,0 +1,53 @@
+//! `airgate controller`: run the reconciler (see `crate::controller`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use crate::cli::ControllerArgs;
+use crate::controller::{self, Settings, log};
+use crate::kube_client;
+
+/// `hostname-pid`: unique among controllers sharing a Lease.
+fn default_identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "airgate".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+pub fn run(args: ControllerArgs) -> Result<ExitCode> {
+    log::init(args.log_format);
+    if args.lease_duration < 3 {
+        bail!("--lease-duration must be at least 3 seconds");
+    }
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    crate::block_on(async move {
+        let config = kube_client::config(args.kubeconfig.as_deref()).await?;
+        let store = args
+            .store
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("records.db"));
+        controller::run(Settings {
+            config,
+            namespace: args.namespace,
+            lease_namespace: args.lease_namespace,
+            lease_name: args.lease_name,
+            lease_duration: Duration::from_secs(args.lease_duration),
+            identity: args.identity.unwrap_or_else(default_identity),
+            data_dir: args.data_dir,
+            store,
+            kustomize: args.kustomize,
+            listen: args.listen,
+            concurrency: args.concurrency,
+        })
+        .await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,194 @@
+//! `airgate describe app NAME`: everything about one App an operator asks
+//! first: what it syncs and as whom, its conditions, the revisions applied
+//! and attempted, what it owns, its recent syncs and the Events on it.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use airgate_kube::app::App;
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Event;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+
+use super::get::{age, table};
+use crate::cli::DescribeAppArgs;
+use crate::kube_client;
+
+pub fn app(args: DescribeAppArgs) -> Result<ExitCode> {
+    crate::block_on(async move {
+        let config = kube_client::config(args.kubeconfig.as_deref()).await?;
+        let namespace = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+        let api: Api<App> = Api::namespaced(client.clone(), &namespace);
+        let app = api
+            .get_opt(&args.name)
+            .await
+            .context("reading the App")?
+            .with_context(|| {
+                format!(
+                    "no App {} in namespace {namespace}\nhint: `airgate get apps -A` lists them all",
+                    args.name
+                )
+            })?;
+        let events: Api<Event> = Api::namespaced(client, &namespace);
+        let selector = format!("involvedObject.kind=App,involvedObject.name={}", args.name);
+        let mut events = events
+            .list(&ListParams::default().fields(&selector))
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        events.sort_by_key(|e| {
+            e.event_time
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .or_else(|| e.last_timestamp.as_ref().map(|t| t.0.as_second()))
+                .unwrap_or_default()
+        });
+        print!("{}", render(&app, &events));
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn render(app: &App, events: &[Event]) -> String {
+    let spec = &app.spec;
+    let status = app.status.clone().unwrap_or_default();
+    let r = &spec.source.git_ref;
+    let git_ref = r
+        .branch
+        .as_ref()
+        .map(|b| format!("branch {b}"))
+        .or_else(|| r.tag.as_ref().map(|t| format!("tag {t}")))
+        .or_else(|| r.commit.as_ref().map(|c| format!("commit {c}")))
+        .unwrap_or_default();
+    let mut out = String::new();
+    let _ = writeln!(out, "Name:             {}", app.name_any());
+    let _ = writeln!(
+        out,
+        "Namespace:        {}",
+        app.namespace().unwrap_or_default()
+    );
+    let _ = writeln!(out, "Source:           {} ({git_ref})", spec.source.url);
+    let _ = writeln!(
+        out,
+        "Path:             {}",
+        if spec.source.path.is_empty() {
+            "/"
+        } else {
+            &spec.source.path
+        }
+    );
+    let _ = writeln!(out, "Service account:  {}", spec.service_account_name);
+    let _ = writeln!(
+        out,
+        "Interval:         {} (health timeout {})",
+        spec.interval, spec.timeout
+    );
+    let _ = writeln!(
+        out,
+        "Prune:            {}   Drift: {:?}   Suspended: {}",
+        spec.prune, spec.drift, spec.suspend
+    );
+    let _ = writeln!(
+        out,
+        "Policy:           registries {}; digests {}",
+        if spec.policy.allowed_registries.is_empty() {
+            "any".to_string()
+        } else {
+            spec.policy.allowed_registries.join(", ")
+        },
+        if spec.policy.require_digests {
+            "required"
+        } else {
+            "optional"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "Last applied:     {}",
+        status.last_applied_revision.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(
+        out,
+        "Last attempted:   {}",
+        status.last_attempted_revision.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(out, "\nConditions:");
+    if status.conditions.is_empty() {
+        let _ = writeln!(out, "  (none yet: is the controller running?)");
+    }
+    for c in &status.conditions {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<7} {:<20} {}",
+            c.type_, c.status, c.reason, c.message
+        );
+    }
+    let _ = writeln!(out, "\nInventory ({} objects):", status.inventory.len());
+    for entry in &status.inventory {
+        let parts: Vec<&str> = entry.splitn(4, '|').collect();
+        if let [_, kind, ns, name] = parts[..] {
+            let _ = writeln!(
+                out,
+                "  {kind}/{}{name}",
+                if ns.is_empty() {
+                    String::new()
+                } else {
+                    format!("{ns}/")
+                }
+            );
+        }
+    }
+    let _ = writeln!(out, "\nRecent syncs:");
+    if status.history.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    } else {
+        let mut rows = vec![
+            ["TIME", "KIND", "REVISION", "RESULT", "DURATION", "DETAIL"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        ];
+        for h in &status.history {
+            rows.push(vec![
+                h.time.clone(),
+                h.kind.clone(),
+                h.revision[..h.revision.len().min(12)].to_string(),
+                h.result.clone(),
+                format!("{}ms", h.duration_ms),
+                h.message.clone(),
+            ]);
+        }
+        for line in table(&rows).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    let _ = writeln!(out, "\nEvents:");
+    if events.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for e in events.iter().rev().take(15).rev() {
+        let when = e
+            .event_time
+            .as_ref()
+            .map(|t| {
+                age(Some(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    t.0,
+                )))
+            })
+            .or_else(|| e.last_timestamp.as_ref().map(|t| age(Some(t))))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<18} {:>5} ago  {}",
+            e.type_.as_deref().unwrap_or(""),
+            e.reason.as_deref().unwrap_or(""),
+            when,
+            e.message.as_deref().unwrap_or("")
+        );
+    }
+    out
+}

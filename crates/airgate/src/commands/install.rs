@@ -1,0 +1,183 @@
+//! `airgate install`: the manifests that install the controller.
+//!
+//! Least privilege is the point. The controller's own account may read
+//! Apps and the Secrets they name, write App status, Events and its Lease,
+//! and impersonate ServiceAccounts; nothing else. Everything an App
+//! applies, reads or watches is done as the App's ServiceAccount, so what
+//! an App may touch is exactly what its namespace's RBAC grants.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use airgate_kube::app::App;
+use anyhow::{Context, Result};
+use kube::CustomResourceExt;
+use serde_json::{Value, json};
+
+use crate::cli::InstallArgs;
+
+/// The name of the controller's ServiceAccount, roles and Deployment.
+const NAME: &str = "airgate-controller";
+
+fn labels() -> Value {
+    json!({"app.kubernetes.io/name": "airgate", "app.kubernetes.io/component": "controller"})
+}
+
+/// The install manifests, grouped by file name.
+pub fn manifests(namespace: &str, image: &str) -> Result<Vec<(&'static str, Vec<Value>)>> {
+    let crd = serde_json::to_value(App::crd()).context("serialising the App CRD")?;
+    let namespace_obj = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": namespace, "labels": labels()}});
+    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": NAME, "namespace": namespace, "labels": labels()}});
+    let cluster_role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+    "metadata": {"name": NAME, "labels": labels()},
+    "rules": [
+        {"apiGroups": ["airgate.dev"], "resources": ["apps"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["airgate.dev"], "resources": ["apps/status"], "verbs": ["get", "patch", "update"]},
+        // Only `get`: the controller reads the Secret an App names, and
+        // cannot list or watch Secrets.
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        // Every apply, read and watch of a sync runs as the App's account.
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+    ]});
+    let cluster_binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": NAME, "labels": labels()},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
+        "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]});
+    let lease_role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+    "metadata": {"name": format!("{NAME}-lease"), "namespace": namespace, "labels": labels()},
+    // Leases of its own namespace only (the name is --lease-name).
+    "rules": [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]}
+    ]});
+    let lease_binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": format!("{NAME}-lease"), "namespace": namespace, "labels": labels()},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("{NAME}-lease")},
+        "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]});
+    let data = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "airgate-data", "namespace": namespace, "labels": labels()},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}});
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": NAME, "namespace": namespace, "labels": labels()},
+    "spec": {
+        "replicas": 1,
+        // One volume, one writer: the old pod stops before the new one starts.
+        "strategy": {"type": "Recreate"},
+        "selector": {"matchLabels": labels()},
+        "template": {
+            "metadata": {"labels": labels()},
+            "spec": {
+                "serviceAccountName": NAME,
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "controller",
+                    "image": image,
+                    "args": ["controller", "--data-dir=/var/lib/airgate",
+                             format!("--lease-namespace={namespace}"), "--listen=0.0.0.0:8080"],
+                    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "ports": [{"name": "metrics", "containerPort": 8080}],
+                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}},
+                    "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                  "limits": {"memory": "512Mi"}},
+                    "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                        "capabilities": {"drop": ["ALL"]}},
+                    "volumeMounts": [{"name": "data", "mountPath": "/var/lib/airgate"},
+                                     {"name": "tmp", "mountPath": "/tmp"}]
+                }],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "airgate-data"}},
+                            {"name": "tmp", "emptyDir": {}}]
+            }
+        }
+    }});
+    Ok(vec![
+        ("crd.yaml", vec![crd]),
+        ("namespace.yaml", vec![namespace_obj]),
+        (
+            "rbac.yaml",
+            vec![
+                account,
+                cluster_role,
+                cluster_binding,
+                lease_role,
+                lease_binding,
+            ],
+        ),
+        ("controller.yaml", vec![data, deployment]),
+    ])
+}
+
+fn yaml(objects: &[Value]) -> Result<String> {
+    let mut out = String::new();
+    for o in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(o).context("writing YAML")?);
+    }
+    Ok(out)
+}
+
+pub fn run(args: InstallArgs) -> Result<ExitCode> {
+    let groups = manifests(&args.namespace, &args.image)?;
+    match &args.output {
+        None => {
+            let all: Vec<Value> = groups.into_iter().flat_map(|(_, o)| o).collect();
+            print!("{}", yaml(&all)?);
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (file, objects) in &groups {
+                let path = Path::new(dir).join(file);
+                std::fs::write(&path, yaml(objects)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            eprintln!(
+                "wrote {} files to {}\nhint: apply them with `kubectl apply -f {}`",
+                groups.len(),
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_controller_account_may_impersonate_but_not_write_workloads() -> Result<()> {
+        let groups = manifests("airgate-system", "registry.internal:5000/airgate:1")?;
+        let role = groups
+            .iter()
+            .flat_map(|(_, o)| o)
+            .find(|o| o["kind"] == "ClusterRole")
+            .cloned()
+            .unwrap_or_default();
+        let rules = role["rules"].as_array().cloned().unwrap_or_default();
+        let verbs_on = |resource: &str| -> Vec<String> {
+            rules
+                .iter()
+                .filter(|r| {
+                    r["resources"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == resource))
+                })
+                .flat_map(|r| r["verbs"].as_array().cloned().unwrap_or_default())
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        };
+        assert_eq!(verbs_on("serviceaccounts"), ["impersonate"]);
+        assert_eq!(verbs_on("secrets"), ["get"]);
+        assert!(verbs_on("deployments").is_empty());
+        assert!(!rules.iter().any(|r| {
+            r["verbs"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|x| x == "*"))
+        }));
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! The reconciler: keeps every App's cluster state equal to its Git path.
+//!
+//! Pieces, each in its own module:
+//! - [`lease`]: leader election, so only one controller applies;
+//! - [`reconcile`]: one pass over one App (fetch, sync, health, status);
+//! - [`drift`]: metadata watches on exactly the objects Apps applied, which
+//!   notice a field airgate owns changing hands and trigger a pass;
+//! - [`metrics`] and [`log`]: what an operator sees.
+//!
+//! In steady state (nothing new in Git, nothing drifted) a pass sends no
+//! request to the API server at all: it fetches from Git and compares
+//! commits. Every request of a sync impersonates the App's ServiceAccount.
+
+mod drift;
+mod lease;
+pub mod log;
+mod metrics;
+mod reconcile;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airgate_kube::app::App;
+use airgate_store::Store;
+use airgate_sync::Syncer;
+use anyhow::{Context as _, Result, bail};
+use futures_util::StreamExt;
+use kube::runtime::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef as AppRef;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+pub use reconcile::AppState;
+
+/// What the controller needs to run.
+#[derive(Debug)]
+pub struct Settings {
+    pub config: kube::Config,
+    pub namespace: Option<String>,
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub lease_duration: Duration,
+    pub identity: String,
+    pub data_dir: PathBuf,
+    pub store: PathBuf,
+    pub kustomize: Option<PathBuf>,
+    pub listen: String,
+    pub concurrency: u16,
+}
+
+/// Shared by every reconcile pass and every drift watch.
+pub struct Context {
+    /// The controller's own identity: Apps, their Secrets, status, Events.
+    pub client: Client,
+    pub syncer: Syncer,
+    pub store: Mutex<Store>,
+    pub recorder: Recorder,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Per App (`namespace/name`): what this controller knows of it.
+    pub apps: Mutex<HashMap<String, AppState>>,
+    /// Drift watches send the App to reconcile here.
+    pub trigger: mpsc::UnboundedSender<AppRef<App>>,
+    pub watches: Mutex<HashMap<String, drift::WatchSet>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("syncer", &self.syncer)
+            .finish()
+    }
+}
+
+impl Context {
+    /// Runs `f` on the state of App `key` (created empty when absent).
+    pub fn with_state<T>(&self, key: &str, f: impl FnOnce(&mut AppState) -> T) -> T {
+        let mut apps = match self.apps.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(apps.entry(key.to_string()).or_default())
+    }
+}
+
+/// Runs the controller until it loses its Lease or fails.
+pub async fn run(settings: Settings) -> Result<()> {
+    let client = Client::try_from(settings.config.clone()).context("building the client")?;
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "creating the data directory {}\nhint: pass --data-dir with a writable directory",
+            settings.data_dir.display()
+        )
+    })?;
+    let store = Store::open(&settings.store)
+        .with_context(|| format!("opening the sync record store {}", settings.store.display()))?;
+
+    // Fail early, and clearly, when the CRD is missing or not readable.
+    let apps: Api<App> = match &settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    if let Err(e) = apps.list(&kube::api::ListParams::default().limit(1)).await {
+        bail!(
+            "cannot list Apps (apps.airgate.dev): {e}\nhint: install the CRD and the controller's RBAC first: `airgate install | kubectl apply -f -`"
+        );
+    }
+
+    let metrics = Arc::new(metrics::Metrics::default());
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    log::info(
+        "serving metrics",
+        json!({"listen": settings.listen, "paths": ["/metrics", "/healthz"]}),
+    );
+
+    let election = lease::Election {
+        api: Api::namespaced(client.clone(), &settings.lease_namespace),
+        name: settings.lease_name.clone(),
+        identity: settings.identity.clone(),
+        duration: settings.lease_duration,
+    };
+    let (trigger, triggered) = mpsc::unbounded_channel();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        syncer: Syncer::new(
+            settings.data_dir.join("git"),
+            settings.kustomize.clone(),
+            settings.config.clone(),
+        ),
+        store: Mutex::new(store),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "airgate".to_string(),
+                instance: Some(settings.identity.clone()),
+            },
+        ),
+        metrics: metrics.clone(),
+        apps: Mutex::new(HashMap::new()),
+        trigger,
+        watches: Mutex::new(HashMap::new()),
+    });
+    let served = ctx.clone();
+    tokio::spawn(metrics::serve(listener, move || {
+        served.metrics.render(served.syncer.fetch_count())
+    }));
+
+    election.acquire().await?;
+    metrics
+        .leader
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let triggers = futures_util::stream::unfold(triggered, |mut rx| async move {
+        rx.recv().await.map(|r| (r, rx))
+    });
+    let controller = Controller::new(apps, watcher::Config::default());
+    let store_reader = controller.store();
+    let janitor = drift::forget_deleted_apps(ctx.clone(), store_reader);
+    let running = controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
+        .reconcile_on(triggers)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                log::warn("reconcile failed", json!({"error": e.to_string()}));
+            }
+        });
+    log::info(
+        "reconciling",
+        json!({"namespace": settings.namespace.clone().unwrap_or_else(|| "*".into()),
+               "identity": settings.identity, "store": settings.store.display().to_string()}),
+    );
+    tokio::select! {
+        _ = running => bail!("the App watch ended"),
+        _ = janitor => bail!("the App cleanup task ended"),
+        lost = election.hold() => {
+            metrics.leader.store(false, std::sync::atomic::Ordering::Relaxed);
+            Err(lost.context("leadership lost; stopping so that no two controllers apply"))
+        }
+    }
+}

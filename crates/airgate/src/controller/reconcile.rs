@@ -1,0 +1,830 @@
+//! One reconcile pass over one App.
+//!
+//! A pass does only what is due, in this order:
+//! 1. **Drift** found by the watches: `correct` applies the drifted objects
+//!    again from the last applied revision; `warn` only reports. Either way
+//!    a `drift` record names the field manager that made the change.
+//! 2. **Fetch**, when the interval has passed or the spec changed. A new
+//!    commit (or a new spec) means a whole **sync**; the same commit means
+//!    nothing to do: no dry-run, no write.
+//! 3. **Health** of what the last sync applied, until all of it is Ready or
+//!    `spec.timeout` passes (then the App is Stalled, the object named).
+//!
+//! The status is written only when it changed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airgate_core::drift::Drifted;
+use airgate_core::health::Health;
+use airgate_core::inventory::Inventory;
+use airgate_core::object::ObjectRef;
+use airgate_core::policy::Policy;
+use airgate_git::Access;
+use airgate_kube::Action as ChangeAction;
+use airgate_kube::app::{App, AppStatus, DriftMode, SyncSummary};
+use airgate_store::{Drift, ObjectChange, SyncRecord};
+use airgate_sync::{AppSpec as SyncSpec, SyncError};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, drift, log};
+
+/// How often health is read while objects are still progressing.
+const HEALTH_POLL: Duration = Duration::from_secs(2);
+
+/// What airgate owned in one object right after applying it.
+#[derive(Clone, Debug, Default)]
+pub struct Baseline {
+    pub fields: BTreeSet<String>,
+    /// The resourceVersion the apply left; older events are ignored.
+    pub resource_version: Option<u64>,
+}
+
+/// Objects applied, still on their way to Ready.
+#[derive(Clone, Debug)]
+pub struct HealthWait {
+    pub deadline: Instant,
+    pub pending: Vec<ObjectRef>,
+}
+
+/// What this controller knows of one App between passes.
+#[derive(Debug, Default)]
+pub struct AppState {
+    /// A sync has run in this process (so `expected` is filled).
+    pub synced: bool,
+    pub observed_generation: Option<i64>,
+    pub last_applied: Option<String>,
+    /// A revision that failed for a reason that retrying cannot fix
+    /// (render, policy, dry-run): not tried again until Git or the spec moves.
+    pub failed: Option<String>,
+    pub inventory: Inventory,
+    pub expected: HashMap<ObjectRef, Baseline>,
+    pub next_fetch: Option<Instant>,
+    pub health: Option<HealthWait>,
+    /// Drift reported by the watches, not yet handled.
+    pub drift: Vec<(ObjectRef, Drifted)>,
+    /// A sync is running: watch events are its own writes.
+    pub syncing: bool,
+    pub suspended: bool,
+    pub spec: Option<SyncSpec>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("writing the status of App {app}: {message}")]
+    Status { app: String, message: String },
+}
+
+pub fn error_policy(app: Arc<App>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    log::warn(
+        "reconcile error",
+        json!({"app": key(&app), "error": err.to_string()}),
+    );
+    Action::requeue(Duration::from_secs(10))
+}
+
+pub fn key(app: &App) -> String {
+    format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn epoch_seconds() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
+}
+
+fn short(rev: &str) -> &str {
+    &rev[..rev.len().min(12)]
+}
+
+/// The compact inventory form of the status: `apiVersion|Kind|namespace|name`.
+fn compact(r: &ObjectRef) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        r.api_version,
+        r.kind,
+        r.namespace.as_deref().unwrap_or(""),
+        r.name
+    )
+}
+
+fn from_compact(s: &str) -> Option<ObjectRef> {
+    let mut parts = s.splitn(4, '|');
+    let (api_version, kind, namespace, name) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some(ObjectRef {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+        name: name.to_string(),
+    })
+}
+
+/// The spec as the syncer wants it, without credentials yet.
+fn sync_spec(app: &App) -> Result<SyncSpec, String> {
+    let namespace = app.namespace().unwrap_or_default();
+    let git_ref = app.spec.git_ref()?;
+    app.spec.interval()?;
+    app.spec.timeout()?;
+    if app.spec.service_account_name.is_empty() {
+        return Err("spec.serviceAccountName is empty: every apply runs as a ServiceAccount of the App's namespace".into());
+    }
+    let url = &app.spec.source.url;
+    if !(url.starts_with("https://") || url.starts_with("file://")) {
+        return Err(format!(
+            "spec.source.url '{url}' must start with https:// or file://"
+        ));
+    }
+    Ok(SyncSpec {
+        app: key(app),
+        namespace,
+        url: url.clone(),
+        git_ref,
+        path: app.spec.source.path.clone(),
+        access: Access::default(),
+        service_account: app.spec.service_account_name.clone(),
+        policy: Policy {
+            allowed_registries: app.spec.policy.allowed_registries.clone(),
+            require_digests: app.spec.policy.require_digests,
+        },
+        prune: app.spec.prune,
+    })
+}
+
+/// Git credentials and CA from `spec.source.secretRef`, read with the
+/// controller's own identity.
+async fn access(ctx: &Context, app: &App) -> Result<Access, String> {
+    let Some(secret_ref) = &app.spec.source.secret_ref else {
+        return Ok(Access::default());
+    };
+    let ns = app.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = secrets.get(&secret_ref.name).await.map_err(|e| {
+        format!(
+            "reading Secret {ns}/{} (spec.source.secretRef): {}",
+            secret_ref.name,
+            match e {
+                kube::Error::Api(s) => s.message,
+                other => other.to_string(),
+            }
+        )
+    })?;
+    let data = secret.data.unwrap_or_default();
+    let text = |k: &str| {
+        data.get(k).map(|b| {
+            String::from_utf8_lossy(&b.0)
+                .trim_end_matches('\n')
+                .to_string()
+        })
+    };
+    Ok(Access {
+        username: text("username"),
+        password: text("password"),
+        ca_pem: data.get("ca.crt").map(|b| b.0.clone()),
+    })
+}
+
+/// What one pass decided to tell the world: the record, the event.
+struct Report<'a> {
+    ctx: &'a Context,
+    app: &'a App,
+}
+
+impl Report<'_> {
+    fn record(&self, record: &SyncRecord) {
+        let stored = match self.ctx.store.lock() {
+            Ok(mut store) => store.append(record),
+            Err(poisoned) => poisoned.into_inner().append(record),
+        };
+        if let Err(e) = stored {
+            log::error(
+                "sync record not stored",
+                json!({"app": record.app, "error": e.to_string()}),
+            );
+        }
+    }
+
+    async fn event(&self, type_: EventType, reason: &str, note: String) {
+        let mut note = note;
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+        }
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .ctx
+            .recorder
+            .publish(&event, &self.app.object_ref(&()))
+            .await
+        {
+            log::warn(
+                "event not published",
+                json!({"app": key(self.app), "reason": reason, "error": e.to_string()}),
+            );
+        }
+    }
+}
+
+fn counts(changes: &[airgate_kube::Change]) -> String {
+    let n = |a| changes.iter().filter(|c| c.action == a).count();
+    format!(
+        "{} created, {} configured, {} unchanged, {} recreated, {} deleted",
+        n(ChangeAction::Created),
+        n(ChangeAction::Configured),
+        n(ChangeAction::Unchanged),
+        n(ChangeAction::Recreated),
+        n(ChangeAction::Deleted)
+    )
+}
+
+pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    ctx.metrics.reconcile();
+    let key = key(&app);
+    let mut status = app.status.clone().unwrap_or_default();
+    let before = status.clone();
+    let now = now_rfc3339();
+    let generation = app.metadata.generation;
+    let report = Report {
+        ctx: &ctx,
+        app: &app,
+    };
+
+    let mut spec = match sync_spec(&app) {
+        Ok(s) => s,
+        Err(message) => {
+            status.set_condition("Ready", "False", "InvalidSpec", &message, &now);
+            status.set_condition("Stalled", "True", "InvalidSpec", &message, &now);
+            status.clear_condition("Reconciling");
+            status.observed_generation = generation;
+            write_status(&ctx, &app, &before, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    // Both parse: checked by sync_spec.
+    let interval = app.spec.interval().unwrap_or(Duration::from_secs(60));
+    let timeout = app.spec.timeout().unwrap_or(Duration::from_secs(300));
+
+    if app.spec.suspend {
+        let was = ctx.with_state(&key, |s| std::mem::replace(&mut s.suspended, true));
+        status.set_condition(
+            "Ready",
+            "Unknown",
+            "Suspended",
+            "spec.suspend is true: nothing is applied, drift is not corrected",
+            &now,
+        );
+        status.clear_condition("Reconciling");
+        if !was {
+            report
+                .event(
+                    EventType::Normal,
+                    "Suspended",
+                    "spec.suspend is true: reconciling stopped".into(),
+                )
+                .await;
+        }
+        write_status(&ctx, &app, &before, status).await?;
+        return Ok(Action::await_change());
+    }
+
+    // What is due? Restore what a previous controller left in the status.
+    let (spec_changed, fetch_due, drift, health_due) = ctx.with_state(&key, |s| {
+        if s.suspended {
+            s.suspended = false;
+            s.next_fetch = None;
+        }
+        if !s.synced && s.inventory.entries.is_empty() {
+            s.inventory = Inventory::new(status.inventory.iter().filter_map(|e| from_compact(e)));
+            s.last_applied = status.last_applied_revision.clone();
+        }
+        let spec_changed = !s.synced || s.observed_generation != generation;
+        let fetch_due = spec_changed || s.next_fetch.is_none_or(|t| t <= Instant::now());
+        (
+            spec_changed,
+            fetch_due,
+            std::mem::take(&mut s.drift),
+            s.health.is_some(),
+        )
+    });
+    if !fetch_due && drift.is_empty() && !health_due {
+        let wait = ctx.with_state(&key, |s| {
+            s.next_fetch
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(interval)
+        });
+        return Ok(Action::requeue(wait.max(Duration::from_secs(1))));
+    }
+
+    if !drift.is_empty() {
+        handle_drift(&ctx, &app, &spec, drift, &mut status, &now).await;
+    }
+
+    if fetch_due {
+        ctx.with_state(&key, |s| s.next_fetch = Some(Instant::now() + interval));
+        let fetched = match access(&ctx, &app).await {
+            Ok(a) => {
+                spec.access = a;
+                ctx.syncer.fetch(&spec).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
+        match fetched {
+            Err(message) => {
+                let kept = status
+                    .last_applied_revision
+                    .as_deref()
+                    .map(|r| format!("; the cluster keeps revision {}", short(r)))
+                    .unwrap_or_default();
+                let message = format!("{message}{kept}");
+                if status.condition("Ready").map(|c| c.reason.as_str()) != Some("SourceFailed") {
+                    report
+                        .event(EventType::Warning, "SourceFailed", message.clone())
+                        .await;
+                }
+                log::warn("source failed", json!({"app": key, "error": message}));
+                status.set_condition("Ready", "False", "SourceFailed", &message, &now);
+                status.clear_condition("Reconciling");
+                ctx.with_state(&key, |s| s.observed_generation = generation);
+                status.observed_generation = generation;
+            }
+            Ok(commit) => {
+                let (last, failed) =
+                    ctx.with_state(&key, |s| (s.last_applied.clone(), s.failed.clone()));
+                let needed = spec_changed
+                    || last.as_deref() != Some(commit.id.as_str())
+                        && failed.as_deref() != Some(commit.id.as_str());
+                if needed {
+                    sync(&ctx, &app, &spec, &commit.id, timeout, &mut status, &now).await;
+                } else if status.condition("Ready").map(|c| c.reason.as_str())
+                    == Some("SourceFailed")
+                {
+                    // Git is back and nothing changed: what is Ready now is
+                    // what the cluster says, so read health again.
+                    ctx.with_state(&key, |s| {
+                        s.health = Some(HealthWait {
+                            deadline: Instant::now() + timeout,
+                            pending: s.inventory.entries.iter().cloned().collect(),
+                        });
+                    });
+                }
+            }
+        }
+    }
+
+    check_health(&ctx, &app, &spec, &mut status, &now).await;
+    ctx.with_state(&key, |s| s.spec = Some(spec.clone()));
+    write_status(&ctx, &app, &before, status).await?;
+
+    let wait = ctx.with_state(&key, |s| {
+        if s.health.is_some() {
+            return HEALTH_POLL;
+        }
+        s.next_fetch
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(interval)
+    });
+    Ok(Action::requeue(wait.max(Duration::from_millis(500))))
+}
+
+/// A whole sync of the fetched revision.
+async fn sync(
+    ctx: &Arc<Context>,
+    app: &App,
+    spec: &SyncSpec,
+    revision: &str,
+    timeout: Duration,
+    status: &mut AppStatus,
+    now: &str,
+) {
+    let key = spec.app.clone();
+    let report = Report { ctx, app };
+    let previous = ctx.with_state(&key, |s| {
+        s.syncing = true;
+        s.inventory.clone()
+    });
+    let started = Instant::now();
+    let started_at = epoch_seconds();
+    let result = ctx.syncer.sync(spec, &previous).await;
+    let duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+    let generation = app.metadata.generation;
+    status.observed_generation = generation;
+    match result {
+        Ok(outcome) => {
+            let record = outcome.record(&key, started_at, duration_ms);
+            report.record(&record);
+            ctx.metrics.sync("succeeded", duration_ms);
+            let changes: Vec<_> = outcome
+                .applied
+                .changes
+                .iter()
+                .chain(&outcome.pruned.changes)
+                .cloned()
+                .collect();
+            let summary = counts(&changes);
+            let rev = outcome.commit.id.clone();
+            log::info(
+                "synced",
+                json!({"app": key, "revision": rev, "changes": summary, "durationMs": duration_ms}),
+            );
+            report
+                .event(
+                    EventType::Normal,
+                    "Synced",
+                    format!(
+                        "revision {} by {}: {summary}",
+                        short(&rev),
+                        outcome.commit.author.name
+                    ),
+                )
+                .await;
+            let inventory = outcome.inventory.clone();
+            ctx.with_state(&key, |s| {
+                s.syncing = false;
+                s.synced = true;
+                s.failed = None;
+                s.observed_generation = generation;
+                s.last_applied = Some(rev.clone());
+                s.inventory = inventory.clone();
+                s.expected = outcome
+                    .applied
+                    .changes
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.object.clone(),
+                            Baseline {
+                                fields: c.owned.clone(),
+                                resource_version: c
+                                    .resource_version
+                                    .as_deref()
+                                    .and_then(|v| v.parse().ok()),
+                            },
+                        )
+                    })
+                    .collect();
+                s.health = Some(HealthWait {
+                    deadline: Instant::now() + timeout,
+                    pending: inventory.entries.iter().cloned().collect(),
+                });
+                s.drift.clear();
+            });
+            status.last_applied_revision = Some(rev.clone());
+            status.last_attempted_revision = Some(rev.clone());
+            status.inventory = inventory.entries.iter().map(compact).collect();
+            status.clear_condition("Stalled");
+            status.clear_condition("Drifted");
+            status.push_history(SyncSummary {
+                kind: "sync".into(),
+                revision: rev,
+                time: now.to_string(),
+                result: "succeeded".into(),
+                message: summary,
+                duration_ms,
+            });
+            if let Err(e) = drift::watch(ctx, spec, &inventory).await {
+                log::warn(
+                    "drift watch not started",
+                    json!({"app": key, "error": format!("{e:#}")}),
+                );
+            }
+        }
+        Err(error) => {
+            let revision = revision.to_string();
+            let permanent = matches!(
+                error,
+                SyncError::Render { .. }
+                    | SyncError::Policy(_)
+                    | SyncError::Apply(airgate_kube::ApplyError::DryRun { .. })
+                    | SyncError::Apply(airgate_kube::ApplyError::Object(_))
+                    | SyncError::Apply(airgate_kube::ApplyError::UnknownKind { .. })
+            );
+            let result = if permanent { "blocked" } else { "failed" };
+            let message = error.to_string();
+            report.record(&SyncRecord {
+                app: key.clone(),
+                kind: "sync".into(),
+                revision: revision.clone(),
+                started_at,
+                duration_ms,
+                result: result.into(),
+                error: Some(message.clone()),
+                ..Default::default()
+            });
+            ctx.metrics.sync(result, duration_ms);
+            log::warn(
+                "sync failed",
+                json!({"app": key, "revision": revision, "reason": error.reason(), "error": message}),
+            );
+            report
+                .event(EventType::Warning, error.reason(), message.clone())
+                .await;
+            ctx.with_state(&key, |s| {
+                s.syncing = false;
+                s.observed_generation = generation;
+                s.failed = permanent.then(|| revision.clone());
+            });
+            status.last_attempted_revision = Some(revision.clone());
+            status.set_condition("Ready", "False", error.reason(), &message, now);
+            status.clear_condition("Reconciling");
+            if permanent {
+                status.set_condition("Stalled", "True", error.reason(), &message, now);
+            }
+            status.push_history(SyncSummary {
+                kind: "sync".into(),
+                revision,
+                time: now.to_string(),
+                result: result.into(),
+                message,
+                duration_ms,
+            });
+        }
+    }
+}
+
+/// Reads the health of what is still progressing; decides Ready.
+async fn check_health(
+    ctx: &Context,
+    app: &App,
+    spec: &SyncSpec,
+    status: &mut AppStatus,
+    now: &str,
+) {
+    let key = spec.app.clone();
+    let Some(wait) = ctx.with_state(&key, |s| s.health.clone()) else {
+        return;
+    };
+    let report = Report { ctx, app };
+    let rev = status.last_applied_revision.clone().unwrap_or_default();
+    let results = match ctx.syncer.health(spec, &wait.pending).await {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn(
+                "health not readable",
+                json!({"app": key, "error": e.to_string()}),
+            );
+            return;
+        }
+    };
+    let failed = results
+        .iter()
+        .find(|(_, h)| matches!(h, Health::Failed(_)))
+        .cloned();
+    let pending: Vec<(ObjectRef, Health)> = results
+        .into_iter()
+        .filter(|(_, h)| *h != Health::Ready)
+        .collect();
+    let timed_out = Instant::now() > wait.deadline;
+    let describe = |(o, h): &(ObjectRef, Health)| match h {
+        Health::Progressing(r) | Health::Failed(r) => format!("{o}: {r}"),
+        Health::Ready => format!("{o}: ready"),
+    };
+    if pending.is_empty() {
+        ctx.with_state(&key, |s| s.health = None);
+        let message = format!(
+            "revision {} applied; {} objects healthy",
+            short(&rev),
+            status.inventory.len()
+        );
+        if status.condition("Ready").map(|c| c.status.as_str()) != Some("True") {
+            report
+                .event(EventType::Normal, "Ready", message.clone())
+                .await;
+        }
+        status.set_condition("Ready", "True", "Succeeded", &message, now);
+        status.clear_condition("Reconciling");
+        status.clear_condition("Stalled");
+    } else if failed.is_some() || timed_out {
+        ctx.with_state(&key, |s| s.health = None);
+        let culprit = failed
+            .as_ref()
+            .map(describe)
+            .unwrap_or_else(|| describe(&pending[0]));
+        let message = if failed.is_some() {
+            format!("revision {}: {culprit}", short(&rev))
+        } else {
+            format!(
+                "revision {} not healthy within {}: {culprit}",
+                short(&rev),
+                app.spec.timeout
+            )
+        };
+        report.record(&SyncRecord {
+            app: key.clone(),
+            kind: "health".into(),
+            revision: rev.clone(),
+            started_at: epoch_seconds(),
+            result: "unhealthy".into(),
+            error: Some(message.clone()),
+            ..Default::default()
+        });
+        report
+            .event(EventType::Warning, "HealthCheckFailed", message.clone())
+            .await;
+        log::warn("unhealthy", json!({"app": key, "error": message}));
+        status.set_condition("Ready", "False", "HealthCheckFailed", &message, now);
+        status.set_condition("Stalled", "True", "HealthCheckFailed", &message, now);
+        status.clear_condition("Reconciling");
+        status.push_history(SyncSummary {
+            kind: "health".into(),
+            revision: rev,
+            time: now.to_string(),
+            result: "unhealthy".into(),
+            message,
+            duration_ms: 0,
+        });
+    } else {
+        let message = format!(
+            "revision {}: waiting for {} object(s); {}",
+            short(&rev),
+            pending.len(),
+            describe(&pending[0])
+        );
+        ctx.with_state(&key, |s| {
+            if let Some(h) = s.health.as_mut() {
+                h.pending = pending.iter().map(|(o, _)| o.clone()).collect();
+            }
+        });
+        status.set_condition("Ready", "Unknown", "Progressing", &message, now);
+        status.set_condition("Reconciling", "True", "Progressing", &message, now);
+    }
+}
+
+/// Corrects or reports drift the watches found.
+async fn handle_drift(
+    ctx: &Context,
+    app: &App,
+    spec: &SyncSpec,
+    drift: Vec<(ObjectRef, Drifted)>,
+    status: &mut AppStatus,
+    now: &str,
+) {
+    let key = spec.app.clone();
+    let report = Report { ctx, app };
+    let Some(revision) = ctx.with_state(&key, |s| s.last_applied.clone()) else {
+        return;
+    };
+    let correct = app.spec.drift == DriftMode::Correct;
+    let started = Instant::now();
+    let started_at = epoch_seconds();
+    let objects: Vec<ObjectRef> = drift.iter().map(|(o, _)| o.clone()).collect();
+    let described: Vec<String> = drift
+        .iter()
+        .map(|(o, d)| {
+            let fields = if d.fields.is_empty() {
+                "deleted".to_string()
+            } else {
+                d.fields.join(", ")
+            };
+            format!("{o} ({fields}) by {}", d.managers.join(", "))
+        })
+        .collect();
+    let mut record = SyncRecord {
+        app: key.clone(),
+        kind: "drift".into(),
+        revision: revision.clone(),
+        started_at,
+        result: "succeeded".into(),
+        drift: drift
+            .iter()
+            .map(|(o, d)| Drift {
+                object: o.to_string(),
+                field_manager: d.managers.join(","),
+                fields: d.fields.clone(),
+                corrected: correct,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    if correct {
+        match ctx.syncer.reapply(spec, &revision, &objects).await {
+            Ok(changes) => {
+                ctx.with_state(&key, |s| {
+                    for c in &changes.changes {
+                        s.expected.insert(
+                            c.object.clone(),
+                            Baseline {
+                                fields: c.owned.clone(),
+                                resource_version: c
+                                    .resource_version
+                                    .as_deref()
+                                    .and_then(|v| v.parse().ok()),
+                            },
+                        );
+                    }
+                });
+                record.objects = changes
+                    .changes
+                    .iter()
+                    .map(|c| ObjectChange {
+                        object: c.object.to_string(),
+                        action: serde_json::to_value(c.action)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
+                    })
+                    .collect();
+                ctx.metrics.drift("corrected");
+                let note = format!("put back: {}", described.join("; "));
+                log::info("drift corrected", json!({"app": key, "drift": described}));
+                report
+                    .event(EventType::Warning, "DriftCorrected", note)
+                    .await;
+            }
+            Err(e) => {
+                record.result = "failed".into();
+                record.error = Some(e.to_string());
+                for d in &mut record.drift {
+                    d.corrected = false;
+                }
+                log::warn(
+                    "drift not corrected",
+                    json!({"app": key, "drift": described, "error": e.to_string()}),
+                );
+                report
+                    .event(
+                        EventType::Warning,
+                        "DriftNotCorrected",
+                        format!("{}: {e}", described.join("; ")),
+                    )
+                    .await;
+            }
+        }
+    } else {
+        ctx.metrics.drift("warned");
+        let note = described.join("; ");
+        log::warn("drift detected", json!({"app": key, "drift": described}));
+        report
+            .event(EventType::Warning, "DriftDetected", note.clone())
+            .await;
+        status.set_condition(
+            "Drifted",
+            "True",
+            "DriftDetected",
+            &format!("drift: warn; not corrected: {note}"),
+            now,
+        );
+    }
+    record.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+    report.record(&record);
+    status.push_history(SyncSummary {
+        kind: "drift".into(),
+        revision,
+        time: now.to_string(),
+        result: if correct && record.result == "succeeded" {
+            "corrected".into()
+        } else {
+            record.result.clone()
+        },
+        message: described.join("; "),
+        duration_ms: record.duration_ms,
+    });
+}
+
+/// Writes the status when it differs from what the App had.
+async fn write_status(
+    ctx: &Context,
+    app: &App,
+    before: &AppStatus,
+    status: AppStatus,
+) -> Result<(), ReconcileError> {
+    let ready = status
+        .condition("Ready")
+        .is_some_and(|c| c.status == "True");
+    ctx.with_state(&key(app), |s| s.suspended = app.spec.suspend);
+    ctx.metrics.set_ready(&key(app), ready);
+    if &status == before {
+        return Ok(());
+    }
+    let api: Api<App> = Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    api.patch_status(
+        &app.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| ReconcileError::Status {
+        app: key(app),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,986 @@
+//! The controller against the perimeter: Git over HTTPS with basic auth, the
+//! apiserver with controller-manager, scheduler and kwok nodes.
+//!
+//! The controller runs as a process of the `airgate` binary with the token
+//! of the ServiceAccount `airgate install` creates, so every test also
+//! proves that the install's RBAC is enough, and no more is needed. What it
+//! did is checked in the cluster with the admin identity, and in the sync
+//! record store it writes.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use airgate_kube::app::App;
+use airgate_store::Store;
+use airgate_testkit::{Perimeter, eventually, unique_name};
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// The Git-outage test takes this for writing; every other test for
+/// reading, so none of them sees the Git server go away.
+static GIT: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+fn airgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_airgate"))
+}
+
+/// `airgate install`'s CRD, namespace and RBAC, applied once per run.
+fn installed(p: &Perimeter) -> Result<()> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = airgate()
+            .args(["install", "-o"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let out = Command::new(&p.kubectl)
+            .arg("--kubeconfig")
+            .arg(&p.kubeconfig)
+            .args(["apply", "--server-side", "--field-manager=airgate-install"])
+            .args(["-f", "crd.yaml", "-f", "namespace.yaml", "-f", "rbac.yaml"])
+            .current_dir(dir.path())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let out = Command::new(&p.kubectl)
+            .arg("--kubeconfig")
+            .arg(&p.kubeconfig)
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "crd/apps.airgate.dev",
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(())
+    })
+    .clone()
+    .map_err(|e| anyhow::anyhow!("installing airgate: {e}"))
+}
+
+fn kubectl(p: &Perimeter, args: &[&str]) -> Result<String> {
+    let out = Command::new(&p.kubectl)
+        .arg("--kubeconfig")
+        .arg(&p.kubeconfig)
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A running `airgate controller`; killed when dropped.
+struct Controller {
+    child: Child,
+    log: PathBuf,
+    data: PathBuf,
+    metrics: String,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Controller {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn records(&self, app: &str) -> Result<Vec<airgate_store::SyncRecord>> {
+        let store = Store::open(&self.data.join("records.db"))?;
+        Ok(store
+            .recent(app, 100)?
+            .into_iter()
+            .map(|s| s.record)
+            .collect())
+    }
+}
+
+/// One test's world: a tenant namespace whose ServiceAccount `deployer` may
+/// do anything there and nothing elsewhere, a Git repository, a worktree.
+struct Tenant {
+    p: Perimeter,
+    ns: String,
+    repo: String,
+    work: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl Tenant {
+    async fn new(prefix: &str) -> Result<Tenant> {
+        let p = Perimeter::get();
+        installed(&p)?;
+        let ns = unique_name(prefix);
+        let admin = airgate_kube::Applier::new(p.kube_client().await?, "perimeter-setup", &ns);
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer", "namespace": ns}}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "deployer", "namespace": ns},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": ns}]}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git-creds", "namespace": ns},
+                   "stringData": {"username": p.git_user, "password": p.git_password()?,
+                                  "ca.crt": std::fs::read_to_string(&p.git_ca)?}}),
+        ];
+        let objects: Vec<_> = objects
+            .iter()
+            .map(|o| ("setup".to_string(), o.clone()))
+            .collect();
+        admin.apply(&objects).await?;
+        Ok(Tenant {
+            repo: format!("{ns}-config"),
+            ns,
+            p,
+            work: tempfile::tempdir()?,
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    fn write(&self, path: &str, content: &str) -> Result<()> {
+        let target = self.work.path().join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(target, content)?;
+        Ok(())
+    }
+
+    fn remove(&self, path: &str) -> Result<()> {
+        std::fs::remove_file(self.work.path().join(path))?;
+        Ok(())
+    }
+
+    fn push(&self, message: &str) -> Result<String> {
+        self.p
+            .git_push(self.work.path(), &self.repo, "main", message)
+    }
+
+    /// Starts a controller for this tenant's namespace on `lease`.
+    async fn controller(&self, name: &str, lease: &str) -> Result<Controller> {
+        let data = self.dir.path().join(name);
+        std::fs::create_dir_all(&data)?;
+        let kubeconfig = self.dir.path().join("controller.kubeconfig");
+        if !kubeconfig.exists() {
+            self.p
+                .service_account_kubeconfig("airgate-system", "airgate-controller", &kubeconfig)
+                .await?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = data.join("controller.log");
+        let child = airgate()
+            .arg("controller")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "--namespace",
+                &self.ns,
+                "--lease-namespace",
+                "airgate-system",
+            ])
+            .args(["--lease-name", lease, "--lease-duration", "6"])
+            .args(["--identity", name])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--kustomize")
+            .arg(&self.p.kustomize)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting airgate controller")?;
+        Ok(Controller {
+            child,
+            log,
+            data,
+            metrics: format!("http://127.0.0.1:{port}/metrics"),
+        })
+    }
+
+    fn app_spec(&self, extra: Value) -> Value {
+        let mut spec = json!({
+            "source": {"url": format!("{}/{}.git", self.p.git_url, self.repo),
+                       "ref": {"branch": "main"}, "path": "envs/prod",
+                       "secretRef": {"name": "git-creds"}},
+            "interval": "2s",
+            "timeout": "30s",
+            "serviceAccountName": "deployer",
+            "prune": true,
+            "policy": {"allowedRegistries": ["registry.internal:5000"], "requireDigests": true}
+        });
+        if let (Some(base), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+        spec
+    }
+
+    async fn apps(&self) -> Result<Api<App>> {
+        Ok(Api::namespaced(self.p.kube_client().await?, &self.ns))
+    }
+
+    async fn create_app(&self, name: &str, extra: Value) -> Result<()> {
+        let app = json!({"apiVersion": "airgate.dev/v1alpha1", "kind": "App",
+                         "metadata": {"name": name, "namespace": self.ns},
+                         "spec": self.app_spec(extra)});
+        self.apps()
+            .await?
+            .patch(
+                name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&app),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn patch_app(&self, name: &str, spec: Value) -> Result<()> {
+        self.apps()
+            .await?
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until App `name` satisfies `ok`; the error shows its status.
+    async fn until(
+        &self,
+        name: &str,
+        what: &str,
+        ok: impl Fn(&App) -> bool,
+        controller: &Controller,
+    ) -> Result<App> {
+        let apps = self.apps().await?;
+        let result = eventually(what, Duration::from_secs(90), || {
+            let apps = apps.clone();
+            let ok = &ok;
+            async move {
+                let app = apps.get(name).await.map_err(|e| e.to_string())?;
+                if ok(&app) {
+                    Ok(Some(app))
+                } else {
+                    Err(serde_json::to_string(&app.status).unwrap_or_default())
+                }
+            }
+        })
+        .await;
+        result.with_context(|| format!("controller log:\n{}", controller.log()))
+    }
+
+    async fn config_map(&self, name: &str) -> Result<Option<ConfigMap>> {
+        let api: Api<ConfigMap> = Api::namespaced(self.p.kube_client().await?, &self.ns);
+        Ok(api.get_opt(name).await?)
+    }
+
+    async fn deployment(&self, name: &str) -> Result<Option<Deployment>> {
+        let api: Api<Deployment> = Api::namespaced(self.p.kube_client().await?, &self.ns);
+        Ok(api.get_opt(name).await?)
+    }
+}
+
+fn image(tag: &str) -> String {
+    format!("registry.internal:5000/shop/web:{tag}@{DIGEST}")
+}
+
+fn deployment(image: &str, env: Option<(&str, &str)>, node_selector: bool) -> String {
+    let env = env.map_or(String::new(), |(k, v)| {
+        format!("\n          env: [{{name: {k}, value: \"{v}\"}}]")
+    });
+    let selector = if node_selector {
+        "\n      nodeSelector: {airgate.dev/no-such-node: \"true\"}"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:{selector}\n      containers:\n        - name: web\n          image: {image}{env}\n"
+    )
+}
+
+fn config_map(name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{mode: \"{value}\"}}\n"
+    )
+}
+
+fn ready(app: &App) -> bool {
+    app.status
+        .as_ref()
+        .and_then(|s| s.condition("Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+fn reason(app: &App) -> String {
+    app.status
+        .as_ref()
+        .and_then(|s| s.condition("Ready"))
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+fn applied(app: &App) -> Option<String> {
+    app.status
+        .as_ref()
+        .and_then(|s| s.last_applied_revision.clone())
+}
+
+fn image_of(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_app_is_created_updated_and_pruned_from_git_and_every_sync_is_recorded() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-life").await?;
+    t.write(
+        "envs/prod/web.yaml",
+        &deployment(&image("1.2.3"), None, false),
+    )?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    let first = t.push("shop 1.2.3")?;
+    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
+    t.create_app("shop", json!({})).await?;
+    let app = t
+        .until(
+            "shop",
+            "Ready at the first commit",
+            |a| ready(a) && applied(a).as_deref() == Some(first.as_str()),
+            &c,
+        )
+        .await?;
+    let status = app.status.clone().unwrap_or_default();
+    assert_eq!(status.inventory.len(), 2, "{:?}", status.inventory);
+    let web = t.deployment("web").await?.context("no Deployment web")?;
+    assert_eq!(image_of(&web), image("1.2.3"));
+    let labels = web.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("airgate.dev/app-name").map(String::as_str),
+        Some("shop")
+    );
+
+    // Update: a new image and an added env var (1.2.3 -> 1.2.4).
+    t.write(
+        "envs/prod/web.yaml",
+        &deployment(&image("1.2.4"), Some(("LOG_LEVEL", "debug")), false),
+    )?;
+    let second = t.push("shop 1.2.4")?;
+    t.until(
+        "shop",
+        "Ready at the second commit",
+        |a| ready(a) && applied(a).as_deref() == Some(second.as_str()),
+        &c,
+    )
+    .await?;
+    let web = t.deployment("web").await?.context("no Deployment web")?;
+    assert_eq!(image_of(&web), image("1.2.4"));
+    let env = web
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers.first().and_then(|c| c.env.clone()))
+        .unwrap_or_default();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "LOG_LEVEL" && e.value.as_deref() == Some("debug"))
+    );
+
+    // Prune: the ConfigMap leaves Git, so it leaves the cluster.
+    t.remove("envs/prod/settings.yaml")?;
+    let third = t.push("drop settings")?;
+    t.until(
+        "shop",
+        "Ready at the third commit",
+        |a| ready(a) && applied(a).as_deref() == Some(third.as_str()),
+        &c,
+    )
+    .await?;
+    assert!(
+        t.config_map("settings").await?.is_none(),
+        "settings was not pruned"
+    );
+
+    // The record of every sync: commit, author, objects and images.
+    let key = format!("{}/shop", t.ns);
+    let records = c.records(&key)?;
+    let syncs: Vec<_> = records.iter().filter(|r| r.kind == "sync").collect();
+    assert_eq!(syncs.len(), 3, "{records:#?}");
+    assert_eq!(syncs[0].revision, third);
+    assert_eq!(syncs[0].author.name, "Perimeter Test");
+    assert_eq!(syncs[0].message.trim(), "drop settings");
+    assert!(
+        syncs[0]
+            .objects
+            .iter()
+            .any(|o| o.object.contains("ConfigMap") && o.action == "deleted")
+    );
+    assert_eq!(syncs[1].images, [image("1.2.4")]);
+    assert!(
+        syncs[1]
+            .objects
+            .iter()
+            .any(|o| o.object.contains("Deployment") && o.action == "configured")
+    );
+    assert!(syncs[2].objects.iter().all(|o| o.action == "created"));
+    assert!(Store::open(&c.data.join("records.db"))?.verify_chain()? >= 3);
+
+    // Steady state: nothing new in Git means no writes, no dry-runs.
+    let before = t.apps().await?.get("shop").await?.metadata.resource_version;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = t.apps().await?.get("shop").await?.metadata.resource_version;
+    assert_eq!(before, after, "the App was written in steady state");
+    assert_eq!(
+        c.records(&key)?.len(),
+        records.len(),
+        "a sync ran in steady state"
+    );
+
+    // What operators see: get, describe, metrics, JSON logs.
+    let out = airgate()
+        .args(["get", "apps", "-n", &t.ns, "--kubeconfig"])
+        .arg(&t.p.kubeconfig)
+        .output()?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains(&third[..12]) && table.contains("True"),
+        "{table}"
+    );
+    let out = airgate()
+        .args(["get", "apps", "-A", "-o", "json", "--kubeconfig"])
+        .arg(&t.p.kubeconfig)
+        .output()?;
+    let list: Value = serde_json::from_slice(&out.stdout)?;
+    assert!(list["items"].as_array().is_some_and(|items| {
+        items
+            .iter()
+            .any(|a| a["metadata"]["namespace"] == t.ns.as_str())
+    }));
+    let out = airgate()
+        .args(["describe", "app", "shop", "-n", &t.ns, "--kubeconfig"])
+        .arg(&t.p.kubeconfig)
+        .output()?;
+    let described = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "Conditions:",
+        "Ready",
+        "Recent syncs:",
+        "Synced",
+        "Deployment/",
+        &third,
+    ] {
+        assert!(
+            described.contains(expected),
+            "{expected} missing from:\n{described}"
+        );
+    }
+    let metrics =
+        t.p.https_client()?
+            .get(&c.metrics)
+            .send()
+            .await?
+            .text()
+            .await?;
+    assert!(
+        metrics.contains("airgate_syncs_total{result=\"succeeded\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("airgate_leader 1"), "{metrics}");
+    let log = c.log();
+    let synced = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["msg"] == "synced")
+        .count();
+    assert_eq!(synced, 3, "{log}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn drift_is_corrected_and_recorded_with_the_field_manager_that_made_it() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-drift").await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    t.push("settings")?;
+    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
+    t.create_app("shop", json!({"drift": "correct", "interval": "1h"}))
+        .await?;
+    t.until("shop", "Ready", ready, &c).await?;
+
+    kubectl(
+        &t.p,
+        &[
+            "-n",
+            &t.ns,
+            "patch",
+            "configmap",
+            "settings",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"mode":"edited"}}"#,
+        ],
+    )?;
+    let key = format!("{}/shop", t.ns);
+    eventually(
+        "the edit to be put back",
+        Duration::from_secs(30),
+        || async {
+            let cm = t.config_map("settings").await.map_err(|e| e.to_string())?;
+            let mode = cm.and_then(|c| c.data).and_then(|d| d.get("mode").cloned());
+            if mode.as_deref() == Some("a") {
+                Ok(Some(()))
+            } else {
+                Err(format!("mode {mode:?}"))
+            }
+        },
+    )
+    .await
+    .with_context(|| c.log())?;
+    let drift: Vec<_> = c
+        .records(&key)?
+        .into_iter()
+        .filter(|r| r.kind == "drift")
+        .collect();
+    assert_eq!(drift.len(), 1, "{drift:#?}");
+    assert_eq!(drift[0].drift[0].field_manager, "kubectl-patch");
+    assert!(drift[0].drift[0].corrected);
+    assert!(
+        drift[0].drift[0]
+            .fields
+            .iter()
+            .any(|f| f.contains("f:mode")),
+        "{:?}",
+        drift[0].drift
+    );
+
+    // A deleted object comes back too.
+    kubectl(&t.p, &["-n", &t.ns, "delete", "configmap", "settings"])?;
+    eventually(
+        "the deleted object to be recreated",
+        Duration::from_secs(30),
+        || async {
+            Ok(t.config_map("settings")
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|_| ()))
+        },
+    )
+    .await
+    .with_context(|| c.log())?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn drift_is_only_reported_when_the_app_says_warn() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-warn").await?;
+    t.write(
+        "envs/prod/web.yaml",
+        &deployment(&image("1.2.3"), None, false),
+    )?;
+    t.push("web")?;
+    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
+    t.create_app("shop", json!({"drift": "warn", "interval": "1h"}))
+        .await?;
+    t.until("shop", "Ready", ready, &c).await?;
+
+    kubectl(
+        &t.p,
+        &["-n", &t.ns, "scale", "deployment", "web", "--replicas=3"],
+    )?;
+    t.until(
+        "shop",
+        "a Drifted condition",
+        |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.condition("Drifted"))
+                .is_some_and(|c| c.status == "True" && c.message.contains("Deployment"))
+        },
+        &c,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let web = t.deployment("web").await?.context("no web")?;
+    assert_eq!(
+        web.spec.and_then(|s| s.replicas),
+        Some(3),
+        "warn must not correct"
+    );
+    let key = format!("{}/shop", t.ns);
+    let drift: Vec<_> = c
+        .records(&key)?
+        .into_iter()
+        .filter(|r| r.kind == "drift")
+        .collect();
+    assert_eq!(drift.len(), 1, "{drift:#?}");
+    assert!(!drift[0].drift[0].corrected);
+    assert!(
+        drift[0].drift[0].field_manager.contains("kubectl"),
+        "{:?}",
+        drift[0].drift
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_suspended_app_applies_nothing_and_says_so() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-suspend").await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    t.push("a")?;
+    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
+    t.create_app("shop", json!({})).await?;
+    t.until("shop", "Ready", ready, &c).await?;
+
+    t.patch_app("shop", json!({"suspend": true})).await?;
+    t.until("shop", "Suspended", |a| reason(a) == "Suspended", &c)
+        .await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "b"))?;
+    let second = t.push("b")?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mode = t
+        .config_map("settings")
+        .await?
+        .and_then(|c| c.data)
+        .and_then(|d| d.get("mode").cloned());
+    assert_eq!(mode.as_deref(), Some("a"), "a suspended App applied");
+
+    t.patch_app("shop", json!({"suspend": false})).await?;
+    t.until(
+        "shop",
+        "Ready at the new commit",
+        |a| ready(a) && applied(a).as_deref() == Some(second.as_str()),
+        &c,
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_app_cannot_reach_outside_its_service_accounts_rights() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-rbac").await?;
+    let other = Tenant::new("ctl-other").await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    t.write(
+        "envs/prod/elsewhere.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: intruder, namespace: {}}}\ndata: {{k: v}}\n", other.ns),
+    )?;
+    t.push("reach out")?;
+    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
+    t.create_app("shop", json!({})).await?;
+    let app = t
+        .until(
+            "shop",
+            "a refused sync",
+            |a| reason(a) == "DryRunFailed",
+            &c,
+        )
+        .await?;
+    let message = app
+        .status
+        .and_then(|s| s.condition("Ready").map(|c| c.message.clone()))
+        .unwrap_or_default();
+    assert!(
+        message.contains("intruder") && message.contains("forbidden"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("system:serviceaccount:{}:deployer", t.ns)),
+        "{message}"
+    );
+    // Nothing at all was applied: not the intruder, not the allowed ConfigMap.
+    assert!(other.config_map("intruder").await?.is_none());
+    assert!(t.config_map("settings").await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_invalid_object_or_a_policy_violation_applies_nothing() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-block").await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    t.write(
+        "envs/prod/bad.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  replicas: -3\n  selector: {matchLabels: {app: bad}}\n  template:\n    metadata: {labels: {app: bad}}\n    spec: {containers: [{name: c, image: \"registry.internal:5000/x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"}]}\n",
+    )?;
+    t.push("invalid")?;
+    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
+    t.create_app("shop", json!({})).await?;
+    let app = t
+        .until(
+            "shop",
+            "a blocked sync",
+            |a| reason(a) == "DryRunFailed",
+            &c,
+        )
+        .await?;
+    let status = app.status.unwrap_or_default();
+    assert!(
+        status
+            .condition("Stalled")
+            .is_some_and(|c| c.status == "True")
+    );
+    assert!(
+        status
+            .condition("Ready")
+            .is_some_and(|c| c.message.contains("bad"))
+    );
+    assert!(
+        t.config_map("settings").await?.is_none(),
+        "half of a blocked sync was applied"
+    );
+
+    // A policy violation: an image from outside, by tag.
+    t.remove("envs/prod/bad.yaml")?;
+    t.write(
+        "envs/prod/web.yaml",
+        &deployment("docker.io/library/nginx:1.27", None, false),
+    )?;
+    t.push("outside image")?;
+    let app = t
+        .until(
+            "shop",
+            "a policy violation",
+            |a| reason(a) == "PolicyViolation",
+            &c,
+        )
+        .await?;
+    let message = app
+        .status
+        .and_then(|s| s.condition("Ready").map(|c| c.message.clone()))
+        .unwrap_or_default();
+    assert!(
+        message.contains("Deployment") && message.contains("web") && message.contains("nginx"),
+        "{message}"
+    );
+    assert!(
+        message.contains("containers"),
+        "the field is not named: {message}"
+    );
+    assert!(t.config_map("settings").await?.is_none());
+    assert!(t.deployment("web").await?.is_none());
+    let records = c.records(&format!("{}/shop", t.ns))?;
+    assert!(
+        records.iter().all(|r| r.result == "blocked"),
+        "{records:#?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_git_down_the_cluster_keeps_the_last_revision_and_the_app_says_why() -> Result<()> {
+    let t = Tenant::new("ctl-gitdown").await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    let first = t.push("a")?;
+    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
+    t.create_app("shop", json!({})).await?;
+    t.until("shop", "Ready", ready, &c).await?;
+
+    let outage = GIT.write().await;
+    t.p.stop("nginx")?;
+    let result = t
+        .until("shop", "SourceFailed", |a| reason(a) == "SourceFailed", &c)
+        .await;
+    t.p.start("nginx")?;
+    drop(outage);
+    let app = result?;
+    let status = app.status.unwrap_or_default();
+    assert_eq!(
+        status.last_applied_revision.as_deref(),
+        Some(first.as_str())
+    );
+    let message = status
+        .condition("Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("keeps revision"), "{message}");
+    assert!(t.config_map("settings").await?.is_some());
+
+    t.until("shop", "Ready again once Git is back", ready, &c)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn of_two_controllers_one_leads_and_the_other_takes_over_when_it_stops() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-lease").await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    t.push("a")?;
+    let lease = format!("{}-lease", t.ns);
+    let first = t.controller("first", &lease).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = t.controller("second", &lease).await?;
+    t.create_app("shop", json!({})).await?;
+    t.until("shop", "Ready", ready, &first).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let key = format!("{}/shop", t.ns);
+    assert!(!first.records(&key)?.is_empty());
+    assert!(second.records(&key)?.is_empty(), "the follower synced");
+    assert!(
+        second.log().contains("waiting for leadership"),
+        "{}",
+        second.log()
+    );
+
+    drop(first);
+    t.write("envs/prod/settings.yaml", &config_map("settings", "b"))?;
+    let next = t.push("b")?;
+    t.until(
+        "shop",
+        "the second controller to apply",
+        |a| applied(a).as_deref() == Some(next.as_str()),
+        &second,
+    )
+    .await?;
+    assert!(second.log().contains("leader elected"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_rollback_drill_returns_to_the_last_working_revision_through_git_alone() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-rollback").await?;
+    t.write(
+        "envs/prod/web.yaml",
+        &deployment(&image("1.2.3"), None, false),
+    )?;
+    let good = t.push("1.2.3")?;
+    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
+    t.create_app("shop", json!({"timeout": "10s"})).await?;
+    t.until(
+        "shop",
+        "Ready at 1.2.3",
+        |a| ready(a) && applied(a).as_deref() == Some(good.as_str()),
+        &c,
+    )
+    .await?;
+
+    // 1.2.4 can never be scheduled: it never becomes Ready.
+    t.write(
+        "envs/prod/web.yaml",
+        &deployment(&image("1.2.4"), None, true),
+    )?;
+    let bad = t.push("1.2.4")?;
+    let app = t
+        .until(
+            "shop",
+            "Stalled on 1.2.4",
+            |a| reason(a) == "HealthCheckFailed" && applied(a).as_deref() == Some(bad.as_str()),
+            &c,
+        )
+        .await?;
+    let status = app.status.unwrap_or_default();
+    assert!(
+        status
+            .condition("Stalled")
+            .is_some_and(|c| c.message.contains("Deployment"))
+    );
+
+    // The rollback: a revert commit, nothing else.
+    t.p.git(t.work.path(), &["revert", "--no-edit", "HEAD"])?;
+    t.p.git(
+        t.work.path(),
+        &[
+            "push",
+            "--quiet",
+            &format!("{}/{}.git", t.p.git_url, t.repo),
+            "HEAD:refs/heads/main",
+        ],
+    )?;
+    let revert =
+        t.p.git(t.work.path(), &["rev-parse", "HEAD"])?
+            .trim()
+            .to_string();
+    t.until(
+        "shop",
+        "Ready at the revert",
+        |a| ready(a) && applied(a).as_deref() == Some(revert.as_str()),
+        &c,
+    )
+    .await?;
+    let web = t.deployment("web").await?.context("no web")?;
+    assert_eq!(image_of(&web), image("1.2.3"));
+    let available = web
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Available" && c.status == "True");
+    assert!(available);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_install_manifests_pass_a_server_side_dry_run() -> Result<()> {
+    let p = Perimeter::get();
+    installed(&p)?;
+    let dir = tempfile::tempdir()?;
+    let out = airgate().args(["install", "-o"]).arg(dir.path()).output()?;
+    assert!(out.status.success());
+    let out = kubectl(
+        &p,
+        &[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            &dir.path().display().to_string(),
+        ],
+    )?;
+    for kind in [
+        "customresourcedefinition",
+        "clusterrole",
+        "deployment",
+        "persistentvolumeclaim",
+    ] {
+        assert!(out.contains(kind), "{out}");
+    }
+    let stdout = airgate().arg("install").output()?;
+    let docs = String::from_utf8_lossy(&stdout.stdout)
+        .matches("\n---\n")
+        .count()
+        + 1;
+    assert!(docs >= 9, "{docs} documents");
+    Ok(())
+}
