@@ -15,13 +15,14 @@
 //!
 //! Every object applied is labelled with its App ([`APP_NAME_LABEL`],
 //! [`APP_NAMESPACE_LABEL`]), so a watch can select exactly what an App owns.
-//! One fetch per (URL, ref) serves every App that asks within
-//! [`FETCH_FRESH`] of it, and fetches of one URL never overlap.
+//! Fetches of one URL never overlap, and one fetch of a (URL, ref) answers
+//! every App that asked for it before it started: each App sees Git at least
+//! as new as its request, and Apps sharing a repository share its fetches.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use airgate_core::health::Health;
 use airgate_core::object::ObjectRef;
@@ -39,9 +40,6 @@ use serde_json::Value;
 pub const APP_NAME_LABEL: &str = "airgate.dev/app-name";
 /// The label naming that App's namespace.
 pub const APP_NAMESPACE_LABEL: &str = "airgate.dev/app-namespace";
-
-/// How long a fetched (URL, ref) answers for every App that asks.
-pub const FETCH_FRESH: Duration = Duration::from_secs(5);
 
 /// Everything one App asks for.
 #[derive(Clone, Debug)]
@@ -167,7 +165,7 @@ impl AppSpec {
 /// (URL, revision, path): what a rendering depends on.
 type RenderKey = (String, String, String);
 
-/// Per URL: when each ref was last fetched, and the commit it named.
+/// Per URL: when the last fetch of each ref started, and the commit it named.
 type Fetched = HashMap<String, (Instant, Commit)>;
 
 /// Syncs Apps; shares one Git mirror and one render cache among them.
@@ -214,8 +212,9 @@ impl Syncer {
     }
 
     /// Fetches the App's ref; returns the commit it names. A fetch of the
-    /// same (URL, ref) younger than [`FETCH_FRESH`] answers instead.
+    /// same (URL, ref) that started after this call was made answers instead.
     pub async fn fetch(&self, spec: &AppSpec) -> Result<Commit, SyncError> {
+        let asked = Instant::now();
         let per_url = {
             let mut all = self
                 .fetched
@@ -225,11 +224,12 @@ impl Syncer {
         };
         let mut per_url = per_url.lock().await;
         let key = spec.git_ref.to_string();
-        if let Some((at, commit)) = per_url.get(&key)
-            && at.elapsed() < FETCH_FRESH
+        if let Some((started, commit)) = per_url.get(&key)
+            && *started >= asked
         {
             return Ok(commit.clone());
         }
+        let started = Instant::now();
         let mirror = self.mirror.clone();
         let (url, git_ref, access) = (spec.url.clone(), spec.git_ref.clone(), spec.access.clone());
         self.fetches
@@ -240,7 +240,7 @@ impl Syncer {
         })
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))??;
-        per_url.insert(key, (Instant::now(), commit.clone()));
+        per_url.insert(key, (started, commit.clone()));
         Ok(commit)
     }
 
@@ -356,6 +356,16 @@ impl Syncer {
         previous: &Inventory,
     ) -> Result<SyncOutcome, SyncError> {
         let commit = self.fetch(spec).await?;
+        self.sync_commit(spec, commit, previous).await
+    }
+
+    /// [`Syncer::sync`] of a commit already fetched.
+    pub async fn sync_commit(
+        &self,
+        spec: &AppSpec,
+        commit: Commit,
+        previous: &Inventory,
+    ) -> Result<SyncOutcome, SyncError> {
         let manifests = self.render(spec, &commit.id).await?;
 
         let mut found = Vec::new();

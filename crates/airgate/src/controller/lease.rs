@@ -107,7 +107,9 @@ impl Election {
         }
     }
 
-    async fn renew_lease(&self, lease: &mut Lease) -> Result<bool> {
+    /// Writes a fresh renewTime; `None` when the Lease changed since
+    /// `lease` was read (someone else wrote it).
+    async fn renew_from(&self, mut lease: Lease) -> Result<Option<Lease>> {
         let spec = lease.spec.clone().unwrap_or_default();
         lease.spec = Some(self.spec(
             spec.lease_transitions.unwrap_or(0),
@@ -115,13 +117,17 @@ impl Election {
         ));
         match self
             .api
-            .replace(&self.name, &PostParams::default(), lease)
+            .replace(&self.name, &PostParams::default(), &lease)
             .await
         {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Ok(written) => Ok(Some(written)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn renew_lease(&self, lease: &mut Lease) -> Result<bool> {
+        Ok(self.renew_from(lease.clone()).await?.is_some())
     }
 
     /// Waits until this controller holds the Lease.
@@ -169,32 +175,46 @@ impl Election {
     /// Renews the Lease every third of its duration; returns (with the
     /// reason) once it could not be renewed for two thirds of it, or when
     /// another controller holds it.
+    ///
+    /// A renewal is one write: the Lease this controller wrote last is
+    /// written again with its resourceVersion, so a conflict means someone
+    /// else wrote it. Only after an error is the Lease read first.
     pub async fn hold(&self) -> anyhow::Error {
         let mut last_renewed = Instant::now();
+        let mut current: Option<Lease> = None;
         loop {
             tokio::time::sleep(self.duration / 3).await;
             // Ok(None): renewed; Ok(Some(why)): lost for good; Err: try again.
             let result: Result<Option<String>> = async {
-                let mut lease = self
-                    .api
-                    .get(&self.name)
-                    .await
-                    .context("reading the Lease")?;
-                let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
-                if holder.as_deref() != Some(self.identity.as_str()) {
-                    return Ok(Some(format!(
-                        "Lease {} is now held by {}",
-                        self.name,
-                        holder.unwrap_or_default()
-                    )));
-                }
-                if !self.renew_lease(&mut lease).await? {
-                    return Ok(Some(format!(
+                let lease = match current.take() {
+                    Some(l) => l,
+                    None => {
+                        let lease = self
+                            .api
+                            .get(&self.name)
+                            .await
+                            .context("reading the Lease")?;
+                        let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
+                        if holder.as_deref() != Some(self.identity.as_str()) {
+                            return Ok(Some(format!(
+                                "Lease {} is now held by {}",
+                                self.name,
+                                holder.unwrap_or_default()
+                            )));
+                        }
+                        lease
+                    }
+                };
+                match self.renew_from(lease).await? {
+                    Some(written) => {
+                        current = Some(written);
+                        Ok(None)
+                    }
+                    None => Ok(Some(format!(
                         "Lease {} was written by another controller while renewing it",
                         self.name
-                    )));
+                    ))),
                 }
-                Ok(None)
             }
             .await;
             match result {

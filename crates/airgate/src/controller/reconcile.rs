@@ -35,6 +35,10 @@ use serde_json::json;
 
 use super::{Context, drift, log};
 
+/// Setting this annotation on an App to a new value (a timestamp, say)
+/// makes the next pass fetch from Git now instead of at the interval.
+pub const REQUEST_ANNOTATION: &str = "airgate.dev/requested-at";
+
 /// How often health is read while objects are still progressing.
 const HEALTH_POLL: Duration = Duration::from_secs(2);
 
@@ -71,6 +75,8 @@ pub struct AppState {
     pub drift: Vec<(ObjectRef, Drifted)>,
     /// A sync is running: watch events are its own writes.
     pub syncing: bool,
+    /// The last [`REQUEST_ANNOTATION`] value acted on.
+    pub requested: Option<String>,
     pub suspended: bool,
     pub spec: Option<SyncSpec>,
 }
@@ -308,6 +314,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
     }
 
     // What is due? Restore what a previous controller left in the status.
+    let requested = app.annotations().get(REQUEST_ANNOTATION).cloned();
     let (spec_changed, fetch_due, drift, health_due) = ctx.with_state(&key, |s| {
         if s.suspended {
             s.suspended = false;
@@ -318,7 +325,9 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
             s.last_applied = status.last_applied_revision.clone();
         }
         let spec_changed = !s.synced || s.observed_generation != generation;
-        let fetch_due = spec_changed || s.next_fetch.is_none_or(|t| t <= Instant::now());
+        let asked = requested.is_some() && requested != s.requested;
+        s.requested = requested.clone();
+        let fetch_due = spec_changed || asked || s.next_fetch.is_none_or(|t| t <= Instant::now());
         (
             spec_changed,
             fetch_due,
@@ -374,7 +383,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
                     || last.as_deref() != Some(commit.id.as_str())
                         && failed.as_deref() != Some(commit.id.as_str());
                 if needed {
-                    sync(&ctx, &app, &spec, &commit.id, timeout, &mut status, &now).await;
+                    sync(&ctx, &app, &spec, commit, timeout, &mut status, &now).await;
                 } else if status.condition("Ready").map(|c| c.reason.as_str())
                     == Some("SourceFailed")
                 {
@@ -411,7 +420,7 @@ async fn sync(
     ctx: &Arc<Context>,
     app: &App,
     spec: &SyncSpec,
-    revision: &str,
+    commit: airgate_git::Commit,
     timeout: Duration,
     status: &mut AppStatus,
     now: &str,
@@ -424,7 +433,8 @@ async fn sync(
     });
     let started = Instant::now();
     let started_at = epoch_seconds();
-    let result = ctx.syncer.sync(spec, &previous).await;
+    let revision = commit.id.clone();
+    let result = ctx.syncer.sync_commit(spec, commit, &previous).await;
     let duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     let generation = app.metadata.generation;
     status.observed_generation = generation;
@@ -509,7 +519,6 @@ async fn sync(
             }
         }
         Err(error) => {
-            let revision = revision.to_string();
             let permanent = matches!(
                 error,
                 SyncError::Render { .. }
