@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# bench/reconcile.sh: the airgate controller on one Git repository of N
+# bench/reconcile.sh: the airgate controller and Flux's kustomize-controller,
+# each alone on the local perimeter's apiserver, on one Git repository of N
 # objects (Deployments, Services and ConfigMaps, a third each, over five
-# namespaces), alone on the local perimeter's apiserver, measuring:
+# namespaces), measuring:
 #
 #   (1) first deploy: App created -> Ready (every object applied, every
 #       Deployment available); update: a commit changing every ConfigMap and
@@ -13,10 +14,19 @@
 #       and the controller's CPU time (from /proc);
 #   (3) the controller's peak RSS (VmHWM).
 #
-# Flux (source-controller + kustomize-controller) is the peer the issue
-# names; see BENCHMARKS.md for why it is not in this run.
+# Flux: kustomize-controller (built from its Go module by dev/tools) with
+# `wait: true`, under a ServiceAccount bound to cluster-admin (Flux's
+# default). Out of a cluster it cannot find a namespace for leader election,
+# so it runs without; airgate keeps its Lease, whose renewals (one write
+# every 5 s) are in airgate's count. Its source side
+# cannot be built here (fluxcd/pkg/artifact is not on the module proxy this
+# machine reaches), so this script plays source-controller: it packs the
+# commit as source-controller would (a tar.gz of the tree), serves it over
+# HTTP and writes the GitRepository's status (artifact URL, revision,
+# digest). That leaves source-controller's own requests, CPU and memory out
+# of Flux's figures: they are a lower bound for Flux.
 #
-#   SIZES="100 1000" STEADY=600 INTERVAL=1m bench/reconcile.sh
+#   SIZES="100 1000" STEADY=600 INTERVAL=1m TOOLS="airgate flux" bench/reconcile.sh
 #
 # Output: a Markdown table on stdout (and in target/bench/reconcile.md).
 set -euo pipefail
@@ -24,6 +34,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 SIZES=${SIZES:-100 1000}
+TOOLS=${TOOLS:-airgate flux}
 STEADY=${STEADY:-600}
 INTERVAL=${INTERVAL:-1m}
 NAMESPACES=5
@@ -32,6 +43,7 @@ log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
 dev/tools all >&2
+dev/tools build kustomize-controller >&2
 dev/perimeter env >/dev/null 2>&1 || dev/perimeter up >&2
 # shellcheck disable=SC1091
 . target/perimeter/env
@@ -123,18 +135,6 @@ git_() {
     git -C "$1" -c user.name=Bench -c user.email=bench@perimeter.invalid -c commit.gpgsign=false "${@:2}"
 }
 
-# wait_app NS NAME COMMIT TIMEOUT: until the App is Ready at COMMIT.
-wait_app() {
-  local deadline=$((SECONDS + $4)) ready rev
-  while [ $SECONDS -lt $deadline ]; do
-    ready=$(kubectl -n "$1" get apps.airgate.dev "$2" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
-    rev=$(kubectl -n "$1" get apps.airgate.dev "$2" -o jsonpath='{.status.lastAppliedRevision}' 2>/dev/null || true)
-    [ "$ready" = True ] && [ "$rev" = "$3" ] && return 0
-    sleep 0.5
-  done
-  return 1
-}
-
 log "installing the App CRD and the controller's RBAC"
 "$airgate" install -o "$work/install" 2>/dev/null
 kubectl apply --server-side --field-manager=airgate-install -f "$work/install/crd.yaml" \
@@ -151,12 +151,100 @@ kubectl config --kubeconfig "$ckc" set-credentials controller \
 kubectl config --kubeconfig "$ckc" set-context controller --cluster perimeter --user controller >/dev/null
 kubectl config --kubeconfig "$ckc" use-context controller >/dev/null
 
-rows=()
-for n in $SIZES; do
-  run=$(date +%s)
-  prefix=b$n-$run
-  apps=$prefix-apps
-  log "N=$n: namespaces $prefix-0..$((NAMESPACES - 1)), App in $apps"
+# Flux's side: CRDs (GitRepository from source-controller's module), the
+# kustomize-controller's ServiceAccount bound to cluster-admin, a kubeconfig.
+flux_setup() {
+  local src_dir
+  src_dir=$(cd /tmp && go mod download -json "github.com/fluxcd/source-controller@$FLUX_SOURCE_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  # Every source kind: kustomize-controller watches them all.
+  kubectl apply --server-side --field-manager=bench -f "$src_dir/config/crd/bases" \
+    -f "$(dev/tools path kustomize-controller-crds)" >/dev/null
+  kubectl wait --for=condition=Established crd/gitrepositories.source.toolkit.fluxcd.io crd/kustomizations.kustomize.toolkit.fluxcd.io >/dev/null
+  kubectl apply --server-side --field-manager=bench -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Namespace
+metadata: {name: flux-system}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: kustomize-controller, namespace: flux-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: bench-kustomize-controller}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{kind: ServiceAccount, name: kustomize-controller, namespace: flux-system}]
+YAML
+  fkc=$work/flux.kubeconfig
+  kubectl config --kubeconfig "$fkc" set-cluster perimeter \
+    --server "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')" \
+    --certificate-authority "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')" \
+    --embed-certs >/dev/null
+  kubectl config --kubeconfig "$fkc" set-credentials flux \
+    --token "$(kubectl -n flux-system create token kustomize-controller --duration 6h)" >/dev/null
+  kubectl config --kubeconfig "$fkc" set-context flux --cluster perimeter --user flux >/dev/null
+  kubectl config --kubeconfig "$fkc" use-context flux >/dev/null
+  flux_user=system:serviceaccount:flux-system:kustomize-controller
+  mkdir -p "$work/artifacts"
+  artifact_port=$(free_port)
+  python3 -m http.server --bind 127.0.0.1 "$artifact_port" --directory "$work/artifacts" >/dev/null 2>&1 &
+  artifact_server=$!
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# publish NS REPO: what source-controller does for a new commit: the tree as
+# a tar.gz artifact, and the GitRepository's status pointing at it.
+publish() {
+  local ns=$1 repo=$2 commit file digest size ts
+  commit=$(git_ "$repo" rev-parse HEAD)
+  file=$commit.tar.gz
+  git_ "$repo" archive --format=tar.gz -o "$work/artifacts/$file" HEAD
+  digest=sha256:$(sha256sum "$work/artifacts/$file" | cut -d' ' -f1)
+  size=$(stat -c %s "$work/artifacts/$file")
+  ts=$(date -u +%FT%TZ)
+  kubectl -n "$ns" patch gitrepositories.source.toolkit.fluxcd.io bench --subresource=status --type=merge -p "$(cat <<JSON
+{"status": {"observedGeneration": 1,
+  "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored artifact for revision 'main@sha1:$commit'", "lastTransitionTime": "$ts", "observedGeneration": 1},
+                 {"type": "ArtifactInStorage", "status": "True", "reason": "Succeeded", "message": "stored", "lastTransitionTime": "$ts", "observedGeneration": 1}],
+  "artifact": {"path": "gitrepository/$ns/bench/$file", "url": "http://127.0.0.1:$artifact_port/$file",
+               "revision": "main@sha1:$commit", "digest": "$digest", "size": $size, "lastUpdateTime": "$ts"}}}
+JSON
+)" >/dev/null
+}
+
+# wait_ready KIND NS NAME REVISION TIMEOUT: until Ready=True at REVISION.
+wait_ready() {
+  local deadline=$((SECONDS + $5)) ready rev
+  while [ $SECONDS -lt $deadline ]; do
+    ready=$(kubectl -n "$2" get "$1" "$3" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+    rev=$(kubectl -n "$2" get "$1" "$3" -o jsonpath='{.status.lastAppliedRevision}' 2>/dev/null || true)
+    [ "$ready" = True ] && [ "$rev" = "$4" ] && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+# new_repo DIR N PREFIX: version 1 of the N objects, pushed to PREFIX.git.
+new_repo() {
+  gen_repo "$1" "$2" "$3" 1
+  git_ "$1" init --quiet --initial-branch main
+  git_ "$1" add --all
+  git_ "$1" commit --quiet -m "N=$2, version 1"
+  git_ "$1" push --quiet "$AIRGATE_GIT_URL/$3.git" HEAD:refs/heads/main
+}
+
+# next_version DIR N PREFIX: version 2: every ConfigMap and Deployment changes.
+next_version() {
+  gen_repo "$1" "$2" "$3" 2
+  git_ "$1" commit --quiet -am "N=$2, version 2"
+  git_ "$1" push --quiet "$AIRGATE_GIT_URL/$3.git" HEAD:refs/heads/main
+}
+
+# tenant PREFIX APPS: the target namespaces, each letting APPS/deployer do
+# anything in it, and the namespace of the App with its Git credentials.
+tenant() {
+  local prefix=$1 apps=$2 i
   {
     for i in $(seq 0 $((NAMESPACES - 1))); do
       printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n---\n' "$prefix-$i"
@@ -170,19 +258,38 @@ for n in $SIZES; do
   kubectl -n "$apps" create secret generic git-creds --dry-run=client -o yaml \
     --from-literal=username="$AIRGATE_GIT_USER" --from-file=password="$AIRGATE_GIT_PASSWORD_FILE" \
     --from-file=ca.crt="$AIRGATE_GIT_CA" | kubectl apply --server-side --field-manager=bench -f - >/dev/null
+}
 
-  repo=$work/repo-$n
-  gen_repo "$repo" "$n" "$prefix" 1
-  git_ "$repo" init --quiet --initial-branch main
-  git_ "$repo" add --all
-  git_ "$repo" commit --quiet -m "N=$n, version 1"
-  git_ "$repo" push --quiet "$AIRGATE_GIT_URL/$prefix.git" HEAD:refs/heads/main
+# steady PID USER LABEL: STEADY seconds with nothing changed; sets `measured`.
+steady() {
+  local pid=$1 user=$2 from to cpu0 cpu1 requests cpu rss
+  sleep 20
+  from=$(lines)
+  cpu0=$(cpu_seconds "$pid")
+  sleep "$STEADY"
+  to=$(lines)
+  cpu1=$(cpu_seconds "$pid")
+  requests=$(audit_count "$user" "$from" "$to")
+  cpu=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$cpu0" "$cpu1")
+  rss=$(peak_rss_mib "$pid")
+  measured="$requests | $cpu | $rss"
+  log "$3: steady ${STEADY}s: requests $requests, CPU ${cpu}s, peak RSS ${rss} MiB"
+}
+
+# run_airgate N: sets `row`.
+run_airgate() {
+  local n=$1 prefix apps repo first second port pid t0 first_deploy update
+  prefix=a$n-$(date +%s)
+  apps=$prefix-apps
+  tenant "$prefix" "$apps"
+  repo=$work/repo-$prefix
+  new_repo "$repo" "$n" "$prefix"
   first=$(git_ "$repo" rev-parse HEAD)
 
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   "$airgate" controller --kubeconfig "$ckc" --namespace "$apps" --lease-namespace airgate-system \
-    --lease-name "$prefix" --data-dir "$work/data-$n" --listen "127.0.0.1:$port" \
-    2>"$work/controller-$n.log" &
+    --lease-name "$prefix" --data-dir "$work/data-$prefix" --listen "127.0.0.1:$port" \
+    2>"$work/airgate-$n.log" &
   pid=$!
   sleep 2
 
@@ -201,37 +308,100 @@ spec:
   serviceAccountName: deployer
   prune: true
 YAML
-  wait_app "$apps" bench "$first" 900 || die "N=$n: the App did not become Ready (log: $work/controller-$n.log)"
+  wait_ready apps.airgate.dev "$apps" bench "$first" 900 || die "N=$n: the App did not become Ready (log: $work/airgate-$n.log)"
   first_deploy=$(since "$t0")
-  log "N=$n: first deploy ${first_deploy}s"
-
-  gen_repo "$repo" "$n" "$prefix" 2
-  git_ "$repo" commit --quiet -am "N=$n, version 2"
-  git_ "$repo" push --quiet "$AIRGATE_GIT_URL/$prefix.git" HEAD:refs/heads/main
+  next_version "$repo" "$n" "$prefix"
   second=$(git_ "$repo" rev-parse HEAD)
   t0=$(now)
   kubectl -n "$apps" annotate apps.airgate.dev bench airgate.dev/requested-at="$(date +%s.%N)" --overwrite >/dev/null
-  wait_app "$apps" bench "$second" 900 || die "N=$n: the update did not become Ready (log: $work/controller-$n.log)"
+  wait_ready apps.airgate.dev "$apps" bench "$second" 900 || die "N=$n: the update did not become Ready (log: $work/airgate-$n.log)"
   update=$(since "$t0")
-  log "N=$n: update ${update}s; settling 20 s, then ${STEADY}s of steady state"
-
-  sleep 20
-  from=$(lines)
-  cpu0=$(cpu_seconds "$pid")
-  sleep "$STEADY"
-  to=$(lines)
-  cpu1=$(cpu_seconds "$pid")
-  requests=$(audit_count "$controller_user" "$from" "$to")
-  cpu=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$cpu0" "$cpu1")
-  rss=$(peak_rss_mib "$pid")
-  fetches=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^airgate_git_fetches_total/ {print $2}')
-  log "N=$n: steady ${STEADY}s: requests $requests, CPU ${cpu}s, peak RSS ${rss} MiB, Git fetches so far $fetches"
-  rows+=("| $n | airgate | $first_deploy | $update | $requests | $cpu | $rss |")
-
+  log "airgate N=$n: first deploy ${first_deploy}s, update ${update}s"
+  steady "$pid" "$controller_user" "airgate N=$n"
+  row="| $n | airgate | $first_deploy | $update | $measured |"
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  for i in $(seq 0 $((NAMESPACES - 1))); do kubectl delete namespace "$prefix-$i" --wait=false >/dev/null; done
-  kubectl delete namespace "$apps" --wait=false >/dev/null
+  cleanup "$prefix" "$apps"
+}
+
+# run_flux N: sets `row`.
+run_flux() {
+  local n=$1 prefix apps repo first second port health pid t0 first_deploy update
+  prefix=f$n-$(date +%s)
+  apps=$prefix-apps
+  tenant "$prefix" "$apps"
+  repo=$work/repo-$prefix
+  new_repo "$repo" "$n" "$prefix"
+  first=$(git_ "$repo" rev-parse HEAD)
+
+  port=$(free_port)
+  health=$(free_port)
+  KUBECONFIG=$fkc RUNTIME_NAMESPACE=flux-system "$(dev/tools path kustomize-controller)" \
+    --metrics-addr "127.0.0.1:$port" --health-addr "127.0.0.1:$health" \
+    --watch-all-namespaces --log-level info 2>"$work/flux-$n.log" >&2 &
+  pid=$!
+  sleep 2
+
+  t0=$(now)
+  kubectl apply --server-side --field-manager=bench -f - >/dev/null <<YAML
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: bench, namespace: $apps}
+spec:
+  url: $AIRGATE_GIT_URL/$prefix.git
+  ref: {branch: main}
+  interval: $INTERVAL
+  secretRef: {name: git-creds}
+YAML
+  publish "$apps" "$repo"
+  kubectl apply --server-side --field-manager=bench -f - >/dev/null <<YAML
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: bench, namespace: $apps}
+spec:
+  interval: $INTERVAL
+  path: ./
+  prune: true
+  wait: true
+  timeout: 10m
+  sourceRef: {kind: GitRepository, name: bench}
+YAML
+  wait_ready kustomizations.kustomize.toolkit.fluxcd.io "$apps" bench "main@sha1:$first" 900 ||
+    die "N=$n: the Kustomization did not become Ready (log: $work/flux-$n.log)"
+  first_deploy=$(since "$t0")
+  next_version "$repo" "$n" "$prefix"
+  second=$(git_ "$repo" rev-parse HEAD)
+  t0=$(now)
+  publish "$apps" "$repo"
+  wait_ready kustomizations.kustomize.toolkit.fluxcd.io "$apps" bench "main@sha1:$second" 900 ||
+    die "N=$n: the Flux update did not become Ready (log: $work/flux-$n.log)"
+  update=$(since "$t0")
+  log "flux N=$n: first deploy ${first_deploy}s, update ${update}s"
+  steady "$pid" "$flux_user" "flux N=$n"
+  row="| $n | Flux kustomize-controller $FLUX_KUSTOMIZE_VERSION | $first_deploy | $update | $measured |"
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  cleanup "$prefix" "$apps"
+}
+
+cleanup() {
+  local i
+  for i in $(seq 0 $((NAMESPACES - 1))); do kubectl delete namespace "$1-$i" --wait=false >/dev/null; done
+  kubectl delete namespace "$2" --wait=false >/dev/null
+}
+
+# shellcheck source=dev/versions.env
+. dev/versions.env
+case " $TOOLS " in *" flux "*) flux_setup ;; esac
+trap '[ -n "${artifact_server:-}" ] && kill "$artifact_server" 2>/dev/null; true' EXIT
+
+rows=()
+for n in $SIZES; do
+  for tool in $TOOLS; do
+    log "$tool, N=$n"
+    "run_$tool" "$n"
+    rows+=("$row")
+  done
 done
 
 {

@@ -123,15 +123,7 @@ impl SyncOutcome {
             duration_ms,
             result: "succeeded".to_string(),
             error: None,
-            objects: changes
-                .map(|c| ObjectChange {
-                    object: c.object.to_string(),
-                    action: serde_json::to_value(c.action)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default(),
-                })
-                .collect(),
+            objects: object_changes(changes),
             images: self.images.clone(),
             drift: Vec::new(),
         }
@@ -160,6 +152,22 @@ impl AppSpec {
             self.namespace
         )
     }
+}
+
+/// The record's form of changes: `Kind/namespace/name` and the action.
+pub fn object_changes<'a>(
+    changes: impl IntoIterator<Item = &'a airgate_kube::Change>,
+) -> Vec<ObjectChange> {
+    changes
+        .into_iter()
+        .map(|c| ObjectChange {
+            object: c.object.to_string(),
+            action: serde_json::to_value(c.action)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// (URL, revision, path): what a rendering depends on.

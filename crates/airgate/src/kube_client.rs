@@ -14,6 +14,20 @@ pub async fn from_kubeconfig(path: Option<&Path>) -> Result<(kube::Client, Strin
     Ok((client, label))
 }
 
+/// A client and the namespace to use: `namespace` when given, else the
+/// kubeconfig context's, else `default`.
+pub async fn with_namespace(
+    path: Option<&Path>,
+    namespace: Option<&str>,
+) -> Result<(kube::Client, String)> {
+    let config = config(path).await?;
+    let namespace = namespace
+        .map(String::from)
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    Ok((client, namespace))
+}
+
 /// The configuration [`from_kubeconfig`] builds its client from.
 pub async fn config(path: Option<&Path>) -> Result<kube::Config> {
     Ok(match path {

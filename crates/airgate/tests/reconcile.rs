@@ -224,6 +224,21 @@ impl Tenant {
         })
     }
 
+    /// Starts controller `c1` on this tenant's own Lease and creates App
+    /// `shop` with `extra` spec fields.
+    async fn start(&self, extra: Value) -> Result<Controller> {
+        let c = self.controller("c1", &format!("{}-lease", self.ns)).await?;
+        self.create_app("shop", extra).await?;
+        Ok(c)
+    }
+
+    /// [`Tenant::start`], then waits until the App is Ready.
+    async fn ready(&self, extra: Value) -> Result<Controller> {
+        let c = self.start(extra).await?;
+        self.until("shop", "Ready", ready, &c).await?;
+        Ok(c)
+    }
+
     fn app_spec(&self, extra: Value) -> Value {
         let mut spec = json!({
             "source": {"url": format!("{}/{}.git", self.p.git_url, self.repo),
@@ -299,6 +314,17 @@ impl Tenant {
         result.with_context(|| format!("controller log:\n{}", controller.log()))
     }
 
+    /// Waits until App `shop` is not Ready for `reason`.
+    async fn until_reason(&self, reason_wanted: &str, controller: &Controller) -> Result<App> {
+        self.until(
+            "shop",
+            &format!("Ready reason {reason_wanted}"),
+            |a| reason(a) == reason_wanted,
+            controller,
+        )
+        .await
+    }
+
     async fn config_map(&self, name: &str) -> Result<Option<ConfigMap>> {
         let api: Api<ConfigMap> = Api::namespaced(self.p.kube_client().await?, &self.ns);
         Ok(api.get_opt(name).await?)
@@ -349,6 +375,14 @@ fn reason(app: &App) -> String {
         .unwrap_or_default()
 }
 
+fn ready_message(app: &App) -> String {
+    app.status
+        .as_ref()
+        .and_then(|s| s.condition("Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
 fn applied(app: &App) -> Option<String> {
     app.status
         .as_ref()
@@ -374,8 +408,7 @@ async fn an_app_is_created_updated_and_pruned_from_git_and_every_sync_is_recorde
     )?;
     t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
     let first = t.push("shop 1.2.3")?;
-    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
-    t.create_app("shop", json!({})).await?;
+    let c = t.start(json!({})).await?;
     let app = t
         .until(
             "shop",
@@ -541,10 +574,9 @@ async fn drift_is_corrected_and_recorded_with_the_field_manager_that_made_it() -
     let t = Tenant::new("ctl-drift").await?;
     t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
     t.push("settings")?;
-    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
-    t.create_app("shop", json!({"drift": "correct", "interval": "1h"}))
+    let c = t
+        .ready(json!({"drift": "correct", "interval": "1h"}))
         .await?;
-    t.until("shop", "Ready", ready, &c).await?;
 
     kubectl(
         &t.p,
@@ -618,10 +650,7 @@ async fn drift_is_only_reported_when_the_app_says_warn() -> Result<()> {
         &deployment(&image("1.2.3"), None, false),
     )?;
     t.push("web")?;
-    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
-    t.create_app("shop", json!({"drift": "warn", "interval": "1h"}))
-        .await?;
-    t.until("shop", "Ready", ready, &c).await?;
+    let c = t.ready(json!({"drift": "warn", "interval": "1h"})).await?;
 
     kubectl(
         &t.p,
@@ -668,13 +697,10 @@ async fn a_suspended_app_applies_nothing_and_says_so() -> Result<()> {
     let t = Tenant::new("ctl-suspend").await?;
     t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
     t.push("a")?;
-    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
-    t.create_app("shop", json!({})).await?;
-    t.until("shop", "Ready", ready, &c).await?;
+    let c = t.ready(json!({})).await?;
 
     t.patch_app("shop", json!({"suspend": true})).await?;
-    t.until("shop", "Suspended", |a| reason(a) == "Suspended", &c)
-        .await?;
+    t.until_reason("Suspended", &c).await?;
     t.write("envs/prod/settings.yaml", &config_map("settings", "b"))?;
     let second = t.push("b")?;
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -707,20 +733,9 @@ async fn an_app_cannot_reach_outside_its_service_accounts_rights() -> Result<()>
         &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: intruder, namespace: {}}}\ndata: {{k: v}}\n", other.ns),
     )?;
     t.push("reach out")?;
-    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
-    t.create_app("shop", json!({})).await?;
-    let app = t
-        .until(
-            "shop",
-            "a refused sync",
-            |a| reason(a) == "DryRunFailed",
-            &c,
-        )
-        .await?;
-    let message = app
-        .status
-        .and_then(|s| s.condition("Ready").map(|c| c.message.clone()))
-        .unwrap_or_default();
+    let c = t.start(json!({})).await?;
+    let app = t.until_reason("DryRunFailed", &c).await?;
+    let message = ready_message(&app);
     assert!(
         message.contains("intruder") && message.contains("forbidden"),
         "{message}"
@@ -745,16 +760,8 @@ async fn an_invalid_object_or_a_policy_violation_applies_nothing() -> Result<()>
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  replicas: -3\n  selector: {matchLabels: {app: bad}}\n  template:\n    metadata: {labels: {app: bad}}\n    spec: {containers: [{name: c, image: \"registry.internal:5000/x@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"}]}\n",
     )?;
     t.push("invalid")?;
-    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
-    t.create_app("shop", json!({})).await?;
-    let app = t
-        .until(
-            "shop",
-            "a blocked sync",
-            |a| reason(a) == "DryRunFailed",
-            &c,
-        )
-        .await?;
+    let c = t.start(json!({})).await?;
+    let app = t.until_reason("DryRunFailed", &c).await?;
     let status = app.status.unwrap_or_default();
     assert!(
         status
@@ -778,18 +785,8 @@ async fn an_invalid_object_or_a_policy_violation_applies_nothing() -> Result<()>
         &deployment("docker.io/library/nginx:1.27", None, false),
     )?;
     t.push("outside image")?;
-    let app = t
-        .until(
-            "shop",
-            "a policy violation",
-            |a| reason(a) == "PolicyViolation",
-            &c,
-        )
-        .await?;
-    let message = app
-        .status
-        .and_then(|s| s.condition("Ready").map(|c| c.message.clone()))
-        .unwrap_or_default();
+    let app = t.until_reason("PolicyViolation", &c).await?;
+    let message = ready_message(&app);
     assert!(
         message.contains("Deployment") && message.contains("web") && message.contains("nginx"),
         "{message}"
@@ -813,15 +810,11 @@ async fn with_git_down_the_cluster_keeps_the_last_revision_and_the_app_says_why(
     let t = Tenant::new("ctl-gitdown").await?;
     t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
     let first = t.push("a")?;
-    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
-    t.create_app("shop", json!({})).await?;
-    t.until("shop", "Ready", ready, &c).await?;
+    let c = t.ready(json!({})).await?;
 
     let outage = GIT.write().await;
     t.p.stop("nginx")?;
-    let result = t
-        .until("shop", "SourceFailed", |a| reason(a) == "SourceFailed", &c)
-        .await;
+    let result = t.until_reason("SourceFailed", &c).await;
     t.p.start("nginx")?;
     drop(outage);
     let app = result?;
@@ -887,8 +880,7 @@ async fn the_rollback_drill_returns_to_the_last_working_revision_through_git_alo
         &deployment(&image("1.2.3"), None, false),
     )?;
     let good = t.push("1.2.3")?;
-    let c = t.controller("c1", &format!("{}-lease", t.ns)).await?;
-    t.create_app("shop", json!({"timeout": "10s"})).await?;
+    let c = t.start(json!({"timeout": "10s"})).await?;
     t.until(
         "shop",
         "Ready at 1.2.3",

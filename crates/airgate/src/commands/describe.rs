@@ -17,12 +17,9 @@ use crate::kube_client;
 
 pub fn app(args: DescribeAppArgs) -> Result<ExitCode> {
     crate::block_on(async move {
-        let config = kube_client::config(args.kubeconfig.as_deref()).await?;
-        let namespace = args
-            .namespace
-            .clone()
-            .unwrap_or_else(|| config.default_namespace.clone());
-        let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+        let (client, namespace) =
+            kube_client::with_namespace(args.kubeconfig.as_deref(), args.namespace.as_deref())
+                .await?;
         let api: Api<App> = Api::namespaced(client.clone(), &namespace);
         let app = api
             .get_opt(&args.name)

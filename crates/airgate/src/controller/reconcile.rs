@@ -24,7 +24,7 @@ use airgate_core::policy::Policy;
 use airgate_git::Access;
 use airgate_kube::Action as ChangeAction;
 use airgate_kube::app::{App, AppStatus, DriftMode, SyncSummary};
-use airgate_store::{Drift, ObjectChange, SyncRecord};
+use airgate_store::{Drift, SyncRecord};
 use airgate_sync::{AppSpec as SyncSpec, SyncError};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -48,6 +48,19 @@ pub struct Baseline {
     pub fields: BTreeSet<String>,
     /// The resourceVersion the apply left; older events are ignored.
     pub resource_version: Option<u64>,
+}
+
+impl Baseline {
+    /// What an apply left.
+    fn after(change: &airgate_kube::Change) -> Baseline {
+        Baseline {
+            fields: change.owned.clone(),
+            resource_version: change
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse().ok()),
+        }
+    }
 }
 
 /// Objects applied, still on their way to Ready.
@@ -479,18 +492,7 @@ async fn sync(
                     .applied
                     .changes
                     .iter()
-                    .map(|c| {
-                        (
-                            c.object.clone(),
-                            Baseline {
-                                fields: c.owned.clone(),
-                                resource_version: c
-                                    .resource_version
-                                    .as_deref()
-                                    .and_then(|v| v.parse().ok()),
-                            },
-                        )
-                    })
+                    .map(|c| (c.object.clone(), Baseline::after(c)))
                     .collect();
                 s.health = Some(HealthWait {
                     deadline: Instant::now() + timeout,
@@ -729,29 +731,10 @@ async fn handle_drift(
             Ok(changes) => {
                 ctx.with_state(&key, |s| {
                     for c in &changes.changes {
-                        s.expected.insert(
-                            c.object.clone(),
-                            Baseline {
-                                fields: c.owned.clone(),
-                                resource_version: c
-                                    .resource_version
-                                    .as_deref()
-                                    .and_then(|v| v.parse().ok()),
-                            },
-                        );
+                        s.expected.insert(c.object.clone(), Baseline::after(c));
                     }
                 });
-                record.objects = changes
-                    .changes
-                    .iter()
-                    .map(|c| ObjectChange {
-                        object: c.object.to_string(),
-                        action: serde_json::to_value(c.action)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default(),
-                    })
-                    .collect();
+                record.objects = airgate_sync::object_changes(&changes.changes);
                 ctx.metrics.drift("corrected");
                 let note = format!("put back: {}", described.join("; "));
                 log::info("drift corrected", json!({"app": key, "drift": described}));
