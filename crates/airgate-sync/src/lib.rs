@@ -320,7 +320,18 @@ impl Syncer {
         let (mirror, renderer) = (self.mirror.clone(), self.renderer.clone());
         let (url, path, revision) = (spec.url.clone(), spec.path.clone(), commit.to_string());
         let manifests = tokio::task::spawn_blocking(move || -> Result<Vec<Manifest>, SyncError> {
-            let files = mirror.read_dir(&url, &revision, &path)?;
+            // The whole tree: an overlay may refer to `../../base`.
+            let files = mirror.read_dir(&url, &revision, "")?;
+            let clean = path.trim_matches('/');
+            if !clean.is_empty()
+                && clean != "."
+                && !files.keys().any(|f| f.starts_with(&format!("{clean}/")))
+            {
+                return Err(SyncError::Source(GitError::NoSuchPath {
+                    commit: revision.clone(),
+                    path: clean.to_string(),
+                }));
+            }
             let dir = tempfile::tempdir().map_err(|e| SyncError::Internal(e.to_string()))?;
             for (name, bytes) in &files {
                 let target = dir.path().join(name);
@@ -330,22 +341,20 @@ impl Syncer {
                 }
                 std::fs::write(&target, bytes).map_err(|e| SyncError::Internal(e.to_string()))?;
             }
+            let root = dir.path().display().to_string();
+            // Paths in messages are the repository's, not the temporary copy's.
+            let relative = |s: &str| s.replace(&format!("{root}/"), "").replace(&root, ".");
             let render_error = |e: RenderError| SyncError::Render {
                 path: path.clone(),
                 revision: revision.clone(),
-                message: e
-                    .to_string()
-                    .replace(&dir.path().display().to_string(), &path),
+                message: relative(&e.to_string()),
             };
             let mut manifests = renderer
-                .render(&[dir.path().to_path_buf()])
+                .render(&[dir.path().join(clean)])
                 .map_err(render_error)?;
             let short = &revision[..revision.len().min(12)];
             for m in &mut manifests {
-                m.source = m.source.replace(
-                    &dir.path().display().to_string(),
-                    &format!("{path}@{short}"),
-                );
+                m.source = format!("{}@{short}", relative(&m.source));
             }
             Ok(manifests)
         })

@@ -692,6 +692,28 @@ async fn drift_is_only_reported_when_the_app_says_warn() -> Result<()> {
 }
 
 #[tokio::test]
+async fn an_overlay_is_rendered_with_the_base_it_refers_to_elsewhere_in_the_repository()
+-> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-overlay").await?;
+    t.write("base/kustomization.yaml", "resources: [settings.yaml]\n")?;
+    t.write("base/settings.yaml", &config_map("settings", "base"))?;
+    t.write(
+        "envs/prod/kustomization.yaml",
+        "resources: [../../base]\npatches:\n  - patch: |-\n      apiVersion: v1\n      kind: ConfigMap\n      metadata: {name: settings}\n      data: {mode: prod}\n",
+    )?;
+    t.push("base and prod overlay")?;
+    let _c = t.ready(json!({})).await?;
+    let mode = t
+        .config_map("settings")
+        .await?
+        .and_then(|c| c.data)
+        .and_then(|d| d.get("mode").cloned());
+    assert_eq!(mode.as_deref(), Some("prod"));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_suspended_app_applies_nothing_and_says_so() -> Result<()> {
     let _git = GIT.read().await;
     let t = Tenant::new("ctl-suspend").await?;
@@ -797,7 +819,14 @@ async fn an_invalid_object_or_a_policy_violation_applies_nothing() -> Result<()>
     );
     assert!(t.config_map("settings").await?.is_none());
     assert!(t.deployment("web").await?.is_none());
+    // A revision blocked for good is not tried again every pass (interval 2 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let records = c.records(&format!("{}/shop", t.ns))?;
+    assert_eq!(
+        records.len(),
+        2,
+        "one record per blocked revision: {records:#?}"
+    );
     assert!(
         records.iter().all(|r| r.result == "blocked"),
         "{records:#?}"

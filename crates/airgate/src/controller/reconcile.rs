@@ -337,7 +337,9 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
             s.inventory = Inventory::new(status.inventory.iter().filter_map(|e| from_compact(e)));
             s.last_applied = status.last_applied_revision.clone();
         }
-        let spec_changed = !s.synced || s.observed_generation != generation;
+        // A new process has seen no generation yet: its first pass syncs,
+        // which also sets the drift baselines.
+        let spec_changed = s.observed_generation != generation;
         let asked = requested.is_some() && requested != s.requested;
         s.requested = requested.clone();
         let fetch_due = spec_changed || asked || s.next_fetch.is_none_or(|t| t <= Instant::now());
@@ -390,10 +392,14 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
                 status.observed_generation = generation;
             }
             Ok(commit) => {
-                let (last, failed) =
-                    ctx.with_state(&key, |s| (s.last_applied.clone(), s.failed.clone()));
+                let (last, failed, synced) = ctx.with_state(&key, |s| {
+                    (s.last_applied.clone(), s.failed.clone(), s.synced)
+                });
+                // A new commit, or none synced by this process yet (its
+                // drift baselines come from a sync); but a commit that
+                // failed for good waits for Git or the spec to move.
                 let needed = spec_changed
-                    || last.as_deref() != Some(commit.id.as_str())
+                    || (last.as_deref() != Some(commit.id.as_str()) || !synced)
                         && failed.as_deref() != Some(commit.id.as_str());
                 if needed {
                     sync(&ctx, &app, &spec, commit, timeout, &mut status, &now).await;
