@@ -277,3 +277,40 @@ async fn the_app_crd_is_served_and_shows_revision_ready_and_age() -> Result<()> 
     assert_eq!(header, ["NAME", "REVISION", "READY", "AGE"], "{table}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_immutable_change_is_refused_with_a_hint_unless_the_object_opts_in_to_recreation()
+-> Result<()> {
+    let p = Perimeter::get();
+    let client = p.kube_client().await?;
+    let ns = unique_name("immutable");
+    let applier = Applier::new(client.clone(), "airgate", &ns);
+    let frozen = |value: &str, recreate: bool| {
+        let mut cm = config_map(&ns, "frozen", value);
+        cm["immutable"] = json!(true);
+        if recreate {
+            cm["metadata"]["annotations"] = json!({"airgate.dev/recreate": "enabled"});
+        }
+        cm
+    };
+    applier
+        .apply(&objects(&[namespace(&ns), frozen("a", false)]))
+        .await?;
+
+    match applier.apply(&objects(&[frozen("b", false)])).await {
+        Err(ApplyError::DryRun { object, message }) => {
+            assert!(object.contains("frozen"), "{object}");
+            assert!(message.contains("immutable"), "{message}");
+            assert!(message.contains("airgate.dev/recreate"), "{message}");
+        }
+        other => bail!("expected a refused dry-run, got {other:?}"),
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client, &ns);
+    let value = |cm: Option<ConfigMap>| cm.and_then(|c| c.data).and_then(|d| d.get("k").cloned());
+    assert_eq!(value(cms.get_opt("frozen").await?).as_deref(), Some("a"));
+
+    let changes = applier.apply(&objects(&[frozen("b", true)])).await?;
+    assert_eq!(changes.count(Action::Recreated), 1, "{changes:?}");
+    assert_eq!(value(cms.get_opt("frozen").await?).as_deref(), Some("b"));
+    Ok(())
+}

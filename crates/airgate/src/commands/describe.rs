@@ -150,13 +150,17 @@ fn render(app: &App, events: &[Event]) -> String {
                 .collect::<Vec<_>>(),
         ];
         for h in &status.history {
+            let mut detail = h.message.clone();
+            if detail.chars().count() > 100 {
+                detail = detail.chars().take(97).collect::<String>() + "...";
+            }
             rows.push(vec![
                 h.time.clone(),
                 h.kind.clone(),
                 h.revision[..h.revision.len().min(12)].to_string(),
                 h.result.clone(),
                 format!("{}ms", h.duration_ms),
-                h.message.clone(),
+                detail,
             ]);
         }
         for line in table(&rows).lines() {
