@@ -25,6 +25,7 @@ use airgate_core::drift;
 use airgate_core::health::{self, Health};
 use airgate_core::inventory::PRUNE_ANNOTATION;
 use airgate_core::object::ObjectRef;
+use futures_util::StreamExt;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{ApiCapabilities, Scope};
 use kube::{Api, Client};
@@ -134,6 +135,9 @@ impl std::fmt::Debug for Applier {
     }
 }
 
+/// How many requests of one stage are in flight at once.
+const CONCURRENCY: usize = 8;
+
 /// How long to wait for a CRD to be Established.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -236,7 +240,9 @@ impl Applier {
         Ok((api, reference))
     }
 
-    async fn dry_run(&self, planned: &mut Planned) -> Result<(), ApplyError> {
+    /// Dry-runs `planned`; Ok(true) when it must be recreated (an
+    /// immutable field changed and the object opted in).
+    async fn dry_run(&self, planned: &Planned) -> Result<bool, ApplyError> {
         let (api, reference) = self.api(planned)?;
         let params = PatchParams::apply(&self.field_manager).force().dry_run();
         let result = api
@@ -247,7 +253,7 @@ impl Applier {
             )
             .await;
         let Err(e) = result else {
-            return Ok(());
+            return Ok(false);
         };
         let message = api_message(&e);
         if !message.contains("immutable") {
@@ -257,8 +263,7 @@ impl Applier {
             });
         }
         if annotation(&planned.body, RECREATE_ANNOTATION) == Some("enabled") {
-            planned.recreate = true;
-            return Ok(());
+            return Ok(true);
         }
         Err(ApplyError::DryRun {
             object: reference.to_string(),
@@ -516,7 +521,8 @@ impl Applier {
         }
         // One lookup per namespace, however many objects live in it.
         let mut known_namespaces: HashMap<String, bool> = HashMap::new();
-        for (i, p) in planned.iter_mut().enumerate() {
+        let mut now = Vec::new();
+        for (i, p) in planned.iter().enumerate() {
             if deferred.contains(&i) {
                 continue;
             }
@@ -541,8 +547,9 @@ impl Applier {
                 deferred.push(i);
                 continue;
             }
-            self.dry_run(p).await?;
+            now.push(i);
         }
+        self.dry_run_all(&mut planned, &now).await?;
 
         // Stage 1: cluster definitions, then wait for new CRDs.
         let mut changes = ChangeSet::default();
@@ -570,15 +577,41 @@ impl Applier {
                         })?;
                 planned[i].resource = Some(found);
             }
-            self.dry_run(&mut planned[i]).await?;
         }
-        // Stage 2: everything else.
-        for p in planned
+        self.dry_run_all(&mut planned, &deferred).await?;
+        // Stage 2: everything else, CONCURRENCY at a time, in order.
+        let rest: Vec<&Planned> = planned
             .iter()
             .filter(|p| !p.reference.is_cluster_definition())
-        {
-            changes.changes.push(self.apply_one(p).await?);
+            .collect();
+        // Futures made first: a closure inside the stream would keep it from
+        // being provably Send.
+        let futures: Vec<_> = rest.into_iter().map(|p| self.apply_one(p)).collect();
+        let mut applied = futures_util::stream::iter(futures).buffered(CONCURRENCY);
+        while let Some(change) = applied.next().await {
+            changes.changes.push(change?);
         }
         Ok(changes)
+    }
+
+    /// Dry-runs `planned[i]` for each `i` in `which`, CONCURRENCY at a time;
+    /// the first failure in `which` order is the one reported.
+    async fn dry_run_all(
+        &self,
+        planned: &mut [Planned],
+        which: &[usize],
+    ) -> Result<(), ApplyError> {
+        let results: Vec<Result<bool, ApplyError>> = {
+            let shared: &[Planned] = planned;
+            let futures: Vec<_> = which.iter().map(|&i| self.dry_run(&shared[i])).collect();
+            futures_util::stream::iter(futures)
+                .buffered(CONCURRENCY)
+                .collect()
+                .await
+        };
+        for (&i, result) in which.iter().zip(results) {
+            planned[i].recreate = result?;
+        }
+        Ok(())
     }
 }

@@ -270,12 +270,20 @@ impl Syncer {
         spec: &AppSpec,
         objects: &[ObjectRef],
     ) -> Result<Vec<(ObjectRef, Health)>, SyncError> {
+        use futures_util::StreamExt;
         let applier = self.applier(spec)?;
-        let mut out = Vec::with_capacity(objects.len());
-        for o in objects {
-            out.push((o.clone(), applier.health(o).await?));
-        }
-        Ok(out)
+        let futures: Vec<_> = objects.iter().map(|o| applier.health(o)).collect();
+        let healths: Vec<_> = futures_util::stream::iter(futures)
+            .buffered(8)
+            .collect()
+            .await;
+        let results: Vec<_> = objects
+            .iter()
+            .cloned()
+            .zip(healths)
+            .map(|(o, h)| h.map(|h| (o, h)))
+            .collect();
+        Ok(results.into_iter().collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Applies again, from `revision`, just the objects named (drift
