@@ -100,31 +100,31 @@ data: {{version: "{version}"}}
 PY
 }
 
-# audit_count USER FROM TO: requests by USER on lines FROM..TO-1 of the audit log.
+# audit_count USER FROM TO: requests by USER received from FROM to TO (UTC
+# RFC 3339), in the audit log and the files it was rotated into.
 audit_count() {
   python3 - "$AIRGATE_AUDIT_LOG" "$@" <<'PY'
-import collections, json, sys
-path, user, start, end = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+import collections, glob, json, os, sys
+path, user, start, end = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+base, _ = os.path.splitext(path)
 verbs = collections.Counter()
-with open(path) as f:
-    for i, line in enumerate(f):
-        if i < start:
-            continue
-        if i >= end:
-            break
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue
-        if e.get("user", {}).get("username") == user:
-            verbs[e.get("verb", "?")] += 1
+for name in [path] + glob.glob(base + "-*.log"):
+    with open(name) as f:
+        for line in f:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            t = e.get("requestReceivedTimestamp", "")
+            if start <= t < end and e.get("user", {}).get("username") == user:
+                verbs[e.get("verb", "?")] += 1
 total = sum(verbs.values())
 detail = ", ".join(f"{v} {k}" for k, v in verbs.most_common())
 print(f"{total} ({detail})" if total else "0")
 PY
 }
 
-lines() { wc -l <"$AIRGATE_AUDIT_LOG"; }
+utc() { date -u +%Y-%m-%dT%H:%M:%S.%6NZ; }
 cpu_seconds() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 now() { date +%s.%N; }
@@ -264,10 +264,10 @@ tenant() {
 steady() {
   local pid=$1 user=$2 from to cpu0 cpu1 requests cpu rss
   sleep 20
-  from=$(lines)
+  from=$(utc)
   cpu0=$(cpu_seconds "$pid")
   sleep "$STEADY"
-  to=$(lines)
+  to=$(utc)
   cpu1=$(cpu_seconds "$pid")
   requests=$(audit_count "$user" "$from" "$to")
   cpu=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$cpu0" "$cpu1")
