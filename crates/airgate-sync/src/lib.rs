@@ -299,14 +299,16 @@ impl Syncer {
         let mut selected = Vec::new();
         for m in manifests.iter() {
             let what = format!("{} (document {})", m.source, m.index);
-            let Ok(mut r) = ObjectRef::from_object(&m.value, &what) else {
+            let Ok(r) = ObjectRef::from_object(&m.value, &what) else {
                 continue;
             };
+            // Namespaced objects without a namespace land in the App's.
+            let namespace = r.namespace.as_deref().unwrap_or(&spec.namespace);
             let wanted = objects.iter().any(|o| {
-                o.api_version == r.api_version && o.kind == r.kind && o.name == r.name && {
-                    r.namespace.get_or_insert_with(|| spec.namespace.clone());
-                    o.namespace.is_none() || o.namespace == r.namespace
-                }
+                o.api_version == r.api_version
+                    && o.kind == r.kind
+                    && o.name == r.name
+                    && o.namespace.as_deref().is_none_or(|ns| ns == namespace)
             });
             if wanted {
                 selected.push((what, m.value.clone()));

@@ -79,7 +79,7 @@ impl Election {
         };
         let spec = lease.spec.clone().unwrap_or_default();
         if spec.holder_identity.as_deref() == Some(self.identity.as_str()) {
-            return self.renew_lease(&mut lease).await;
+            return Ok(self.renew_from(lease).await?.is_some());
         }
         let record = (spec.holder_identity.clone(), spec.renew_time.clone());
         let expired = match observed {
@@ -124,10 +124,6 @@ impl Election {
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
             Err(e) => Err(e.into()),
         }
-    }
-
-    async fn renew_lease(&self, lease: &mut Lease) -> Result<bool> {
-        Ok(self.renew_from(lease.clone()).await?.is_some())
     }
 
     /// Waits until this controller holds the Lease.

@@ -91,7 +91,6 @@ pub struct AppState {
     /// The last [`REQUEST_ANNOTATION`] value acted on.
     pub requested: Option<String>,
     pub suspended: bool,
-    pub spec: Option<SyncSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -420,7 +419,6 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
     }
 
     check_health(&ctx, &app, &spec, &mut status, &now).await;
-    ctx.with_state(&key, |s| s.spec = Some(spec.clone()));
     write_status(&ctx, &app, &before, status).await?;
 
     let wait = ctx.with_state(&key, |s| {
