@@ -14,6 +14,10 @@
 #       and the controller's CPU time (from /proc);
 #   (3) the controller's peak RSS (VmHWM).
 #
+# The floor: `kubectl apply --server-side` of the same objects, then the
+# same wait for every Deployment (tool "kubectl"): what the cluster itself
+# takes to roll them out, with no controller in between.
+#
 # Flux: kustomize-controller (built from its Go module by dev/tools) with
 # `wait: true`, under a ServiceAccount bound to cluster-admin (Flux's
 # default). Out of a cluster it cannot find a namespace for leader election,
@@ -26,7 +30,7 @@
 # digest). That leaves source-controller's own requests, CPU and memory out
 # of Flux's figures: they are a lower bound for Flux.
 #
-#   SIZES="100 1000" STEADY=600 INTERVAL=1m TOOLS="airgate flux" bench/reconcile.sh
+#   SIZES="100 1000" STEADY=600 INTERVAL=1m TOOLS="kubectl airgate flux" bench/reconcile.sh
 #
 # Output: a Markdown table on stdout (and in target/bench/reconcile.md).
 set -euo pipefail
@@ -34,7 +38,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 SIZES=${SIZES:-100 1000}
-TOOLS=${TOOLS:-airgate flux}
+TOOLS=${TOOLS:-kubectl airgate flux}
 STEADY=${STEADY:-600}
 INTERVAL=${INTERVAL:-1m}
 NAMESPACES=5
@@ -382,6 +386,46 @@ YAML
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   cleanup "$prefix" "$apps"
+}
+
+# rolled_out PREFIX N VERSION: every one of the N/3 Deployments in
+# PREFIX-* has seen its latest generation, runs VERSION, and has its one
+# replica updated and available with no old one left.
+rolled_out() {
+  kubectl get deployments -A -o json | python3 -c '
+import json, sys
+prefix, n, version = sys.argv[1] + "-", int(sys.argv[2]), sys.argv[3]
+done = 0
+for d in json.load(sys.stdin)["items"]:
+    m, s = d["metadata"], d.get("status", {})
+    if not m["namespace"].startswith(prefix) or m["namespace"].endswith("-apps"):
+        continue
+    env = d["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    if (s.get("observedGeneration", 0) >= m["generation"] and env and env[0]["value"] == version
+            and s.get("updatedReplicas") == s.get("replicas") == s.get("availableReplicas") == 1):
+        done += 1
+sys.exit(0 if done == (n + 2) // 3 else 1)' "$1" "$2" "$3"
+}
+
+# run_kubectl N: the floor; sets `row`.
+run_kubectl() {
+  local n=$1 prefix repo t0 first_deploy update
+  prefix=k$n-$(date +%s)
+  tenant "$prefix" "$prefix-apps"
+  repo=$work/repo-$prefix
+  gen_repo "$repo" "$n" "$prefix" 1
+  t0=$(now)
+  kubectl apply --server-side --field-manager=bench -f "$repo" >/dev/null
+  until rolled_out "$prefix" "$n" 1; do sleep 0.5; done
+  first_deploy=$(since "$t0")
+  gen_repo "$repo" "$n" "$prefix" 2
+  t0=$(now)
+  kubectl apply --server-side --field-manager=bench -f "$repo" >/dev/null
+  until rolled_out "$prefix" "$n" 2; do sleep 0.5; done
+  update=$(since "$t0")
+  log "kubectl N=$n: first deploy ${first_deploy}s, update ${update}s"
+  row="| $n | floor: kubectl apply --server-side, then wait | $first_deploy | $update | | | |"
+  cleanup "$prefix" "$prefix-apps"
 }
 
 cleanup() {

@@ -58,6 +58,10 @@ pub struct Change {
     /// The object's resourceVersion after the apply.
     #[serde(skip)]
     pub resource_version: Option<String>,
+    /// Its health as the apply's answer showed it (`None` for deletions):
+    /// an object Ready then needs no further read.
+    #[serde(skip)]
+    pub health: Option<Health>,
 }
 
 /// The result of one apply, in apply order.
@@ -101,6 +105,10 @@ struct Planned {
     /// The dry-run found an immutable field changed and the object opted in
     /// to being recreated.
     recreate: bool,
+    /// The resourceVersion the dry-run answered with: the object's current
+    /// one, or none when it does not exist yet. An apply that answers with
+    /// the same one wrote nothing.
+    dry_run_version: Option<String>,
 }
 
 /// Objects opt in to delete-and-create on immutable changes with this
@@ -109,6 +117,17 @@ pub const RECREATE_ANNOTATION: &str = "airgate.dev/recreate";
 
 fn annotation<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
     body.get("metadata")?.get("annotations")?.get(key)?.as_str()
+}
+
+/// An object without the fields every write changes.
+fn content(obj: &DynamicObject) -> Value {
+    let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for volatile in ["resourceVersion", "managedFields", "generation"] {
+            meta.remove(volatile);
+        }
+    }
+    v
 }
 
 /// The fields `manager` owns through apply in `obj`.
@@ -138,19 +157,12 @@ impl std::fmt::Debug for Applier {
 /// How many requests of one stage are in flight at once.
 const CONCURRENCY: usize = 8;
 
+/// Reading health, a group of objects of one kind in one namespace larger
+/// than this is listed instead of read one by one.
+const LIST_ABOVE: usize = 8;
+
 /// How long to wait for a CRD to be Established.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// An object without the fields every write changes.
-fn content(obj: &DynamicObject) -> Value {
-    let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for volatile in ["resourceVersion", "managedFields", "generation"] {
-            meta.remove(volatile);
-        }
-    }
-    v
-}
 
 fn api_message(e: &kube::Error) -> String {
     match e {
@@ -240,9 +252,9 @@ impl Applier {
         Ok((api, reference))
     }
 
-    /// Dry-runs `planned`; Ok(true) when it must be recreated (an
-    /// immutable field changed and the object opted in).
-    async fn dry_run(&self, planned: &Planned) -> Result<bool, ApplyError> {
+    /// Dry-runs `planned`: whether it must be recreated (an immutable field
+    /// changed and the object opted in), and the resourceVersion answered.
+    async fn dry_run(&self, planned: &Planned) -> Result<(bool, Option<String>), ApplyError> {
         let (api, reference) = self.api(planned)?;
         let params = PatchParams::apply(&self.field_manager).force().dry_run();
         let result = api
@@ -252,8 +264,12 @@ impl Applier {
                 &Patch::Apply(&self.body_for(planned, &reference)),
             )
             .await;
-        let Err(e) = result else {
-            return Ok(false);
+        let e = match result {
+            Ok(answer) => {
+                let version = answer.metadata.resource_version.filter(|v| !v.is_empty());
+                return Ok((false, version));
+            }
+            Err(e) => e,
         };
         let message = api_message(&e);
         if !message.contains("immutable") {
@@ -263,7 +279,7 @@ impl Applier {
             });
         }
         if annotation(&planned.body, RECREATE_ANNOTATION) == Some("enabled") {
-            return Ok(true);
+            return Ok((true, None));
         }
         Err(ApplyError::DryRun {
             object: reference.to_string(),
@@ -324,16 +340,21 @@ impl Applier {
         Ok(())
     }
 
-    async fn apply_one(&self, planned: &Planned) -> Result<Change, ApplyError> {
+    /// Applies one object. `read_before`: read it first, so that a write
+    /// that changed only bookkeeping counts as unchanged (see below).
+    async fn apply_one(&self, planned: &Planned, read_before: bool) -> Result<Change, ApplyError> {
         let (api, reference) = self.api(planned)?;
         let fail = |e: kube::Error| ApplyError::Apply {
             object: reference.to_string(),
             message: api_message(&e),
         };
-        let mut before = api.get_opt(&reference.name).await.map_err(fail)?;
+        let before = if read_before || planned.recreate {
+            api.get_opt(&reference.name).await.map_err(fail)?
+        } else {
+            None
+        };
         if planned.recreate && before.is_some() {
             self.delete_and_wait(&api, &reference).await?;
-            before = None;
         }
         let params = PatchParams::apply(&self.field_manager).force();
         let after = api
@@ -344,20 +365,27 @@ impl Applier {
             )
             .await
             .map_err(fail)?;
-        let action = match before {
-            None if planned.recreate => Action::Recreated,
-            None => Action::Created,
-            Some(b) if b.metadata.resource_version == after.metadata.resource_version => {
+        // The dry-run answered with the version the object had (none: it
+        // did not exist); an apply that wrote nothing leaves that version
+        // (the server writes no no-op apply, not even a new managedFields
+        // timestamp). It does write when only managedFields change, as
+        // when a bare Namespace is applied again right after its creation:
+        // where the object was read before, such a write is unchanged.
+        let action = match (&planned.dry_run_version, &before) {
+            _ if planned.recreate => Action::Recreated,
+            (None, _) => Action::Created,
+            (Some(v), _) if after.metadata.resource_version.as_ref() == Some(v) => {
                 Action::Unchanged
             }
-            // A new resourceVersion may only record a new managedFields
-            // timestamp: compare what the object says, not its bookkeeping.
-            Some(b) if content(&b) == content(&after) => Action::Unchanged,
-            Some(_) => Action::Configured,
+            (Some(_), Some(b)) if content(b) == content(&after) => Action::Unchanged,
+            (Some(_), _) => Action::Configured,
         };
         Ok(Change {
             owned: owned_by(&after, &self.field_manager),
             resource_version: after.metadata.resource_version.clone(),
+            health: Some(health::assess(
+                &serde_json::to_value(&after).unwrap_or(Value::Null),
+            )),
             object: reference,
             action,
         })
@@ -391,9 +419,88 @@ impl Applier {
         }
     }
 
-    /// The health of an applied object, read from the cluster now.
-    pub async fn health(&self, reference: &ObjectRef) -> Result<Health, ApplyError> {
-        let planned = Planned {
+    /// The health of each of `objects`, read from the cluster now, in order.
+    ///
+    /// Objects of one kind in one namespace are read with one list (selected
+    /// by this Applier's labels) when there are more than [`LIST_ABOVE`] of
+    /// them, one by one otherwise: a rollout of hundreds of Deployments
+    /// costs a few lists per look, not hundreds of reads.
+    pub async fn health_of(&self, objects: &[ObjectRef]) -> Result<Vec<Health>, ApplyError> {
+        let mut groups: BTreeMap<(&str, &str, Option<&str>), Vec<usize>> = BTreeMap::new();
+        for (i, o) in objects.iter().enumerate() {
+            groups
+                .entry((&o.api_version, &o.kind, o.namespace.as_deref()))
+                .or_default()
+                .push(i);
+        }
+        let futures: Vec<_> = groups
+            .into_values()
+            .map(|members| self.health_group(objects, members))
+            .collect();
+        let mut found: Vec<Option<Health>> = vec![None; objects.len()];
+        let mut groups = futures_util::stream::iter(futures).buffered(CONCURRENCY);
+        while let Some(group) = groups.next().await {
+            for (i, h) in group? {
+                found[i] = Some(h);
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|h| h.unwrap_or_else(|| Health::Progressing("not read".to_string())))
+            .collect())
+    }
+
+    /// The health of `objects[i]` for each `i` in `members` (one kind, one
+    /// namespace).
+    async fn health_group(
+        &self,
+        objects: &[ObjectRef],
+        members: Vec<usize>,
+    ) -> Result<Vec<(usize, Health)>, ApplyError> {
+        if members.len() <= LIST_ABOVE {
+            let mut out = Vec::with_capacity(members.len());
+            for i in members {
+                out.push((i, self.health(&objects[i]).await?));
+            }
+            return Ok(out);
+        }
+        let first = &objects[members[0]];
+        let planned = self.located(first).await?;
+        let (api, reference) = self.api(&planned)?;
+        let selector = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let listed = api
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| ApplyError::Apply {
+                object: reference.to_string(),
+                message: format!("listing {}s: {}", reference.kind, api_message(&e)),
+            })?;
+        let by_name: HashMap<String, &DynamicObject> = listed
+            .items
+            .iter()
+            .filter_map(|o| Some((o.metadata.name.clone()?, o)))
+            .collect();
+        let mut out = Vec::with_capacity(members.len());
+        for i in members {
+            let health = match by_name.get(&objects[i].name) {
+                Some(obj) => health::assess(&serde_json::to_value(obj).unwrap_or(Value::Null)),
+                // Not selected: someone took the labels away (drift the
+                // watches report), or it is gone. Read it by name.
+                None => self.health(&objects[i]).await?,
+            };
+            out.push((i, health));
+        }
+        Ok(out)
+    }
+
+    /// `reference` with where its kind lives in the API, for a read.
+    async fn located(&self, reference: &ObjectRef) -> Result<Planned, ApplyError> {
+        Ok(Planned {
             reference: reference.clone(),
             body: Value::Null,
             resource: Some(self.resource(reference).await.map_err(|e| {
@@ -405,7 +512,13 @@ impl Applier {
                 }
             })?),
             recreate: false,
-        };
+            dry_run_version: None,
+        })
+    }
+
+    /// The health of an applied object, read from the cluster now.
+    pub async fn health(&self, reference: &ObjectRef) -> Result<Health, ApplyError> {
+        let planned = self.located(reference).await?;
         let (api, reference) = self.api(&planned)?;
         match api.get_opt(&reference.name).await {
             Ok(Some(obj)) => Ok(health::assess(
@@ -435,6 +548,7 @@ impl Applier {
                 body: Value::Null,
                 resource: Some(resource),
                 recreate: false,
+                dry_run_version: None,
             };
             let (api, reference) = self.api(&planned)?;
             let fail = |e: kube::Error| ApplyError::Apply {
@@ -463,6 +577,7 @@ impl Applier {
                 action,
                 owned: BTreeSet::new(),
                 resource_version: None,
+                health: None,
             });
         }
         Ok(changes)
@@ -480,6 +595,7 @@ impl Applier {
                 body: body.clone(),
                 resource: None,
                 recreate: false,
+                dry_run_version: None,
             });
         }
         // Stage order, stable within a stage.
@@ -557,7 +673,7 @@ impl Applier {
             .iter()
             .filter(|p| p.reference.is_cluster_definition())
         {
-            changes.changes.push(self.apply_one(p).await?);
+            changes.changes.push(self.apply_one(p, true).await?);
             if p.reference.kind == "CustomResourceDefinition" {
                 self.wait_established(&p.reference.name).await?;
             }
@@ -586,7 +702,7 @@ impl Applier {
             .collect();
         // Futures made first: a closure inside the stream would keep it from
         // being provably Send.
-        let futures: Vec<_> = rest.into_iter().map(|p| self.apply_one(p)).collect();
+        let futures: Vec<_> = rest.into_iter().map(|p| self.apply_one(p, false)).collect();
         let mut applied = futures_util::stream::iter(futures).buffered(CONCURRENCY);
         while let Some(change) = applied.next().await {
             changes.changes.push(change?);
@@ -601,7 +717,7 @@ impl Applier {
         planned: &mut [Planned],
         which: &[usize],
     ) -> Result<(), ApplyError> {
-        let results: Vec<Result<bool, ApplyError>> = {
+        let results: Vec<Result<(bool, Option<String>), ApplyError>> = {
             let shared: &[Planned] = planned;
             let futures: Vec<_> = which.iter().map(|&i| self.dry_run(&shared[i])).collect();
             futures_util::stream::iter(futures)
@@ -610,7 +726,7 @@ impl Applier {
                 .await
         };
         for (&i, result) in which.iter().zip(results) {
-            planned[i].recreate = result?;
+            (planned[i].recreate, planned[i].dry_run_version) = result?;
         }
         Ok(())
     }

@@ -206,6 +206,16 @@ async fn health_follows_the_rollout_and_prune_deletes_only_what_left_unless_opte
         .find(|c| c.object.kind == "Deployment")
         .map(|c| c.object.clone());
     let web = web.ok_or_else(|| anyhow::anyhow!("no deployment in {applied:?}"))?;
+    // The apply's own answers: a new Deployment is on its way, the rest is
+    // Ready at once (and need not be read again).
+    for c in &applied.changes {
+        let expected = if c.object.kind == "Deployment" {
+            Health::Progressing("generation 1 not yet observed".into())
+        } else {
+            Health::Ready
+        };
+        assert_eq!(c.health.as_ref(), Some(&expected), "{}", c.object);
+    }
     let mut health = applier.health(&web).await?;
     for _ in 0..240 {
         if health == Health::Ready {
@@ -238,6 +248,50 @@ async fn health_follows_the_rollout_and_prune_deletes_only_what_left_unless_opte
     let cms: Api<ConfigMap> = Api::namespaced(client, &ns);
     assert!(cms.get_opt("old").await?.is_none());
     assert!(cms.get_opt("kept").await?.is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_of_many_objects_of_one_kind_is_read_with_one_list_selected_by_the_labels()
+-> Result<()> {
+    use airgate_core::health::Health;
+    use airgate_core::object::ObjectRef;
+    use std::collections::BTreeMap;
+
+    let p = Perimeter::get();
+    let client = p.kube_client().await?;
+    let ns = unique_name("health");
+    let mut set = vec![namespace(&ns)];
+    set.extend((0..12).map(|i| config_map(&ns, &format!("cm-{i}"), "a")));
+    let labels = BTreeMap::from([("airgate.dev/app-name".to_string(), ns.clone())]);
+    let applier = Applier::new(client.clone(), "airgate", "default").with_labels(labels);
+    let applied = applier.apply(&objects(&set)).await?;
+    // One has lost its label: the list does not see it, a read by name does.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    cms.patch(
+        "cm-0",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"labels": {"airgate.dev/app-name": null}}})),
+    )
+    .await?;
+    let mut wanted: Vec<ObjectRef> = applied
+        .changes
+        .iter()
+        .filter(|c| c.object.kind == "ConfigMap")
+        .map(|c| c.object.clone())
+        .collect();
+    let mut missing = wanted[1].clone();
+    missing.name = "absent".into();
+    wanted.push(missing);
+    let health = applier.health_of(&wanted).await?;
+    let summary: Vec<String> = wanted
+        .iter()
+        .zip(&health)
+        .filter(|(_, h)| **h != Health::Ready)
+        .map(|(o, h)| format!("{} {h:?}", o.name))
+        .collect();
+    assert_eq!(summary, ["absent Progressing(\"not found\")"]);
+    assert_eq!(applier.health_of(&wanted[..1]).await?, [Health::Ready]);
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 //! 1. **Source**: fetch the ref from Git into the shared mirror; the commit it
 //!    names is the revision.
 //! 2. **Render**: the App's path at that commit, plain YAML or Kustomize;
-//!    rendered once per (URL, revision, path) and cached.
+//!    rendered once per (URL, revision, path) and cached; the cache keeps
+//!    the [`RENDERS_KEPT`] newest revisions of each (URL, path), so a
+//!    long-running controller does not keep every revision it ever saw.
 //! 3. **Policy**: every image from an allowed registry, pinned by digest when
 //!    required. A violation blocks the sync; nothing is applied.
 //! 4. **Apply**: staged server-side apply after a whole-set dry-run, as the
@@ -170,8 +172,12 @@ pub fn object_changes<'a>(
         .collect()
 }
 
-/// (URL, revision, path): what a rendering depends on.
-type RenderKey = (String, String, String);
+/// How many revisions of one (URL, path) the render cache keeps: the one
+/// applied and the one being tried, so drift correction re-renders nothing.
+pub const RENDERS_KEPT: usize = 2;
+
+/// (URL, path) -> (revision, objects), newest first.
+type Rendered = HashMap<(String, String), Vec<(String, Arc<Vec<Manifest>>)>>;
 
 /// Per URL: when the last fetch of each ref started, and the commit it named.
 type Fetched = HashMap<String, (Instant, Commit)>;
@@ -183,7 +189,7 @@ pub struct Syncer {
     /// Admin (controller) configuration; every apply impersonates.
     config: kube::Config,
     field_manager: String,
-    rendered: tokio::sync::Mutex<HashMap<RenderKey, Arc<Vec<Manifest>>>>,
+    rendered: tokio::sync::Mutex<Rendered>,
     fetched: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Fetched>>>>,
     fetches: std::sync::atomic::AtomicU64,
 }
@@ -270,20 +276,8 @@ impl Syncer {
         spec: &AppSpec,
         objects: &[ObjectRef],
     ) -> Result<Vec<(ObjectRef, Health)>, SyncError> {
-        use futures_util::StreamExt;
-        let applier = self.applier(spec)?;
-        let futures: Vec<_> = objects.iter().map(|o| applier.health(o)).collect();
-        let healths: Vec<_> = futures_util::stream::iter(futures)
-            .buffered(8)
-            .collect()
-            .await;
-        let results: Vec<_> = objects
-            .iter()
-            .cloned()
-            .zip(healths)
-            .map(|(o, h)| h.map(|h| (o, h)))
-            .collect();
-        Ok(results.into_iter().collect::<Result<Vec<_>, _>>()?)
+        let healths = self.applier(spec)?.health_of(objects).await?;
+        Ok(objects.iter().cloned().zip(healths).collect())
     }
 
     /// Applies again, from `revision`, just the objects named (drift
@@ -323,8 +317,14 @@ impl Syncer {
         spec: &AppSpec,
         commit: &str,
     ) -> Result<Arc<Vec<Manifest>>, SyncError> {
-        let key = (spec.url.clone(), commit.to_string(), spec.path.clone());
-        if let Some(hit) = self.rendered.lock().await.get(&key) {
+        let key = (spec.url.clone(), spec.path.clone());
+        if let Some((_, hit)) = self
+            .rendered
+            .lock()
+            .await
+            .get(&key)
+            .and_then(|revisions| revisions.iter().find(|(r, _)| r == commit))
+        {
             return Ok(hit.clone());
         }
         let (mirror, renderer) = (self.mirror.clone(), self.renderer.clone());
@@ -371,7 +371,11 @@ impl Syncer {
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))??;
         let manifests = Arc::new(manifests);
-        self.rendered.lock().await.insert(key, manifests.clone());
+        let mut rendered = self.rendered.lock().await;
+        let revisions = rendered.entry(key).or_default();
+        revisions.retain(|(r, _)| r != commit);
+        revisions.insert(0, (commit.to_string(), manifests.clone()));
+        revisions.truncate(RENDERS_KEPT);
         Ok(manifests)
     }
 

@@ -9,6 +9,9 @@
 //! triggers a reconcile pass; so is the deletion of an applied object.
 //! Events older than airgate's own last write are ignored. With nothing
 //! changing, the watches are silent: no polling, no dry-runs.
+//!
+//! The same watches drive health: an event on an object still on its way to
+//! Ready (a status update is an event too) triggers a pass that reads it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -157,28 +160,45 @@ fn changed(ctx: &Context, app: &str, target: &Target, m: &PartialObjectMeta<Dyna
         .as_deref()
         .and_then(|v| v.parse().ok());
     let manager = ctx.syncer.field_manager().to_string();
-    let found = ctx.with_state(app, |s| {
-        if s.syncing || s.suspended {
-            return None;
-        }
-        let baseline = s.expected.get_mut(&object)?;
-        if let (Some(seen), Some(ours)) = (rv, baseline.resource_version)
-            && seen <= ours
-        {
-            return None;
-        }
-        let managed = serde_json::to_value(&m.metadata.managed_fields).unwrap_or_default();
-        let owners = drift::owners(&managed);
-        let drifted = drift::detect(&baseline.fields, &owners, &manager)?;
-        // From now on, compare with what airgate still owns: one report
-        // per change, not one per later event.
-        baseline.fields = drift::applied_fields(&owners, &manager);
-        baseline.resource_version = rv;
-        Some(drifted)
+    let (found, progressing) = ctx.with_state(app, |s| {
+        let progressing = s
+            .health
+            .as_ref()
+            .is_some_and(|h| h.pending.contains(&object));
+        (drift_in(s, &object, rv, m, &manager), progressing)
     });
     if let Some(drifted) = found {
         queue(ctx, app, object, drifted);
+    } else if progressing {
+        let _ = ctx.trigger.send(app_ref(app));
     }
+}
+
+/// Drift in `object` as an event at `rv` shows it, if any.
+fn drift_in(
+    s: &mut super::reconcile::AppState,
+    object: &ObjectRef,
+    rv: Option<u64>,
+    m: &PartialObjectMeta<DynamicObject>,
+    manager: &str,
+) -> Option<Drifted> {
+    if s.syncing || s.suspended {
+        return None;
+    }
+    let baseline = s.expected.get_mut(object)?;
+    if let (Some(seen), Some(ours)) = (rv, baseline.resource_version)
+        && seen <= ours
+    {
+        return None;
+    }
+    let managed = serde_json::to_value(&m.metadata.managed_fields).unwrap_or_default();
+    let owners = drift::owners(&managed);
+    let drifted = drift::detect(&baseline.fields, &owners, manager)?;
+    // From now on, compare with what airgate still owns: one report per
+    // change, not one per later event.
+    baseline.fields = drift::applied_fields(&owners, manager);
+    baseline.resource_version = rv;
+    Some(drifted)
 }
 
 fn deleted(ctx: &Context, app: &str, target: &Target, m: &PartialObjectMeta<DynamicObject>) {

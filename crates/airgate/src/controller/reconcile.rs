@@ -9,6 +9,9 @@
 //!    nothing to do: no dry-run, no write.
 //! 3. **Health** of what the last sync applied, until all of it is Ready or
 //!    `spec.timeout` passes (then the App is Stalled, the object named).
+//!    What the apply's answers already showed Ready is not read again; the
+//!    rest is read when the watches see it change (and every
+//!    [`HEALTH_POLL`] at the latest), so Ready follows the rollout closely.
 //!
 //! The status is written only when it changed.
 
@@ -39,8 +42,13 @@ use super::{Context, drift, log};
 /// makes the next pass fetch from Git now instead of at the interval.
 pub const REQUEST_ANNOTATION: &str = "airgate.dev/requested-at";
 
-/// How often health is read while objects are still progressing.
+/// How often health is read at the latest while objects are still
+/// progressing; a watch event on one of them reads it sooner.
 const HEALTH_POLL: Duration = Duration::from_secs(2);
+
+/// Two reads of health are at least this far apart, however many watch
+/// events a rollout sends.
+const HEALTH_SPACING: Duration = Duration::from_millis(250);
 
 /// What airgate owned in one object right after applying it.
 #[derive(Clone, Debug, Default)]
@@ -68,6 +76,25 @@ impl Baseline {
 pub struct HealthWait {
     pub deadline: Instant,
     pub pending: Vec<ObjectRef>,
+    /// When health was last read.
+    pub read_at: Option<Instant>,
+}
+
+impl HealthWait {
+    fn new(timeout: Duration, pending: Vec<ObjectRef>) -> HealthWait {
+        HealthWait {
+            deadline: Instant::now() + timeout,
+            pending,
+            read_at: None,
+        }
+    }
+
+    /// How long until health may be read again (zero: now).
+    fn spacing_left(&self) -> Duration {
+        self.read_at
+            .map(|t| HEALTH_SPACING.saturating_sub(t.elapsed()))
+            .unwrap_or_default()
+    }
 }
 
 /// What this controller knows of one App between passes.
@@ -327,7 +354,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
 
     // What is due? Restore what a previous controller left in the status.
     let requested = app.annotations().get(REQUEST_ANNOTATION).cloned();
-    let (spec_changed, fetch_due, drift, health_due) = ctx.with_state(&key, |s| {
+    let (spec_changed, fetch_due, drift, health_due, health_later) = ctx.with_state(&key, |s| {
         if s.suspended {
             s.suspended = false;
             s.next_fetch = None;
@@ -347,8 +374,14 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
             fetch_due,
             std::mem::take(&mut s.drift),
             s.health.is_some(),
+            s.health
+                .as_ref()
+                .map_or(Duration::ZERO, HealthWait::spacing_left),
         )
     });
+    if !fetch_due && drift.is_empty() && health_due && !health_later.is_zero() {
+        return Ok(Action::requeue(health_later));
+    }
     if !fetch_due && drift.is_empty() && !health_due {
         let wait = ctx.with_state(&key, |s| {
             s.next_fetch
@@ -408,10 +441,10 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
                     // Git is back and nothing changed: what is Ready now is
                     // what the cluster says, so read health again.
                     ctx.with_state(&key, |s| {
-                        s.health = Some(HealthWait {
-                            deadline: Instant::now() + timeout,
-                            pending: s.inventory.entries.iter().cloned().collect(),
-                        });
+                        s.health = Some(HealthWait::new(
+                            timeout,
+                            s.inventory.entries.iter().cloned().collect(),
+                        ));
                     });
                 }
             }
@@ -498,10 +531,17 @@ async fn sync(
                     .iter()
                     .map(|c| (c.object.clone(), Baseline::after(c)))
                     .collect();
-                s.health = Some(HealthWait {
-                    deadline: Instant::now() + timeout,
-                    pending: inventory.entries.iter().cloned().collect(),
-                });
+                // What the apply's answers showed Ready is not read again.
+                s.health = Some(HealthWait::new(
+                    timeout,
+                    outcome
+                        .applied
+                        .changes
+                        .iter()
+                        .filter(|c| c.health != Some(Health::Ready))
+                        .map(|c| c.object.clone())
+                        .collect(),
+                ));
                 s.drift.clear();
             });
             status.last_applied_revision = Some(rev.clone());
@@ -585,7 +625,11 @@ async fn check_health(
     now: &str,
 ) {
     let key = spec.app.clone();
-    let Some(wait) = ctx.with_state(&key, |s| s.health.clone()) else {
+    let Some(wait) = ctx.with_state(&key, |s| {
+        let h = s.health.as_mut()?;
+        h.read_at = Some(Instant::now());
+        Some(h.clone())
+    }) else {
         return;
     };
     let report = Report { ctx, app };
