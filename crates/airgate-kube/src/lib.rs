@@ -18,6 +18,7 @@
 
 pub mod app;
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -98,9 +99,11 @@ pub enum ApplyError {
 }
 
 /// One object to apply, with where it lives in the API.
-struct Planned {
+struct Planned<'a> {
     reference: ObjectRef,
-    body: Value,
+    /// Borrowed from the caller: a sync of a thousand objects keeps one
+    /// copy of them, not one per stage.
+    body: &'a Value,
     resource: Option<(ApiResource, ApiCapabilities)>,
     /// The dry-run found an immutable field changed and the object opted in
     /// to being recreated.
@@ -114,6 +117,9 @@ struct Planned {
 /// Objects opt in to delete-and-create on immutable changes with this
 /// annotation set to `enabled`.
 pub const RECREATE_ANNOTATION: &str = "airgate.dev/recreate";
+
+/// The body of a [`Planned`] made only to read or delete an object.
+static NO_BODY: Value = Value::Null;
 
 fn annotation<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
     body.get("metadata")?.get("annotations")?.get(key)?.as_str()
@@ -254,7 +260,7 @@ impl Applier {
 
     /// Dry-runs `planned`: whether it must be recreated (an immutable field
     /// changed and the object opted in), and the resourceVersion answered.
-    async fn dry_run(&self, planned: &Planned) -> Result<(bool, Option<String>), ApplyError> {
+    async fn dry_run(&self, planned: &Planned<'_>) -> Result<(bool, Option<String>), ApplyError> {
         let (api, reference) = self.api(planned)?;
         let params = PatchParams::apply(&self.field_manager).force().dry_run();
         let result = api
@@ -278,7 +284,7 @@ impl Applier {
                 message,
             });
         }
-        if annotation(&planned.body, RECREATE_ANNOTATION) == Some("enabled") {
+        if annotation(planned.body, RECREATE_ANNOTATION) == Some("enabled") {
             return Ok((true, None));
         }
         Err(ApplyError::DryRun {
@@ -342,7 +348,11 @@ impl Applier {
 
     /// Applies one object. `read_before`: read it first, so that a write
     /// that changed only bookkeeping counts as unchanged (see below).
-    async fn apply_one(&self, planned: &Planned, read_before: bool) -> Result<Change, ApplyError> {
+    async fn apply_one(
+        &self,
+        planned: &Planned<'_>,
+        read_before: bool,
+    ) -> Result<Change, ApplyError> {
         let (api, reference) = self.api(planned)?;
         let fail = |e: kube::Error| ApplyError::Apply {
             object: reference.to_string(),
@@ -499,10 +509,10 @@ impl Applier {
     }
 
     /// `reference` with where its kind lives in the API, for a read.
-    async fn located(&self, reference: &ObjectRef) -> Result<Planned, ApplyError> {
+    async fn located(&self, reference: &ObjectRef) -> Result<Planned<'static>, ApplyError> {
         Ok(Planned {
             reference: reference.clone(),
-            body: Value::Null,
+            body: &NO_BODY,
             resource: Some(self.resource(reference).await.map_err(|e| {
                 ApplyError::UnknownKind {
                     object: reference.to_string(),
@@ -545,7 +555,7 @@ impl Applier {
             };
             let planned = Planned {
                 reference: reference.clone(),
-                body: Value::Null,
+                body: &NO_BODY,
                 resource: Some(resource),
                 recreate: false,
                 dry_run_version: None,
@@ -584,15 +594,20 @@ impl Applier {
     }
 
     /// Applies `objects` (see the crate docs). `objects` are (what, object)
-    /// pairs; `what` names the object's origin in errors.
-    pub async fn apply(&self, objects: &[(String, Value)]) -> Result<ChangeSet, ApplyError> {
+    /// pairs, the objects owned or borrowed; `what` names the object's
+    /// origin in errors.
+    pub async fn apply<V: Borrow<Value> + Sync>(
+        &self,
+        objects: &[(String, V)],
+    ) -> Result<ChangeSet, ApplyError> {
         let mut planned = Vec::new();
         for (what, body) in objects {
+            let body: &Value = body.borrow();
             let reference = ObjectRef::from_object(body, what)
                 .map_err(|e| ApplyError::Object(e.to_string()))?;
             planned.push(Planned {
                 reference,
-                body: body.clone(),
+                body,
                 resource: None,
                 recreate: false,
                 dry_run_version: None,
@@ -700,9 +715,11 @@ impl Applier {
             .iter()
             .filter(|p| !p.reference.is_cluster_definition())
             .collect();
-        // Futures made first: a closure inside the stream would keep it from
-        // being provably Send.
-        let futures: Vec<_> = rest.into_iter().map(|p| self.apply_one(p, false)).collect();
+        // Made as they are needed (a thousand futures made up front hold
+        // megabytes); by index: a closure over references would keep the
+        // stream from being provably Send.
+        let rest = &rest;
+        let futures = (0..rest.len()).map(move |i| self.apply_one(rest[i], false));
         let mut applied = futures_util::stream::iter(futures).buffered(CONCURRENCY);
         while let Some(change) = applied.next().await {
             changes.changes.push(change?);
@@ -714,12 +731,12 @@ impl Applier {
     /// the first failure in `which` order is the one reported.
     async fn dry_run_all(
         &self,
-        planned: &mut [Planned],
+        planned: &mut [Planned<'_>],
         which: &[usize],
     ) -> Result<(), ApplyError> {
         let results: Vec<Result<(bool, Option<String>), ApplyError>> = {
-            let shared: &[Planned] = planned;
-            let futures: Vec<_> = which.iter().map(|&i| self.dry_run(&shared[i])).collect();
+            let shared: &[Planned<'_>] = planned;
+            let futures = which.iter().copied().map(move |i| self.dry_run(&shared[i]));
             futures_util::stream::iter(futures)
                 .buffered(CONCURRENCY)
                 .collect()

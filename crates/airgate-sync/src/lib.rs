@@ -4,8 +4,9 @@
 //!    names is the revision.
 //! 2. **Render**: the App's path at that commit, plain YAML or Kustomize;
 //!    rendered once per (URL, revision, path) and cached; the cache keeps
-//!    the [`RENDERS_KEPT`] newest revisions of each (URL, path), so a
-//!    long-running controller does not keep every revision it ever saw.
+//!    the [`RENDERS_KEPT`] newest revisions of each (URL, path), each object
+//!    as compact JSON text (a tenth of its parsed size), so a long-running
+//!    controller with many Apps holds little between syncs.
 //! 3. **Policy**: every image from an allowed registry, pinned by digest when
 //!    required. A violation blocks the sync; nothing is applied.
 //! 4. **Apply**: staged server-side apply after a whole-set dry-run, as the
@@ -176,8 +177,37 @@ pub fn object_changes<'a>(
 /// applied and the one being tried, so drift correction re-renders nothing.
 pub const RENDERS_KEPT: usize = 2;
 
+/// One rendered object as the cache keeps it.
+#[derive(Debug)]
+struct Compact {
+    source: String,
+    index: usize,
+    json: Box<[u8]>,
+}
+
+impl Compact {
+    fn new(m: &Manifest) -> Result<Compact, SyncError> {
+        Ok(Compact {
+            source: m.source.clone(),
+            index: m.index,
+            json: serde_json::to_vec(&m.value)
+                .map_err(|e| SyncError::Internal(format!("{}: {e}", m.source)))?
+                .into_boxed_slice(),
+        })
+    }
+
+    fn manifest(&self) -> Result<Manifest, SyncError> {
+        Ok(Manifest {
+            source: self.source.clone(),
+            index: self.index,
+            value: serde_json::from_slice(&self.json)
+                .map_err(|e| SyncError::Internal(format!("{}: {e}", self.source)))?,
+        })
+    }
+}
+
 /// (URL, path) -> (revision, objects), newest first.
-type Rendered = HashMap<(String, String), Vec<(String, Arc<Vec<Manifest>>)>>;
+type Rendered = HashMap<(String, String), Vec<(String, Arc<Vec<Compact>>)>>;
 
 /// Per URL: when the last fetch of each ref started, and the commit it named.
 type Fetched = HashMap<String, (Instant, Commit)>;
@@ -192,6 +222,8 @@ pub struct Syncer {
     rendered: tokio::sync::Mutex<Rendered>,
     fetched: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Fetched>>>>,
     fetches: std::sync::atomic::AtomicU64,
+    /// (App, ServiceAccount) -> its Applier.
+    appliers: std::sync::Mutex<HashMap<(String, String), Arc<Applier>>>,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -211,6 +243,7 @@ impl Syncer {
             field_manager: "airgate".to_string(),
             rendered: Default::default(),
             fetched: Default::default(),
+            appliers: Default::default(),
             fetches: Default::default(),
         }
     }
@@ -258,16 +291,39 @@ impl Syncer {
         Ok(commit)
     }
 
-    /// An Applier that acts as the App's ServiceAccount and labels what it
-    /// applies with the App.
-    pub fn applier(&self, spec: &AppSpec) -> Result<Applier, SyncError> {
-        Ok(Applier::impersonating(
-            &self.config,
-            &spec.namespace,
-            &spec.service_account,
-            &self.field_manager,
-        )?
-        .with_labels(spec.labels()))
+    /// The Applier that acts as the App's ServiceAccount and labels what it
+    /// applies with the App. One per (App, ServiceAccount), kept: its
+    /// connections and what it learnt by discovery serve every later sync
+    /// and health read.
+    pub fn applier(&self, spec: &AppSpec) -> Result<Arc<Applier>, SyncError> {
+        let key = (spec.app.clone(), spec.service_account.clone());
+        let mut appliers = self
+            .appliers
+            .lock()
+            .map_err(|_| SyncError::Internal("applier cache poisoned".into()))?;
+        if let Some(found) = appliers.get(&key) {
+            return Ok(found.clone());
+        }
+        let applier = Arc::new(
+            Applier::impersonating(
+                &self.config,
+                &spec.namespace,
+                &spec.service_account,
+                &self.field_manager,
+            )?
+            .with_labels(spec.labels()),
+        );
+        // Another account for the same App replaces the old one.
+        appliers.retain(|(app, _), _| *app != spec.app);
+        appliers.insert(key, applier.clone());
+        Ok(applier)
+    }
+
+    /// Drops what this Syncer keeps for Apps not in `live` (`namespace/name`).
+    pub fn retain_apps(&self, live: &std::collections::BTreeSet<String>) {
+        if let Ok(mut appliers) = self.appliers.lock() {
+            appliers.retain(|(app, _), _| live.contains(app));
+        }
     }
 
     /// The health of each of `objects`, read now as the App's ServiceAccount.
@@ -305,27 +361,24 @@ impl Syncer {
                     && o.namespace.as_deref().is_none_or(|ns| ns == namespace)
             });
             if wanted {
-                selected.push((what, m.value.clone()));
+                selected.push((what, &m.value));
             }
         }
         Ok(applier.apply(&selected).await?)
     }
 
     /// The rendered objects of `path` at `commit`, from the cache when there.
-    pub async fn render(
-        &self,
-        spec: &AppSpec,
-        commit: &str,
-    ) -> Result<Arc<Vec<Manifest>>, SyncError> {
+    pub async fn render(&self, spec: &AppSpec, commit: &str) -> Result<Vec<Manifest>, SyncError> {
         let key = (spec.url.clone(), spec.path.clone());
-        if let Some((_, hit)) = self
+        let hit = self
             .rendered
             .lock()
             .await
             .get(&key)
             .and_then(|revisions| revisions.iter().find(|(r, _)| r == commit))
-        {
-            return Ok(hit.clone());
+            .map(|(_, hit)| hit.clone());
+        if let Some(hit) = hit {
+            return hit.iter().map(Compact::manifest).collect();
         }
         let (mirror, renderer) = (self.mirror.clone(), self.renderer.clone());
         let (url, path, revision) = (spec.url.clone(), spec.path.clone(), commit.to_string());
@@ -370,11 +423,14 @@ impl Syncer {
         })
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))??;
-        let manifests = Arc::new(manifests);
+        let compact = manifests
+            .iter()
+            .map(Compact::new)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut rendered = self.rendered.lock().await;
         let revisions = rendered.entry(key).or_default();
         revisions.retain(|(r, _)| r != commit);
-        revisions.insert(0, (commit.to_string(), manifests.clone()));
+        revisions.insert(0, (commit.to_string(), Arc::new(compact)));
         revisions.truncate(RENDERS_KEPT);
         Ok(manifests)
     }
@@ -421,14 +477,9 @@ impl Syncer {
         images.dedup();
 
         let applier = self.applier(spec)?;
-        let objects: Vec<(String, Value)> = manifests
+        let objects: Vec<(String, &Value)> = manifests
             .iter()
-            .map(|m| {
-                (
-                    format!("{} (document {})", m.source, m.index),
-                    m.value.clone(),
-                )
-            })
+            .map(|m| (format!("{} (document {})", m.source, m.index), &m.value))
             .collect();
         let applied = applier.apply(&objects).await?;
         let inventory = Inventory::new(applied.changes.iter().map(|c| c.object.clone()));

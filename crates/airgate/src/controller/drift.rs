@@ -243,6 +243,7 @@ pub async fn forget_deleted_apps(ctx: Arc<Context>, apps: Store<App>) {
         if let Ok(mut states) = ctx.apps.lock() {
             states.retain(|app, _| live.contains(app));
         }
+        ctx.syncer.retain_apps(&live);
         ctx.metrics.retain(&live);
     }
 }
