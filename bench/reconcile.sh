@@ -424,7 +424,7 @@ run_kubectl() {
   until rolled_out "$prefix" "$n" 2; do sleep 0.5; done
   update=$(since "$t0")
   log "kubectl N=$n: first deploy ${first_deploy}s, update ${update}s"
-  row="| $n | floor: kubectl apply --server-side, then wait | $first_deploy | $update | | | |"
+  row="| $n | reference: kubectl apply --server-side, then the same wait | $first_deploy | $update | | | |"
   cleanup "$prefix" "$prefix-apps"
 }
 
