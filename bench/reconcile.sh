@@ -217,14 +217,15 @@ JSON
 )" >/dev/null
 }
 
-# wait_ready KIND NS NAME REVISION TIMEOUT: until Ready=True at REVISION.
+# wait_ready KIND NS NAME REVISION TIMEOUT: until Ready=True at REVISION
+# (one read every 0.2 s or so: the figures are good to about a third of a
+# second).
 wait_ready() {
-  local deadline=$((SECONDS + $5)) ready rev
+  local deadline=$((SECONDS + $5)) seen
   while [ $SECONDS -lt $deadline ]; do
-    ready=$(kubectl -n "$2" get "$1" "$3" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
-    rev=$(kubectl -n "$2" get "$1" "$3" -o jsonpath='{.status.lastAppliedRevision}' 2>/dev/null || true)
-    [ "$ready" = True ] && [ "$rev" = "$4" ] && return 0
-    sleep 0.5
+    seen=$(kubectl -n "$2" get "$1" "$3" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.lastAppliedRevision}' 2>/dev/null || true)
+    [ "$seen" = "True $4" ] && return 0
+    sleep 0.1
   done
   return 1
 }

@@ -161,7 +161,7 @@ impl std::fmt::Debug for Applier {
 }
 
 /// How many requests of one stage are in flight at once.
-const CONCURRENCY: usize = 8;
+const CONCURRENCY: usize = 16;
 
 /// Reading health, a group of objects of one kind in one namespace larger
 /// than this is listed instead of read one by one.
