@@ -281,15 +281,33 @@ steady() {
   log "$3: steady ${STEADY}s: requests $requests, CPU ${cpu}s, peak RSS ${rss} MiB"
 }
 
-# run_airgate N: sets `row`.
-run_airgate() {
-  local n=$1 prefix apps repo first second port pid t0 first_deploy update
-  prefix=a$n-$(date +%s)
+# prepare TAG N: a tenant and a repository of version 1 for one run; sets
+# the caller's `prefix`, `apps`, `repo` and `first` (the commit).
+prepare() {
+  prefix=$1$2-$(date +%s)
   apps=$prefix-apps
   tenant "$prefix" "$apps"
   repo=$work/repo-$prefix
-  new_repo "$repo" "$n" "$prefix"
+  new_repo "$repo" "$2" "$prefix"
   first=$(git_ "$repo" rev-parse HEAD)
+}
+
+# finish PID USER LABEL TOOL N FIRST_DEPLOY UPDATE PREFIX APPS: the
+# latencies logged, the steady state measured, the controller stopped and
+# the run's namespaces deleted; sets `row`.
+finish() {
+  log "$3: first deploy ${6}s, update ${7}s"
+  steady "$1" "$2" "$3"
+  row="| $5 | $4 | $6 | $7 | $measured |"
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  cleanup "$8" "$9"
+}
+
+# run_airgate N: sets `row`.
+run_airgate() {
+  local n=$1 prefix apps repo first second port pid t0 first_deploy update
+  prepare a "$n"
 
   port=$(free_port)
   "$airgate" controller --kubeconfig "$ckc" --namespace "$apps" --lease-namespace airgate-system \
@@ -321,23 +339,13 @@ YAML
   kubectl -n "$apps" annotate apps.airgate.dev bench airgate.dev/requested-at="$(date +%s.%N)" --overwrite >/dev/null
   wait_ready apps.airgate.dev "$apps" bench "$second" 900 || die "N=$n: the update did not become Ready (log: $work/airgate-$n.log)"
   update=$(since "$t0")
-  log "airgate N=$n: first deploy ${first_deploy}s, update ${update}s"
-  steady "$pid" "$controller_user" "airgate N=$n"
-  row="| $n | airgate | $first_deploy | $update | $measured |"
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  cleanup "$prefix" "$apps"
+  finish "$pid" "$controller_user" "airgate N=$n" airgate "$n" "$first_deploy" "$update" "$prefix" "$apps"
 }
 
 # run_flux N: sets `row`.
 run_flux() {
   local n=$1 prefix apps repo first second port health pid t0 first_deploy update
-  prefix=f$n-$(date +%s)
-  apps=$prefix-apps
-  tenant "$prefix" "$apps"
-  repo=$work/repo-$prefix
-  new_repo "$repo" "$n" "$prefix"
-  first=$(git_ "$repo" rev-parse HEAD)
+  prepare f "$n"
 
   port=$(free_port)
   health=$(free_port)
@@ -381,12 +389,8 @@ YAML
   wait_ready kustomizations.kustomize.toolkit.fluxcd.io "$apps" bench "main@sha1:$second" 900 ||
     die "N=$n: the Flux update did not become Ready (log: $work/flux-$n.log)"
   update=$(since "$t0")
-  log "flux N=$n: first deploy ${first_deploy}s, update ${update}s"
-  steady "$pid" "$flux_user" "flux N=$n"
-  row="| $n | Flux kustomize-controller $FLUX_KUSTOMIZE_VERSION | $first_deploy | $update | $measured |"
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  cleanup "$prefix" "$apps"
+  finish "$pid" "$flux_user" "flux N=$n" "Flux kustomize-controller $FLUX_KUSTOMIZE_VERSION" \
+    "$n" "$first_deploy" "$update" "$prefix" "$apps"
 }
 
 # rolled_out PREFIX N VERSION: every one of the N/3 Deployments in
@@ -408,7 +412,7 @@ for d in json.load(sys.stdin)["items"]:
 sys.exit(0 if done == (n + 2) // 3 else 1)' "$1" "$2" "$3"
 }
 
-# run_kubectl N: the floor; sets `row`.
+# run_kubectl N: the reference (no controller); sets `row`.
 run_kubectl() {
   local n=$1 prefix repo t0 first_deploy update
   prefix=k$n-$(date +%s)

@@ -447,17 +447,14 @@ impl Applier {
             .into_values()
             .map(|members| self.health_group(objects, members))
             .collect();
-        let mut found: Vec<Option<Health>> = vec![None; objects.len()];
+        let mut found = Vec::with_capacity(objects.len());
         let mut groups = futures_util::stream::iter(futures).buffered(CONCURRENCY);
         while let Some(group) = groups.next().await {
-            for (i, h) in group? {
-                found[i] = Some(h);
-            }
+            found.extend(group?);
         }
-        Ok(found
-            .into_iter()
-            .map(|h| h.unwrap_or_else(|| Health::Progressing("not read".to_string())))
-            .collect())
+        // Every index is in exactly one group.
+        found.sort_by_key(|(i, _)| *i);
+        Ok(found.into_iter().map(|(_, h)| h).collect())
     }
 
     /// The health of `objects[i]` for each `i` in `members` (one kind, one
@@ -548,17 +545,10 @@ impl Applier {
     pub async fn prune(&self, stale: &[ObjectRef]) -> Result<ChangeSet, ApplyError> {
         let mut changes = ChangeSet::default();
         for reference in stale {
-            let resource = match self.resource(reference).await {
-                Ok(r) => r,
+            let planned = match self.located(reference).await {
+                Ok(p) => p,
                 // The kind itself is gone (its CRD was pruned): so is the object.
                 Err(_) => continue,
-            };
-            let planned = Planned {
-                reference: reference.clone(),
-                body: &NO_BODY,
-                resource: Some(resource),
-                recreate: false,
-                dry_run_version: None,
             };
             let (api, reference) = self.api(&planned)?;
             let fail = |e: kube::Error| ApplyError::Apply {

@@ -21,6 +21,13 @@ pub struct Manifest {
     pub value: Value,
 }
 
+impl Manifest {
+    /// Where it came from, for messages: `SOURCE (document N)`.
+    pub fn origin(&self) -> String {
+        format!("{} (document {})", self.source, self.index)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("{path}: {source}")]

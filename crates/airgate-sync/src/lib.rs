@@ -348,7 +348,7 @@ impl Syncer {
         let applier = self.applier(spec)?;
         let mut selected = Vec::new();
         for m in manifests.iter() {
-            let what = format!("{} (document {})", m.source, m.index);
+            let what = m.origin();
             let Ok(r) = ObjectRef::from_object(&m.value, &what) else {
                 continue;
             };
@@ -477,10 +477,8 @@ impl Syncer {
         images.dedup();
 
         let applier = self.applier(spec)?;
-        let objects: Vec<(String, &Value)> = manifests
-            .iter()
-            .map(|m| (format!("{} (document {})", m.source, m.index), &m.value))
-            .collect();
+        let objects: Vec<(String, &Value)> =
+            manifests.iter().map(|m| (m.origin(), &m.value)).collect();
         let applied = applier.apply(&objects).await?;
         let inventory = Inventory::new(applied.changes.iter().map(|c| c.object.clone()));
         let pruned = if spec.prune {

@@ -159,13 +159,13 @@ fn changed(ctx: &Context, app: &str, target: &Target, m: &PartialObjectMeta<Dyna
         .resource_version
         .as_deref()
         .and_then(|v| v.parse().ok());
-    let manager = ctx.syncer.field_manager().to_string();
+    let manager = ctx.syncer.field_manager();
     let (found, progressing) = ctx.with_state(app, |s| {
         let progressing = s
             .health
             .as_ref()
             .is_some_and(|h| h.pending.contains(&object));
-        (drift_in(s, &object, rv, m, &manager), progressing)
+        (drift_in(s, &object, rv, m, manager), progressing)
     });
     if let Some(drifted) = found {
         queue(ctx, app, object, drifted);

@@ -354,7 +354,9 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
 
     // What is due? Restore what a previous controller left in the status.
     let requested = app.annotations().get(REQUEST_ANNOTATION).cloned();
-    let (spec_changed, fetch_due, drift, health_due, health_later) = ctx.with_state(&key, |s| {
+    // `health`: Some(how long until health may be read again) while objects
+    // are still progressing.
+    let (spec_changed, fetch_due, drift, health) = ctx.with_state(&key, |s| {
         if s.suspended {
             s.suspended = false;
             s.next_fetch = None;
@@ -373,22 +375,22 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
             spec_changed,
             fetch_due,
             std::mem::take(&mut s.drift),
-            s.health.is_some(),
-            s.health
-                .as_ref()
-                .map_or(Duration::ZERO, HealthWait::spacing_left),
+            s.health.as_ref().map(HealthWait::spacing_left),
         )
     });
-    if !fetch_due && drift.is_empty() && health_due && !health_later.is_zero() {
-        return Ok(Action::requeue(health_later));
-    }
-    if !fetch_due && drift.is_empty() && !health_due {
-        let wait = ctx.with_state(&key, |s| {
-            s.next_fetch
-                .map(|t| t.saturating_duration_since(Instant::now()))
-                .unwrap_or(interval)
-        });
-        return Ok(Action::requeue(wait.max(Duration::from_secs(1))));
+    if !fetch_due && drift.is_empty() {
+        match health {
+            None => {
+                let wait = ctx.with_state(&key, |s| {
+                    s.next_fetch
+                        .map(|t| t.saturating_duration_since(Instant::now()))
+                        .unwrap_or(interval)
+                });
+                return Ok(Action::requeue(wait.max(Duration::from_secs(1))));
+            }
+            Some(later) if !later.is_zero() => return Ok(Action::requeue(later)),
+            Some(_) => {}
+        }
     }
 
     if !drift.is_empty() {
