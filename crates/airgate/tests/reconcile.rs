@@ -592,26 +592,31 @@ async fn drift_is_corrected_and_recorded_with_the_field_manager_that_made_it() -
         ],
     )?;
     let key = format!("{}/shop", t.ns);
-    eventually(
-        "the edit to be put back",
+    // The record is written once the correction's apply has answered, so
+    // the object can be back a moment before its record is: wait for both.
+    let drift: Vec<_> = eventually(
+        "the edit to be put back and recorded",
         Duration::from_secs(30),
         || async {
             let cm = t.config_map("settings").await.map_err(|e| e.to_string())?;
             let mode = cm.and_then(|c| c.data).and_then(|d| d.get("mode").cloned());
-            if mode.as_deref() == Some("a") {
-                Ok(Some(()))
-            } else {
-                Err(format!("mode {mode:?}"))
+            if mode.as_deref() != Some("a") {
+                return Err(format!("mode {mode:?}"));
             }
+            let drift: Vec<_> = c
+                .records(&key)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|r| r.kind == "drift")
+                .collect();
+            if drift.is_empty() {
+                return Err("put back, no drift record yet".into());
+            }
+            Ok(Some(drift))
         },
     )
     .await
     .with_context(|| c.log())?;
-    let drift: Vec<_> = c
-        .records(&key)?
-        .into_iter()
-        .filter(|r| r.kind == "drift")
-        .collect();
     assert_eq!(drift.len(), 1, "{drift:#?}");
     assert_eq!(drift[0].drift[0].field_manager, "kubectl-patch");
     assert!(drift[0].drift[0].corrected);

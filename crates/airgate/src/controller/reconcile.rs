@@ -776,7 +776,9 @@ async fn handle_drift(
             .collect(),
         ..Default::default()
     };
-    if correct {
+    // The Event is posted after the record is written: the audit trail
+    // comes first, and the record's duration is the correction's alone.
+    let event = if correct {
         match ctx.syncer.reapply(spec, &revision, &objects).await {
             Ok(changes) => {
                 ctx.with_state(&key, |s| {
@@ -786,11 +788,11 @@ async fn handle_drift(
                 });
                 record.objects = airgate_sync::object_changes(&changes.changes);
                 ctx.metrics.drift("corrected");
-                let note = format!("put back: {}", described.join("; "));
                 log::info("drift corrected", json!({"app": key, "drift": described}));
-                report
-                    .event(EventType::Warning, "DriftCorrected", note)
-                    .await;
+                (
+                    "DriftCorrected",
+                    format!("put back: {}", described.join("; ")),
+                )
             }
             Err(e) => {
                 record.result = "failed".into();
@@ -802,22 +804,16 @@ async fn handle_drift(
                     "drift not corrected",
                     json!({"app": key, "drift": described, "error": e.to_string()}),
                 );
-                report
-                    .event(
-                        EventType::Warning,
-                        "DriftNotCorrected",
-                        format!("{}: {e}", described.join("; ")),
-                    )
-                    .await;
+                (
+                    "DriftNotCorrected",
+                    format!("{}: {e}", described.join("; ")),
+                )
             }
         }
     } else {
         ctx.metrics.drift("warned");
         let note = described.join("; ");
         log::warn("drift detected", json!({"app": key, "drift": described}));
-        report
-            .event(EventType::Warning, "DriftDetected", note.clone())
-            .await;
         status.set_condition(
             "Drifted",
             "True",
@@ -825,9 +821,11 @@ async fn handle_drift(
             &format!("drift: warn; not corrected: {note}"),
             now,
         );
-    }
+        ("DriftDetected", note)
+    };
     record.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     report.record(&record);
+    report.event(EventType::Warning, event.0, event.1).await;
     status.push_history(SyncSummary {
         kind: "drift".into(),
         revision,
