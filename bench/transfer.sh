@@ -81,12 +81,29 @@ registry_cpu() {
   pid=$(cat "$AIRGATE_PERIMETER_DIR/run/registry-$1.pid")
   awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$pid/stat"
 }
+# Every run starts from the same memory: written data flushed, the page
+# cache emptied and memory compacted, then the run's inputs ($inputs: the
+# upstream registry's storage, or the file or layout the tool reads) read
+# into the cache. Otherwise what the previous run left (9 GiB of regctl's
+# tars, dirty pages, fragmented memory) decides how much a run pays the
+# kernel for page-cache pages: airgate's leg a varied from 2.3 to 3.3 s
+# within one run of this script without it.
+inputs=()
+settle() {
+  sync
+  if [ -w /proc/sys/vm/drop_caches ]; then
+    echo 3 >/proc/sys/vm/drop_caches
+    echo 1 >/proc/sys/vm/compact_memory
+  fi
+  local p
+  for p in "${inputs[@]}"; do find "$p" -type f -exec cat {} + >/dev/null; done
+}
 # measure LEG TOOL CMD...: run CMD under GNU time, append a row (with the
 # CPU the registry on the other end spent meanwhile).
 measure() {
   local leg=$1 tool=$2
   shift 2
-  sync
+  settle
   local side=upstream t0 t1 c0 c1
   [ "$leg" = b ] && side=internal
   c0=$(registry_cpu $side)
@@ -122,6 +139,7 @@ in=$AIRGATE_INTERNAL_REGISTRY
 
 # (a) registry -> file. Outputs are removed before each run (outside the timing).
 leg_a() { # leg_a TOOL REP
+  inputs=("$AIRGATE_PERIMETER_DIR/data/registry-upstream")
   case $1 in
     airgate)
       rm -f "$work/bundle.tar"; sync
@@ -141,6 +159,12 @@ leg_a() { # leg_a TOOL REP
 # (b) file -> internal registry, each run into a fresh prefix.
 leg_b() { # leg_b TOOL REP
   local p="$1-$run_id-$2"
+  case $1 in
+    airgate) inputs=("$work/bundle.tar") ;;
+    skopeo) inputs=("$work/skopeo-layout") ;;
+    crane) inputs=("$work/crane-layout") ;;
+    regctl) inputs=("$work"/regctl-*.tar) ;;
+  esac
   case $1 in
     airgate)
       measure b airgate "$airgate" bundle push "$work/bundle.tar" --to "$in/$p" \
@@ -164,6 +188,7 @@ orders=("airgate skopeo crane regctl" "regctl crane skopeo airgate" "crane airga
 for rep in $(seq 1 "$REPS"); do
   read -r -a order <<<"${orders[$(((rep - 1) % 4))]}"
   for tool in "${order[@]}"; do leg_a "$tool" "$rep"; done
+  inputs=("$work/bundle.tar")
   measure floor sha256 openssl dgst -sha256 "$work/bundle.tar"
   for tool in "${order[@]}"; do leg_b "$tool" "$rep"; done
 done

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +22,7 @@ use ed25519_dalek::SigningKey;
 use futures_util::{StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256};
 
+use super::output::Output;
 use crate::progress::Progress;
 use crate::registry::{Manifest, RegistryClient, RegistryError};
 
@@ -430,10 +430,9 @@ async fn write_bundle(
     partial: &Path,
     progress: &Progress,
 ) -> Result<(), CreateError> {
-    let file = std::fs::File::create(partial).map_err(io(partial))?;
     // The length is set at the end: writing into a preallocated sparse file
     // measured slower than letting the writes extend it.
-    let file = Arc::new(file);
+    let file = Arc::new(Output::create(partial).map_err(io(partial))?);
     progress.set_total(
         placed
             .iter()
@@ -443,15 +442,20 @@ async fn write_bundle(
     );
     let mut downloads = Vec::new();
     for (offset, entry) in placed {
-        file.write_all_at(&header(&entry.path, entry.size)?, *offset)
-            .map_err(io(partial))?;
+        let header = header(&entry.path, entry.size)?;
         let data = offset + 512;
         match &entry.content {
-            Content::Inline(bytes) => file.write_all_at(bytes, data).map_err(io(partial))?,
+            Content::Inline(bytes) => file
+                .write(&[&header[..], &bytes[..]], *offset)
+                .map_err(io(partial))?,
             Content::File { source, digest } => {
+                file.write(&[header], *offset).map_err(io(partial))?;
                 copy_file(source, digest, &file, (data, entry.size), partial, progress)?
             }
-            Content::Blob { digest, source } => downloads.push((digest, source, data, entry.size)),
+            Content::Blob { digest, source } => {
+                file.write(&[header], *offset).map_err(io(partial))?;
+                downloads.push((digest, source, data, entry.size))
+            }
         }
     }
     futures_util::stream::iter(downloads.into_iter().map(|(digest, source, data, size)| {
@@ -473,7 +477,7 @@ async fn join_write(handle: tokio::task::JoinHandle<std::io::Result<()>>) -> std
     handle.await.map_err(std::io::Error::other)?
 }
 
-/// Bytes gathered before one write to the bundle file.
+/// Bytes gathered before they are handed to the blocking pool to write.
 const WRITE_BLOCK: usize = 2 << 20;
 
 #[allow(clippy::too_many_arguments)]
@@ -482,7 +486,7 @@ async fn download(
     source: &Source,
     digest: &Digest,
     size: u64,
-    file: &Arc<std::fs::File>,
+    file: &Arc<Output>,
     offset: u64,
     partial: &Path,
     progress: &Progress,
@@ -498,10 +502,12 @@ async fn download(
                 .await?;
             let mut stream = resp.bytes_stream();
             let mut hasher = Sha256::new();
-            // Network chunks are small: gather them into blocks, and write
-            // each block on the blocking pool while the next one arrives, so
-            // the async workers never wait on the page cache.
-            let mut block: Vec<u8> = Vec::with_capacity(WRITE_BLOCK.min(size as usize));
+            // Gather the network's chunks (not copied: they are slices of
+            // the connection's buffers) into blocks, and write each block on
+            // the blocking pool while the next one arrives, so the async
+            // workers never wait on the page cache.
+            let mut block: Vec<Bytes> = Vec::new();
+            let mut block_len = 0usize;
             let mut writing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
             let mut written = 0u64;
             let mut received = 0u64;
@@ -509,11 +515,11 @@ async fn download(
                 path: partial.display().to_string(),
                 source,
             };
-            let flush = |block: Vec<u8>, written: &mut u64| {
+            let flush = |block: Vec<Bytes>, len: usize, written: &mut u64| {
                 let file = file.clone();
                 let at = offset + *written;
-                *written += block.len() as u64;
-                tokio::task::spawn_blocking(move || file.write_all_at(&block, at))
+                *written += len as u64;
+                tokio::task::spawn_blocking(move || file.write(&block, at))
             };
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| RegistryError::Unreachable {
@@ -529,20 +535,21 @@ async fn download(
                     });
                 }
                 hasher.update(&chunk);
-                block.extend_from_slice(&chunk);
-                if block.len() >= WRITE_BLOCK {
+                progress.advance(chunk.len() as u64);
+                block_len += chunk.len();
+                block.push(chunk);
+                if block_len >= WRITE_BLOCK {
                     if let Some(w) = writing.take() {
                         join_write(w).await.map_err(io_error)?;
                     }
-                    let full = std::mem::replace(&mut block, Vec::with_capacity(WRITE_BLOCK));
-                    writing = Some(flush(full, &mut written));
+                    let full = std::mem::take(&mut block);
+                    writing = Some(flush(full, std::mem::take(&mut block_len), &mut written));
                 }
-                progress.advance(chunk.len() as u64);
             }
             if let Some(w) = writing.take() {
                 join_write(w).await.map_err(io_error)?;
             }
-            join_write(flush(block, &mut written))
+            join_write(flush(block, block_len, &mut written))
                 .await
                 .map_err(io_error)?;
             if written != size {
@@ -586,7 +593,7 @@ fn hash_file(path: &Path) -> Result<(Digest, u64), CreateError> {
 fn copy_file(
     src: &Path,
     digest: &Digest,
-    file: &std::fs::File,
+    file: &Output,
     (offset, size): (u64, u64),
     partial: &Path,
     progress: &Progress,
@@ -610,7 +617,7 @@ fn copy_file(
             return Err(changed());
         }
         hasher.update(&buf[..n]);
-        file.write_all_at(&buf[..n], offset + written)
+        file.write(&[&buf[..n]], offset + written)
             .map_err(io(partial))?;
         written += n as u64;
         progress.advance(n as u64);

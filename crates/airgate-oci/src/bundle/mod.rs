@@ -2,6 +2,7 @@
 //! first (see `airgate_core::bundle` for the format).
 
 pub mod create;
+mod output;
 pub mod read;
 
 pub use create::{CarriedFile, CreateError, CreateRequest, CreateSummary, create, partial_path};
