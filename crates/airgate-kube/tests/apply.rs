@@ -252,8 +252,8 @@ async fn health_follows_the_rollout_and_prune_deletes_only_what_left_unless_opte
 }
 
 #[tokio::test]
-async fn health_of_many_objects_of_one_kind_is_read_with_one_list_selected_by_the_labels()
--> Result<()> {
+async fn health_of_many_objects_of_one_kind_finds_each_even_one_the_label_list_misses() -> Result<()>
+{
     use airgate_core::health::Health;
     use airgate_core::object::ObjectRef;
     use std::collections::BTreeMap;

@@ -442,20 +442,15 @@ async fn write_bundle(
     );
     let mut downloads = Vec::new();
     for (offset, entry) in placed {
-        let header = header(&entry.path, entry.size)?;
+        file.write(&[header(&entry.path, entry.size)?], *offset)
+            .map_err(io(partial))?;
         let data = offset + 512;
         match &entry.content {
-            Content::Inline(bytes) => file
-                .write(&[&header[..], &bytes[..]], *offset)
-                .map_err(io(partial))?,
+            Content::Inline(bytes) => file.write(&[bytes], data).map_err(io(partial))?,
             Content::File { source, digest } => {
-                file.write(&[header], *offset).map_err(io(partial))?;
                 copy_file(source, digest, &file, (data, entry.size), partial, progress)?
             }
-            Content::Blob { digest, source } => {
-                file.write(&[header], *offset).map_err(io(partial))?;
-                downloads.push((digest, source, data, entry.size))
-            }
+            Content::Blob { digest, source } => downloads.push((digest, source, data, entry.size)),
         }
     }
     futures_util::stream::iter(downloads.into_iter().map(|(digest, source, data, size)| {

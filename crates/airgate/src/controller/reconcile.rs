@@ -120,6 +120,16 @@ pub struct AppState {
     pub suspended: bool,
 }
 
+impl AppState {
+    /// How long until Git is due to be looked at again (`interval` when no
+    /// fetch is planned).
+    fn until_fetch(&self, interval: Duration) -> Duration {
+        self.next_fetch
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(interval)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("writing the status of App {app}: {message}")]
@@ -381,11 +391,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
     if !fetch_due && drift.is_empty() {
         match health {
             None => {
-                let wait = ctx.with_state(&key, |s| {
-                    s.next_fetch
-                        .map(|t| t.saturating_duration_since(Instant::now()))
-                        .unwrap_or(interval)
-                });
+                let wait = ctx.with_state(&key, |s| s.until_fetch(interval));
                 return Ok(Action::requeue(wait.max(Duration::from_secs(1))));
             }
             Some(later) if !later.is_zero() => return Ok(Action::requeue(later)),
@@ -460,9 +466,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
         if s.health.is_some() {
             return HEALTH_POLL;
         }
-        s.next_fetch
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(interval)
+        s.until_fetch(interval)
     });
     Ok(Action::requeue(wait.max(Duration::from_millis(500))))
 }
