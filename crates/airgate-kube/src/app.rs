@@ -139,7 +139,11 @@ pub struct SyncSummary {
     pub result: String,
     #[serde(default)]
     pub message: String,
+    /// How long it took, in milliseconds.
+    // Kubernetes knows no `uint64` format and warns on every write of the
+    // CRD that has one: the schema says int64 from 0.
     #[serde(default)]
+    #[schemars(extend("format" = "int64", "minimum" = 0))]
     pub duration_ms: u64,
 }
 

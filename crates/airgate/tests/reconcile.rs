@@ -7,6 +7,7 @@
 //! did is checked in the cluster with the admin identity, and in the sync
 //! record store it writes.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -1002,6 +1003,30 @@ async fn the_install_manifests_pass_a_server_side_dry_run() -> Result<()> {
     ] {
         assert!(out.contains(kind), "{out}");
     }
+    // The apiserver warns about what it does not know in a CRD's schema
+    // only when the CRD is written, so create a copy under another group.
+    let crd = std::fs::read_to_string(dir.path().join("crd.yaml"))?;
+    let mut create = Command::new(&p.kubectl)
+        .arg("--kubeconfig")
+        .arg(&p.kubeconfig)
+        .args(["create", "--dry-run=server", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = create.stdin.take() {
+        stdin.write_all(
+            crd.replace("airgate.dev", "warncheck.airgate.dev")
+                .as_bytes(),
+        )?;
+    }
+    let out = create.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("Warning"),
+        "the CRD draws warnings: {stderr}"
+    );
     let stdout = airgate().arg("install").output()?;
     let docs = String::from_utf8_lossy(&stdout.stdout)
         .matches("\n---\n")
