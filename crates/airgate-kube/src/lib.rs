@@ -161,6 +161,12 @@ impl std::fmt::Debug for Applier {
 }
 
 /// How many requests of one stage are in flight at once.
+///
+/// Always with `buffer_unordered`: `buffered` yields in order and counts a
+/// finished request as in flight until every one started before it has
+/// finished, so one slow request (a Service's create waits for its
+/// ClusterIP, 100 to 250 ms on the perimeter) held back the fifteen after
+/// it, and 100 creates took twice as long.
 const CONCURRENCY: usize = 16;
 
 /// Reading health, a group of objects of one kind in one namespace larger
@@ -433,7 +439,7 @@ impl Applier {
     ///
     /// Objects of one kind in one namespace are read with one list (selected
     /// by this Applier's labels) when there are more than [`LIST_ABOVE`] of
-    /// them, one by one otherwise: a rollout of hundreds of Deployments
+    /// them, one by one otherwise ([`CONCURRENCY`] reads at once): a rollout of hundreds of Deployments
     /// costs a few lists per look, not hundreds of reads.
     pub async fn health_of(&self, objects: &[ObjectRef]) -> Result<Vec<Health>, ApplyError> {
         let mut groups: BTreeMap<(&str, &str, Option<&str>), Vec<usize>> = BTreeMap::new();
@@ -443,12 +449,20 @@ impl Applier {
                 .or_default()
                 .push(i);
         }
+        // A small group is read one by one: each read is a request of its own.
         let futures: Vec<_> = groups
             .into_values()
+            .flat_map(|members| {
+                if members.len() <= LIST_ABOVE {
+                    members.into_iter().map(|i| vec![i]).collect()
+                } else {
+                    vec![members]
+                }
+            })
             .map(|members| self.health_group(objects, members))
             .collect();
         let mut found = Vec::with_capacity(objects.len());
-        let mut groups = futures_util::stream::iter(futures).buffered(CONCURRENCY);
+        let mut groups = futures_util::stream::iter(futures).buffer_unordered(CONCURRENCY);
         while let Some(group) = groups.next().await {
             found.extend(group?);
         }
@@ -464,12 +478,8 @@ impl Applier {
         objects: &[ObjectRef],
         members: Vec<usize>,
     ) -> Result<Vec<(usize, Health)>, ApplyError> {
-        if members.len() <= LIST_ABOVE {
-            let mut out = Vec::with_capacity(members.len());
-            for i in members {
-                out.push((i, self.health(&objects[i]).await?));
-            }
-            return Ok(out);
+        if let [i] = members[..] {
+            return Ok(vec![(i, self.health(&objects[i]).await?)]);
         }
         let first = &objects[members[0]];
         let planned = self.located(first).await?;
@@ -700,7 +710,8 @@ impl Applier {
             }
         }
         self.dry_run_all(&mut planned, &deferred).await?;
-        // Stage 2: everything else, CONCURRENCY at a time, in order.
+        // Stage 2: everything else, CONCURRENCY at a time, started in order;
+        // the change set lists them in order.
         let rest: Vec<&Planned> = planned
             .iter()
             .filter(|p| !p.reference.is_cluster_definition())
@@ -709,11 +720,15 @@ impl Applier {
         // megabytes); by index: a closure over references would keep the
         // stream from being provably Send.
         let rest = &rest;
-        let futures = (0..rest.len()).map(move |i| self.apply_one(rest[i], false));
-        let mut applied = futures_util::stream::iter(futures).buffered(CONCURRENCY);
+        let futures = (0..rest.len())
+            .map(move |i| async move { self.apply_one(rest[i], false).await.map(|c| (i, c)) });
+        let mut applied = futures_util::stream::iter(futures).buffer_unordered(CONCURRENCY);
+        let mut second = Vec::with_capacity(rest.len());
         while let Some(change) = applied.next().await {
-            changes.changes.push(change?);
+            second.push(change?);
         }
+        second.sort_by_key(|(i, _)| *i);
+        changes.changes.extend(second.into_iter().map(|(_, c)| c));
         Ok(changes)
     }
 
@@ -724,15 +739,21 @@ impl Applier {
         planned: &mut [Planned<'_>],
         which: &[usize],
     ) -> Result<(), ApplyError> {
-        let results: Vec<Result<(bool, Option<String>), ApplyError>> = {
+        let mut results: Vec<_> = {
             let shared: &[Planned<'_>] = planned;
-            let futures = which.iter().copied().map(move |i| self.dry_run(&shared[i]));
+            let futures = which
+                .iter()
+                .copied()
+                .enumerate()
+                .map(move |(at, i)| async move { (at, self.dry_run(&shared[i]).await) });
             futures_util::stream::iter(futures)
-                .buffered(CONCURRENCY)
+                .buffer_unordered(CONCURRENCY)
                 .collect()
                 .await
         };
-        for (&i, result) in which.iter().zip(results) {
+        results.sort_by_key(|(at, _)| *at);
+        for (at, result) in results {
+            let i = which[at];
             (planned[i].recreate, planned[i].dry_run_version) = result?;
         }
         Ok(())
