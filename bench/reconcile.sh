@@ -1,34 +1,37 @@
 #!/usr/bin/env bash
-# bench/reconcile.sh: the airgate controller and Flux's kustomize-controller,
-# each alone on the local perimeter's apiserver, on one Git repository of N
+# bench/reconcile.sh: the airgate controller and Flux (source-controller and
+# kustomize-controller), each alone on the local perimeter's apiserver, on one Git repository of N
 # objects (Deployments, Services and ConfigMaps, a third each, over five
 # namespaces), measuring:
 #
 #   (1) first deploy: App created -> Ready (every object applied, every
 #       Deployment available); update: a commit changing every ConfigMap and
-#       every Deployment (a rollout) -> Ready at that commit, the App asked to
-#       look at Git right after the push (annotation airgate.dev/requested-at);
+#       every Deployment (a rollout) -> Ready at that commit, each tool asked
+#       to look at Git right after the push (airgate: annotation
+#       airgate.dev/requested-at on the App; Flux: reconcile.fluxcd.io/requestedAt
+#       on the GitRepository, what `flux reconcile source git` and a webhook
+#       Receiver do);
 #   (2) steady state: STEADY seconds with nothing changed, INTERVAL between
 #       looks at Git: the apiserver requests made by the controller's identity
 #       (counted in the apiserver's audit log, impersonated requests included)
-#       and the controller's CPU time (from /proc);
-#   (3) the controller's peak RSS (VmHWM).
+#       and the controller's CPU time (from /proc); for Flux, both
+#       controllers' identities and processes added up;
+#   (3) the controller's peak RSS (VmHWM; for Flux, the sum of both peaks:
+#       in a cluster they are two pods, each sized for its own peak).
 #
 # The floor: `kubectl apply --server-side` of the same objects, then the
 # same wait for every Deployment (tool "kubectl"): what the cluster itself
 # takes to roll them out, with no controller in between.
 #
-# Flux: kustomize-controller (built from its Go module by dev/tools) with
-# `wait: true`, under a ServiceAccount bound to cluster-admin (Flux's
-# default). Out of a cluster it cannot find a namespace for leader election,
-# so it runs without; airgate keeps its Lease, whose renewals (one write
-# every 5 s) are in airgate's count. Its source side
-# cannot be built here (fluxcd/pkg/artifact is not on the module proxy this
-# machine reaches), so this script plays source-controller: it packs the
-# commit as source-controller would (a tar.gz of the tree), serves it over
-# HTTP and writes the GitRepository's status (artifact URL, revision,
-# digest). That leaves source-controller's own requests, CPU and memory out
-# of Flux's figures: they are a lower bound for Flux.
+# Flux: source-controller and kustomize-controller (both built from their Go
+# modules by dev/tools, versions in dev/versions.env), out of the cluster,
+# each under its own ServiceAccount bound to cluster-admin (Flux binds
+# cluster-admin to kustomize-controller by default; the binding does not
+# change what source-controller asks for). A GitRepository with the same
+# Secret (username, password, ca.crt) as the App, and a Kustomization with
+# `wait: true`. Out of a cluster controller-runtime cannot find a namespace
+# for leader election, so both run without; airgate keeps its Lease, whose
+# renewals (one write every 5 s) are in airgate's count.
 #
 #   SIZES="100 1000" STEADY=600 INTERVAL=1m TOOLS="kubectl airgate flux" bench/reconcile.sh
 #
@@ -47,7 +50,7 @@ log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
 dev/tools all >&2
-dev/tools build kustomize-controller >&2
+dev/tools build source-controller kustomize-controller >&2
 dev/perimeter env >/dev/null 2>&1 || dev/perimeter up >&2
 # shellcheck disable=SC1091
 . target/perimeter/env
@@ -104,12 +107,14 @@ data: {{version: "{version}"}}
 PY
 }
 
-# audit_count USER FROM TO: requests by USER received from FROM to TO (UTC
-# RFC 3339), in the audit log and the files it was rotated into.
+# audit_count USERS FROM TO: requests by any of USERS (comma-separated)
+# received from FROM to TO (UTC RFC 3339), in the audit log and the files it
+# was rotated into.
 audit_count() {
   python3 - "$AIRGATE_AUDIT_LOG" "$@" <<'PY'
 import collections, glob, json, os, sys
-path, user, start, end = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+path, start, end = sys.argv[1], sys.argv[3], sys.argv[4]
+users = set(sys.argv[2].split(","))
 base, _ = os.path.splitext(path)
 verbs = collections.Counter()
 for name in [path] + glob.glob(base + "-*.log"):
@@ -120,7 +125,7 @@ for name in [path] + glob.glob(base + "-*.log"):
             except ValueError:
                 continue
             t = e.get("requestReceivedTimestamp", "")
-            if start <= t < end and e.get("user", {}).get("username") == user:
+            if start <= t < end and e.get("user", {}).get("username") in users:
                 verbs[e.get("verb", "?")] += 1
 total = sum(verbs.values())
 detail = ", ".join(f"{v} {k}" for k, v in verbs.most_common())
@@ -129,14 +134,35 @@ PY
 }
 
 utc() { date -u +%Y-%m-%dT%H:%M:%S.%6NZ; }
-cpu_seconds() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
-peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+# cpu_seconds PID...: user + system CPU of the processes, added up.
+cpu_seconds() {
+  local pid
+  for pid in "$@"; do cat "/proc/$pid/stat"; done | awk '{t += $14 + $15} END {printf "%.2f", t / 100}'
+}
+# peak_rss_mib PID...: the processes' peak RSS (VmHWM), added up.
+peak_rss_mib() {
+  local pid
+  for pid in "$@"; do cat "/proc/$pid/status"; done | awk '/VmHWM/ {t += $2} END {printf "%.0f", t / 1024}'
+}
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 
 git_() {
   GIT_SSL_CAINFO=$AIRGATE_GIT_CA GIT_ASKPASS=$AIRGATE_GIT_ASKPASS GIT_TERMINAL_PROMPT=0 \
     git -C "$1" -c user.name=Bench -c user.email=bench@perimeter.invalid -c commit.gpgsign=false "${@:2}"
+}
+
+# sa_kubeconfig FILE NAMESPACE ACCOUNT: a kubeconfig with a token of the
+# ServiceAccount.
+sa_kubeconfig() {
+  kubectl config --kubeconfig "$1" set-cluster perimeter \
+    --server "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')" \
+    --certificate-authority "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')" \
+    --embed-certs >/dev/null
+  kubectl config --kubeconfig "$1" set-credentials "$3" \
+    --token "$(kubectl -n "$2" create token "$3" --duration 6h)" >/dev/null
+  kubectl config --kubeconfig "$1" set-context "$3" --cluster perimeter --user "$3" >/dev/null
+  kubectl config --kubeconfig "$1" use-context "$3" >/dev/null
 }
 
 log "installing the App CRD and the controller's RBAC"
@@ -146,76 +172,37 @@ kubectl apply --server-side --field-manager=airgate-install -f "$work/install/cr
 kubectl wait --for=condition=Established crd/apps.airgate.dev >/dev/null
 controller_user=system:serviceaccount:airgate-system:airgate-controller
 ckc=$work/controller.kubeconfig
-kubectl config --kubeconfig "$ckc" set-cluster perimeter \
-  --server "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')" \
-  --certificate-authority "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')" \
-  --embed-certs >/dev/null
-kubectl config --kubeconfig "$ckc" set-credentials controller \
-  --token "$(kubectl -n airgate-system create token airgate-controller --duration 6h)" >/dev/null
-kubectl config --kubeconfig "$ckc" set-context controller --cluster perimeter --user controller >/dev/null
-kubectl config --kubeconfig "$ckc" use-context controller >/dev/null
+sa_kubeconfig "$ckc" airgate-system airgate-controller
 
-# Flux's side: CRDs (GitRepository from source-controller's module), the
-# kustomize-controller's ServiceAccount bound to cluster-admin, a kubeconfig.
+# Flux's side: the CRDs both controllers ship, their ServiceAccounts bound to
+# cluster-admin, a kubeconfig each.
 flux_setup() {
-  local src_dir
-  src_dir=$(cd /tmp && go mod download -json "github.com/fluxcd/source-controller@$FLUX_SOURCE_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  # Every source kind: kustomize-controller watches them all.
-  kubectl apply --server-side --field-manager=bench -f "$src_dir/config/crd/bases" \
+  local sa
+  kubectl apply --server-side --field-manager=bench -f "$(dev/tools path source-controller-crds)" \
     -f "$(dev/tools path kustomize-controller-crds)" >/dev/null
   kubectl wait --for=condition=Established crd/gitrepositories.source.toolkit.fluxcd.io crd/kustomizations.kustomize.toolkit.fluxcd.io >/dev/null
-  kubectl apply --server-side --field-manager=bench -f - >/dev/null <<YAML
+  for sa in source-controller kustomize-controller; do
+    kubectl apply --server-side --field-manager=bench -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Namespace
 metadata: {name: flux-system}
 ---
 apiVersion: v1
 kind: ServiceAccount
-metadata: {name: kustomize-controller, namespace: flux-system}
+metadata: {name: $sa, namespace: flux-system}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
-metadata: {name: bench-kustomize-controller}
+metadata: {name: bench-$sa}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
-subjects: [{kind: ServiceAccount, name: kustomize-controller, namespace: flux-system}]
+subjects: [{kind: ServiceAccount, name: $sa, namespace: flux-system}]
 YAML
-  fkc=$work/flux.kubeconfig
-  kubectl config --kubeconfig "$fkc" set-cluster perimeter \
-    --server "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')" \
-    --certificate-authority "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')" \
-    --embed-certs >/dev/null
-  kubectl config --kubeconfig "$fkc" set-credentials flux \
-    --token "$(kubectl -n flux-system create token kustomize-controller --duration 6h)" >/dev/null
-  kubectl config --kubeconfig "$fkc" set-context flux --cluster perimeter --user flux >/dev/null
-  kubectl config --kubeconfig "$fkc" use-context flux >/dev/null
-  flux_user=system:serviceaccount:flux-system:kustomize-controller
-  mkdir -p "$work/artifacts"
-  artifact_port=$(free_port)
-  python3 -m http.server --bind 127.0.0.1 "$artifact_port" --directory "$work/artifacts" >/dev/null 2>&1 &
-  artifact_server=$!
+    sa_kubeconfig "$work/$sa.kubeconfig" flux-system "$sa"
+  done
+  flux_users=system:serviceaccount:flux-system:source-controller,system:serviceaccount:flux-system:kustomize-controller
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# publish NS REPO: what source-controller does for a new commit: the tree as
-# a tar.gz artifact, and the GitRepository's status pointing at it.
-publish() {
-  local ns=$1 repo=$2 commit file digest size ts
-  commit=$(git_ "$repo" rev-parse HEAD)
-  file=$commit.tar.gz
-  git_ "$repo" archive --format=tar.gz -o "$work/artifacts/$file" HEAD
-  digest=sha256:$(sha256sum "$work/artifacts/$file" | cut -d' ' -f1)
-  size=$(stat -c %s "$work/artifacts/$file")
-  ts=$(date -u +%FT%TZ)
-  kubectl -n "$ns" patch gitrepositories.source.toolkit.fluxcd.io bench --subresource=status --type=merge -p "$(cat <<JSON
-{"status": {"observedGeneration": 1,
-  "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored artifact for revision 'main@sha1:$commit'", "lastTransitionTime": "$ts", "observedGeneration": 1},
-                 {"type": "ArtifactInStorage", "status": "True", "reason": "Succeeded", "message": "stored", "lastTransitionTime": "$ts", "observedGeneration": 1}],
-  "artifact": {"path": "gitrepository/$ns/bench/$file", "url": "http://127.0.0.1:$artifact_port/$file",
-               "revision": "main@sha1:$commit", "digest": "$digest", "size": $size, "lastUpdateTime": "$ts"}}}
-JSON
-)" >/dev/null
-}
 
 # wait_ready KIND NS NAME REVISION TIMEOUT: until Ready=True at REVISION
 # (one read every 0.2 s or so: the figures are good to about a third of a
@@ -265,18 +252,22 @@ tenant() {
     --from-file=ca.crt="$AIRGATE_GIT_CA" | kubectl apply --server-side --field-manager=bench -f - >/dev/null
 }
 
-# steady PID USER LABEL: STEADY seconds with nothing changed; sets `measured`.
+# steady "PID..." USERS LABEL: STEADY seconds with nothing changed; sets
+# `measured`.
 steady() {
-  local pid=$1 user=$2 from to cpu0 cpu1 requests cpu rss
+  local pids=$1 users=$2 from to cpu0 cpu1 requests cpu rss
   sleep 20
   from=$(utc)
-  cpu0=$(cpu_seconds "$pid")
+  # shellcheck disable=SC2086 # a list of PIDs
+  cpu0=$(cpu_seconds $pids)
   sleep "$STEADY"
   to=$(utc)
-  cpu1=$(cpu_seconds "$pid")
-  requests=$(audit_count "$user" "$from" "$to")
+  # shellcheck disable=SC2086
+  cpu1=$(cpu_seconds $pids)
+  requests=$(audit_count "$users" "$from" "$to")
   cpu=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$cpu0" "$cpu1")
-  rss=$(peak_rss_mib "$pid")
+  # shellcheck disable=SC2086
+  rss=$(peak_rss_mib $pids)
   measured="$requests | $cpu | $rss"
   log "$3: steady ${STEADY}s: requests $requests, CPU ${cpu}s, peak RSS ${rss} MiB"
 }
@@ -292,15 +283,16 @@ prepare() {
   first=$(git_ "$repo" rev-parse HEAD)
 }
 
-# finish PID USER LABEL TOOL N FIRST_DEPLOY UPDATE PREFIX APPS: the
-# latencies logged, the steady state measured, the controller stopped and
+# finish "PID..." USERS LABEL TOOL N FIRST_DEPLOY UPDATE PREFIX APPS: the
+# latencies logged, the steady state measured, the controllers stopped and
 # the run's namespaces deleted; sets `row`.
 finish() {
+  local pid
   log "$3: first deploy ${6}s, update ${7}s"
   steady "$1" "$2" "$3"
   row="| $5 | $4 | $6 | $7 | $measured |"
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
+  for pid in $1; do kill "$pid" 2>/dev/null || true; done
+  for pid in $1; do wait "$pid" 2>/dev/null || true; done
   cleanup "$8" "$9"
 }
 
@@ -344,15 +336,22 @@ YAML
 
 # run_flux N: sets `row`.
 run_flux() {
-  local n=$1 prefix apps repo first second port health pid t0 first_deploy update
+  local n=$1 prefix apps repo first second storage source kustomize t0 first_deploy update
   prepare f "$n"
 
-  port=$(free_port)
-  health=$(free_port)
-  KUBECONFIG=$fkc RUNTIME_NAMESPACE=flux-system "$(dev/tools path kustomize-controller)" \
-    --metrics-addr "127.0.0.1:$port" --health-addr "127.0.0.1:$health" \
-    --watch-all-namespaces --log-level info 2>"$work/flux-$n.log" >&2 &
-  pid=$!
+  storage=$(free_port)
+  mkdir -p "$work/flux-storage-$prefix"
+  KUBECONFIG=$work/source-controller.kubeconfig RUNTIME_NAMESPACE=flux-system \
+    "$(dev/tools path source-controller)" --watch-all-namespaces --log-level info \
+    --metrics-addr "127.0.0.1:$(free_port)" --health-addr "127.0.0.1:$(free_port)" \
+    --storage-path "$work/flux-storage-$prefix" --storage-addr "127.0.0.1:$storage" \
+    --storage-adv-addr "127.0.0.1:$storage" 2>"$work/flux-source-$n.log" >&2 &
+  source=$!
+  KUBECONFIG=$work/kustomize-controller.kubeconfig RUNTIME_NAMESPACE=flux-system \
+    "$(dev/tools path kustomize-controller)" --watch-all-namespaces --log-level info \
+    --metrics-addr "127.0.0.1:$(free_port)" --health-addr "127.0.0.1:$(free_port)" \
+    2>"$work/flux-kustomize-$n.log" >&2 &
+  kustomize=$!
   sleep 2
 
   t0=$(now)
@@ -365,9 +364,7 @@ spec:
   ref: {branch: main}
   interval: $INTERVAL
   secretRef: {name: git-creds}
-YAML
-  publish "$apps" "$repo"
-  kubectl apply --server-side --field-manager=bench -f - >/dev/null <<YAML
+---
 apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
 metadata: {name: bench, namespace: $apps}
@@ -380,16 +377,18 @@ spec:
   sourceRef: {kind: GitRepository, name: bench}
 YAML
   wait_ready kustomizations.kustomize.toolkit.fluxcd.io "$apps" bench "main@sha1:$first" 900 ||
-    die "N=$n: the Kustomization did not become Ready (log: $work/flux-$n.log)"
+    die "N=$n: the Kustomization did not become Ready (logs: $work/flux-*-$n.log)"
   first_deploy=$(since "$t0")
   next_version "$repo" "$n" "$prefix"
   second=$(git_ "$repo" rev-parse HEAD)
   t0=$(now)
-  publish "$apps" "$repo"
+  kubectl -n "$apps" annotate gitrepositories.source.toolkit.fluxcd.io bench \
+    reconcile.fluxcd.io/requestedAt="$(date +%s.%N)" --overwrite >/dev/null
   wait_ready kustomizations.kustomize.toolkit.fluxcd.io "$apps" bench "main@sha1:$second" 900 ||
-    die "N=$n: the Flux update did not become Ready (log: $work/flux-$n.log)"
+    die "N=$n: the Flux update did not become Ready (logs: $work/flux-*-$n.log)"
   update=$(since "$t0")
-  finish "$pid" "$flux_user" "flux N=$n" "Flux kustomize-controller $FLUX_KUSTOMIZE_VERSION" \
+  finish "$source $kustomize" "$flux_users" "flux N=$n" \
+    "Flux (source-controller $FLUX_SOURCE_VERSION, kustomize-controller $FLUX_KUSTOMIZE_VERSION)" \
     "$n" "$first_deploy" "$update" "$prefix" "$apps"
 }
 
@@ -433,16 +432,26 @@ run_kubectl() {
   cleanup "$prefix" "$prefix-apps"
 }
 
+# cleanup PREFIX APPS: the run's namespaces deleted, and gone before the
+# next run starts: deleting a thousand objects and their pods keeps
+# controller-manager and the apiserver busy for a while, which would slow
+# whichever tool came next.
 cleanup() {
-  local i
-  for i in $(seq 0 $((NAMESPACES - 1))); do kubectl delete namespace "$1-$i" --wait=false >/dev/null; done
-  kubectl delete namespace "$2" --wait=false >/dev/null
+  local i names=()
+  for i in $(seq 0 $((NAMESPACES - 1))); do names+=("namespace/$1-$i"); done
+  names+=("namespace/$2")
+  kubectl delete "${names[@]}" --wait=false >/dev/null
+  # Flux's finalizers: its controllers are stopped by now and cannot drop them.
+  if [ -n "${flux_users:-}" ]; then
+    kubectl -n "$2" get gitrepositories.source.toolkit.fluxcd.io,kustomizations.kustomize.toolkit.fluxcd.io -o name 2>/dev/null |
+      while read -r o; do kubectl -n "$2" patch "$o" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null; done
+  fi
+  kubectl wait --for=delete "${names[@]}" --timeout=600s >/dev/null 2>&1 || log "namespaces of $1 not gone after 600 s"
 }
 
 # shellcheck source=dev/versions.env
 . dev/versions.env
 case " $TOOLS " in *" flux "*) flux_setup ;; esac
-trap '[ -n "${artifact_server:-}" ] && kill "$artifact_server" 2>/dev/null; true' EXIT
 
 rows=()
 for n in $SIZES; do
