@@ -505,7 +505,17 @@ impl Applier {
         let mut out = Vec::with_capacity(members.len());
         for i in members {
             let health = match by_name.get(&objects[i].name) {
-                Some(obj) => health::assess(&serde_json::to_value(obj).unwrap_or(Value::Null)),
+                Some(obj) => {
+                    // The items of a list carry no apiVersion and kind, and
+                    // health rules go by kind: without them a Deployment
+                    // mid-rollout read as an object without rules, Ready.
+                    let mut value = serde_json::to_value(obj).unwrap_or(Value::Null);
+                    if let Some(map) = value.as_object_mut() {
+                        map.insert("apiVersion".into(), objects[i].api_version.clone().into());
+                        map.insert("kind".into(), objects[i].kind.clone().into());
+                    }
+                    health::assess(&value)
+                }
                 // Not selected: someone took the labels away (drift the
                 // watches report), or it is gone. Read it by name.
                 None => self.health(&objects[i]).await?,

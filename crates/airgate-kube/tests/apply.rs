@@ -252,8 +252,8 @@ async fn health_follows_the_rollout_and_prune_deletes_only_what_left_unless_opte
 }
 
 #[tokio::test]
-async fn health_of_many_objects_of_one_kind_finds_each_even_one_the_label_list_misses() -> Result<()>
-{
+async fn health_of_many_objects_of_one_kind_finds_each_even_one_the_label_list_misses_and_judges_each_by_its_kind()
+-> Result<()> {
     use airgate_core::health::Health;
     use airgate_core::object::ObjectRef;
     use std::collections::BTreeMap;
@@ -263,6 +263,17 @@ async fn health_of_many_objects_of_one_kind_finds_each_even_one_the_label_list_m
     let ns = unique_name("health");
     let mut set = vec![namespace(&ns)];
     set.extend((0..12).map(|i| config_map(&ns, &format!("cm-{i}"), "a")));
+    // Deployments no node can run: never available. The items of a list
+    // carry no kind, and these once read as Ready by the rule for objects
+    // without status.
+    set.extend((0..10).map(|i| {
+        let name = format!("stuck-{i}");
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"nodeSelector": {"airgate.dev/no-such-node": "true"},
+                                           "containers": [{"name": "app", "image": "registry.internal/app:1"}]}}}})
+    }));
     let labels = BTreeMap::from([("airgate.dev/app-name".to_string(), ns.clone())]);
     let applier = Applier::new(client.clone(), "airgate", "default").with_labels(labels);
     let applied = applier.apply(&objects(&set)).await?;
@@ -292,6 +303,20 @@ async fn health_of_many_objects_of_one_kind_finds_each_even_one_the_label_list_m
         .collect();
     assert_eq!(summary, ["absent Progressing(\"not found\")"]);
     assert_eq!(applier.health_of(&wanted[..1]).await?, [Health::Ready]);
+
+    let stuck: Vec<ObjectRef> = applied
+        .changes
+        .iter()
+        .filter(|c| c.object.kind == "Deployment")
+        .map(|c| c.object.clone())
+        .collect();
+    assert_eq!(stuck.len(), 10);
+    // Give controller-manager time to see them, so the verdict is about
+    // replicas, not an unobserved generation.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    for (o, h) in stuck.iter().zip(applier.health_of(&stuck).await?) {
+        assert!(matches!(h, Health::Progressing(_)), "{}: {h:?}", o.name);
+    }
     Ok(())
 }
 
