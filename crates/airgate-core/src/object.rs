@@ -67,6 +67,23 @@ impl ObjectRef {
         (self.kind == "CustomResourceDefinition" && self.group() == "apiextensions.k8s.io")
             || (self.kind == "Namespace" && self.group().is_empty())
     }
+
+    /// A workload starts pods: it applies after everything else of its
+    /// stage, so that the ServiceAccounts, Secrets, ConfigMaps and claims
+    /// its pods name exist when the first pod is made (as Flux and Helm
+    /// order kinds). Only the built-in kinds are known; a custom resource
+    /// that makes pods applies with the rest.
+    pub fn is_workload(&self) -> bool {
+        matches!(
+            (self.group(), self.kind.as_str()),
+            ("", "Pod" | "ReplicationController")
+                | (
+                    "apps",
+                    "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet"
+                )
+                | ("batch", "Job" | "CronJob")
+        )
+    }
 }
 
 impl fmt::Display for ObjectRef {

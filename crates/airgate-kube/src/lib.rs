@@ -721,21 +721,29 @@ impl Applier {
         }
         self.dry_run_all(&mut planned, &deferred).await?;
         // Stage 2: everything else, CONCURRENCY at a time, started in order;
-        // the change set lists them in order.
+        // workloads only once the rest is in (see ObjectRef::is_workload).
+        // The change set lists them in order.
         let rest: Vec<&Planned> = planned
             .iter()
             .filter(|p| !p.reference.is_cluster_definition())
             .collect();
-        // Made as they are needed (a thousand futures made up front hold
-        // megabytes); by index: a closure over references would keep the
-        // stream from being provably Send.
-        let rest = &rest;
-        let futures = (0..rest.len())
-            .map(move |i| async move { self.apply_one(rest[i], false).await.map(|c| (i, c)) });
-        let mut applied = futures_util::stream::iter(futures).buffer_unordered(CONCURRENCY);
         let mut second = Vec::with_capacity(rest.len());
-        while let Some(change) = applied.next().await {
-            second.push(change?);
+        for workloads in [false, true] {
+            let wave: Vec<usize> = (0..rest.len())
+                .filter(|&i| rest[i].reference.is_workload() == workloads)
+                .collect();
+            // Made as they are needed (a thousand futures made up front
+            // hold megabytes); by index: a closure over references would
+            // keep the stream from being provably Send.
+            let (rest, wave) = (&rest, &wave);
+            let futures = (0..wave.len()).map(move |w| async move {
+                let i = wave[w];
+                self.apply_one(rest[i], false).await.map(|c| (i, c))
+            });
+            let mut applied = futures_util::stream::iter(futures).buffer_unordered(CONCURRENCY);
+            while let Some(change) = applied.next().await {
+                second.push(change?);
+            }
         }
         second.sort_by_key(|(i, _)| *i);
         changes.changes.extend(second.into_iter().map(|(_, c)| c));

@@ -393,3 +393,52 @@ async fn an_immutable_change_is_refused_with_a_hint_unless_the_object_opts_in_to
     assert_eq!(value(cms.get_opt("frozen").await?).as_deref(), Some("b"));
     Ok(())
 }
+
+#[tokio::test]
+async fn workloads_apply_after_the_config_their_pods_name_and_the_change_set_keeps_git_order()
+-> Result<()> {
+    let p = Perimeter::get();
+    let client = p.kube_client().await?;
+    let ns = unique_name("waves");
+    let deployment = |name: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "app", "image": "registry.internal/app:1",
+                                           "envFrom": [{"configMapRef": {"name": "settings"}}]}]}}}})
+    };
+    // Git lists the workloads first.
+    let set = objects(&[
+        namespace(&ns),
+        deployment("web"),
+        deployment("worker"),
+        config_map(&ns, "settings", "a"),
+        config_map(&ns, "other", "b"),
+    ]);
+    let applied = Applier::new(client.clone(), "airgate", "default")
+        .apply(&set)
+        .await?;
+    let names: Vec<&str> = applied
+        .changes
+        .iter()
+        .map(|c| c.object.name.as_str())
+        .collect();
+    assert_eq!(names, [ns.as_str(), "web", "worker", "settings", "other"]);
+    // resourceVersions are the store's revisions: every ConfigMap was
+    // written before any Deployment.
+    let version = |kind: &str| -> Vec<u64> {
+        applied
+            .changes
+            .iter()
+            .filter(|c| c.object.kind == kind)
+            .filter_map(|c| c.resource_version.as_deref()?.parse().ok())
+            .collect()
+    };
+    let (configs, workloads) = (version("ConfigMap"), version("Deployment"));
+    assert_eq!((configs.len(), workloads.len()), (2, 2));
+    assert!(
+        configs.iter().max() < workloads.iter().min(),
+        "ConfigMaps at {configs:?}, Deployments at {workloads:?}"
+    );
+    Ok(())
+}
