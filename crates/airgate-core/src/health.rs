@@ -69,7 +69,8 @@ fn replicas(obj: &Value, desired: &[&str], have: &[(&str, &[&str])]) -> Health {
     Health::Ready
 }
 
-/// The health of `obj` as the API server returned it.
+/// The health of `obj` as the API server returned it, judged by the
+/// apiVersion and kind it carries.
 pub fn assess(obj: &Value) -> Health {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
     let group = obj
@@ -77,6 +78,14 @@ pub fn assess(obj: &Value) -> Health {
         .and_then(Value::as_str)
         .and_then(|v| v.rsplit_once('/').map(|(g, _)| g))
         .unwrap_or_default();
+    assess_as(group, kind, obj)
+}
+
+/// The health of `obj` judged as a `kind` of API `group` (`""` for the core
+/// group), whatever the body says: the items of a list carry no apiVersion
+/// and kind, and a Deployment judged without its kind is an object without
+/// rules, Ready mid-rollout.
+pub fn assess_as(group: &str, kind: &str, obj: &Value) -> Health {
     match (group, kind) {
         ("apps", "Deployment") => {
             if condition(obj, "Progressing")
@@ -180,6 +189,20 @@ mod tests {
 
     fn deployment(status: Value) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"generation": 2}, "spec": {"replicas": 3}, "status": status})
+    }
+
+    #[test]
+    fn a_body_without_kind_is_judged_by_the_kind_given() {
+        let mut listed = deployment(json!({"observedGeneration": 2, "updatedReplicas": 1}));
+        if let Some(map) = listed.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+        assert_eq!(assess(&listed), Health::Ready);
+        assert_eq!(
+            assess_as("apps", "Deployment", &listed),
+            Health::Progressing("1 of 3 replicas updated".into())
+        );
     }
 
     #[test]

@@ -160,6 +160,16 @@ impl std::fmt::Debug for Applier {
     }
 }
 
+/// The health of `obj`, read from the API as `reference`, judged by the
+/// kind asked for.
+fn judged(reference: &ObjectRef, obj: &DynamicObject) -> Health {
+    health::assess_as(
+        reference.group(),
+        &reference.kind,
+        &serde_json::to_value(obj).unwrap_or(Value::Null),
+    )
+}
+
 /// How many requests of one stage are in flight at once.
 ///
 /// Always with `buffer_unordered`: `buffered` yields in order and counts a
@@ -399,9 +409,7 @@ impl Applier {
         Ok(Change {
             owned: owned_by(&after, &self.field_manager),
             resource_version: after.metadata.resource_version.clone(),
-            health: Some(health::assess(
-                &serde_json::to_value(&after).unwrap_or(Value::Null),
-            )),
+            health: Some(judged(&reference, &after)),
             object: reference,
             action,
         })
@@ -439,8 +447,9 @@ impl Applier {
     ///
     /// Objects of one kind in one namespace are read with one list (selected
     /// by this Applier's labels) when there are more than [`LIST_ABOVE`] of
-    /// them, one by one otherwise ([`CONCURRENCY`] reads at once): a rollout of hundreds of Deployments
-    /// costs a few lists per look, not hundreds of reads.
+    /// them, one by one otherwise ([`CONCURRENCY`] reads at once): a rollout
+    /// of hundreds of Deployments costs a few lists per look, not hundreds of
+    /// reads.
     pub async fn health_of(&self, objects: &[ObjectRef]) -> Result<Vec<Health>, ApplyError> {
         let mut groups: BTreeMap<(&str, &str, Option<&str>), Vec<usize>> = BTreeMap::new();
         for (i, o) in objects.iter().enumerate() {
@@ -505,17 +514,8 @@ impl Applier {
         let mut out = Vec::with_capacity(members.len());
         for i in members {
             let health = match by_name.get(&objects[i].name) {
-                Some(obj) => {
-                    // The items of a list carry no apiVersion and kind, and
-                    // health rules go by kind: without them a Deployment
-                    // mid-rollout read as an object without rules, Ready.
-                    let mut value = serde_json::to_value(obj).unwrap_or(Value::Null);
-                    if let Some(map) = value.as_object_mut() {
-                        map.insert("apiVersion".into(), objects[i].api_version.clone().into());
-                        map.insert("kind".into(), objects[i].kind.clone().into());
-                    }
-                    health::assess(&value)
-                }
+                // A list's items carry no kind: judged by the one asked for.
+                Some(obj) => judged(&objects[i], obj),
                 // Not selected: someone took the labels away (drift the
                 // watches report), or it is gone. Read it by name.
                 None => self.health(&objects[i]).await?,
@@ -548,9 +548,7 @@ impl Applier {
         let planned = self.located(reference).await?;
         let (api, reference) = self.api(&planned)?;
         match api.get_opt(&reference.name).await {
-            Ok(Some(obj)) => Ok(health::assess(
-                &serde_json::to_value(&obj).unwrap_or(Value::Null),
-            )),
+            Ok(Some(obj)) => Ok(judged(&reference, &obj)),
             Ok(None) => Ok(Health::Progressing("not found".to_string())),
             Err(e) => Err(ApplyError::Apply {
                 object: reference.to_string(),

@@ -20,6 +20,14 @@ fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 }
 
+/// A Deployment of `replicas` pods with the pod spec `pod`, selected by
+/// `app: NAME`.
+fn deployment(ns: &str, name: &str, replicas: u32, pod: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": pod}}})
+}
+
 fn config_map(ns: &str, name: &str, value: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"k": value}})
 }
@@ -186,9 +194,12 @@ async fn health_follows_the_rollout_and_prune_deletes_only_what_left_unless_opte
     let p = Perimeter::get();
     let client = p.kube_client().await?;
     let ns = unique_name("prune");
-    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "registry.internal/web:1"}]}}}});
+    let deployment = deployment(
+        &ns,
+        "web",
+        2,
+        json!({"containers": [{"name": "web", "image": "registry.internal/web:1"}]}),
+    );
     let mut kept = config_map(&ns, "kept", "a");
     kept["metadata"]["annotations"] = json!({"airgate.dev/prune": "disabled"});
     let first = objects(&[
@@ -267,12 +278,13 @@ async fn health_of_many_objects_of_one_kind_finds_each_even_one_the_label_list_m
     // carry no kind, and these once read as Ready by the rule for objects
     // without status.
     set.extend((0..10).map(|i| {
-        let name = format!("stuck-{i}");
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"nodeSelector": {"airgate.dev/no-such-node": "true"},
-                                           "containers": [{"name": "app", "image": "registry.internal/app:1"}]}}}})
+        deployment(
+            &ns,
+            &format!("stuck-{i}"),
+            1,
+            json!({"nodeSelector": {"airgate.dev/no-such-node": "true"},
+                   "containers": [{"name": "app", "image": "registry.internal/app:1"}]}),
+        )
     }));
     let labels = BTreeMap::from([("airgate.dev/app-name".to_string(), ns.clone())]);
     let applier = Applier::new(client.clone(), "airgate", "default").with_labels(labels);
@@ -311,9 +323,6 @@ async fn health_of_many_objects_of_one_kind_finds_each_even_one_the_label_list_m
         .map(|c| c.object.clone())
         .collect();
     assert_eq!(stuck.len(), 10);
-    // Give controller-manager time to see them, so the verdict is about
-    // replicas, not an unobserved generation.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     for (o, h) in stuck.iter().zip(applier.health_of(&stuck).await?) {
         assert!(matches!(h, Health::Progressing(_)), "{}: {h:?}", o.name);
     }
@@ -400,18 +409,20 @@ async fn workloads_apply_after_the_config_their_pods_name_and_the_change_set_kee
     let p = Perimeter::get();
     let client = p.kube_client().await?;
     let ns = unique_name("waves");
-    let deployment = |name: &str| {
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "app", "image": "registry.internal/app:1",
-                                           "envFrom": [{"configMapRef": {"name": "settings"}}]}]}}}})
+    let reads_settings = |name: &str| {
+        deployment(
+            &ns,
+            name,
+            1,
+            json!({"containers": [{"name": "app", "image": "registry.internal/app:1",
+                                   "envFrom": [{"configMapRef": {"name": "settings"}}]}]}),
+        )
     };
     // Git lists the workloads first.
     let set = objects(&[
         namespace(&ns),
-        deployment("web"),
-        deployment("worker"),
+        reads_settings("web"),
+        reads_settings("worker"),
         config_map(&ns, "settings", "a"),
         config_map(&ns, "other", "b"),
     ]);
