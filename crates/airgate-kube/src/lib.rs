@@ -160,9 +160,10 @@ impl std::fmt::Debug for Applier {
     }
 }
 
-/// The health of `obj`, read from the API as `reference`, judged by the
-/// kind asked for.
-fn judged(reference: &ObjectRef, obj: &DynamicObject) -> Health {
+/// The health of `obj`, read from the API (or seen by a watch) as
+/// `reference`, judged by the kind asked for, whatever the body says: a
+/// list's items carry no kind.
+pub fn judged(reference: &ObjectRef, obj: &DynamicObject) -> Health {
     health::assess_as(
         reference.group(),
         &reference.kind,

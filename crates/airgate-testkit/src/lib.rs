@@ -48,6 +48,15 @@ pub struct Perimeter {
     pub git_askpass: PathBuf,
     pub kustomize: PathBuf,
     pub helm: PathBuf,
+    /// The apiserver's audit log: one JSON line per request of a client
+    /// (the control plane's own are not logged), rotated at 500 MB.
+    pub audit_log: PathBuf,
+}
+
+/// A point in the apiserver's audit log; see [`Perimeter::audit_since`].
+#[derive(Clone, Debug)]
+pub struct AuditMark {
+    len: u64,
 }
 
 impl Perimeter {
@@ -112,7 +121,50 @@ impl Perimeter {
             git_askpass: path("AIRGATE_GIT_ASKPASS")?,
             kustomize: path("AIRGATE_KUSTOMIZE")?,
             helm: path("AIRGATE_HELM")?,
+            audit_log: path("AIRGATE_AUDIT_LOG")?,
         })
+    }
+
+    /// Where the audit log ends now.
+    pub fn audit_mark(&self) -> Result<AuditMark> {
+        let len = std::fs::metadata(&self.audit_log)
+            .with_context(|| format!("reading {}", self.audit_log.display()))?
+            .len();
+        Ok(AuditMark { len })
+    }
+
+    /// The audit events logged since `mark` (those the apiserver has
+    /// written by now), across a rotation of the log in between.
+    pub fn audit_since(&self, mark: &AuditMark) -> Result<Vec<serde_json::Value>> {
+        let read = |path: &Path| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let current = read(&self.audit_log)?;
+        let mut text = Vec::new();
+        if (current.len() as u64) < mark.len {
+            // Rotated since the mark: the rest of the mark's file is the
+            // newest rotated one.
+            let dir = self.audit_log.parent().unwrap_or(Path::new("."));
+            let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".log"))
+                })
+                .collect();
+            rotated.sort();
+            if let Some(newest) = rotated.last() {
+                text.extend(read(newest)?.into_iter().skip(mark.len as usize));
+            }
+            text.extend(current);
+        } else {
+            text.extend(current.into_iter().skip(mark.len as usize));
+        }
+        Ok(text
+            .split(|b| *b == b'\n')
+            .filter_map(|line| serde_json::from_slice(line).ok())
+            .collect())
     }
 
     /// The internal registry's password, read from its file.

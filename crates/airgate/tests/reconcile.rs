@@ -25,6 +25,10 @@ use serde_json::{Value, json};
 
 const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/// Who the controller is to the apiserver (its requests as an App's
+/// ServiceAccount are impersonated, and logged under this name).
+const CONTROLLER_USER: &str = "system:serviceaccount:airgate-system:airgate-controller";
+
 /// The Git-outage test takes this for writing; every other test for
 /// reading, so none of them sees the Git server go away.
 static GIT: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
@@ -429,6 +433,7 @@ async fn an_app_is_created_updated_and_pruned_from_git_and_every_sync_is_recorde
     );
 
     // Update: a new image and an added env var (1.2.3 -> 1.2.4).
+    let mark = t.p.audit_mark()?;
     t.write(
         "envs/prod/web.yaml",
         &deployment(&image("1.2.4"), Some(("LOG_LEVEL", "debug")), false),
@@ -441,6 +446,20 @@ async fn an_app_is_created_updated_and_pruned_from_git_and_every_sync_is_recorde
         &c,
     )
     .await?;
+    // The rollout was followed by the watch airgate already holds on the
+    // Deployments: its events carry the status, so none was read.
+    let reads: Vec<String> =
+        t.p.audit_since(&mark)?
+            .iter()
+            .filter(|e| {
+                e["user"]["username"] == CONTROLLER_USER
+                    && e["objectRef"]["namespace"] == t.ns.as_str()
+                    && e["objectRef"]["resource"] == "deployments"
+                    && (e["verb"] == "get" || e["verb"] == "list")
+            })
+            .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+            .collect();
+    assert!(reads.is_empty(), "the rollout was read: {reads:#?}");
     let web = t.deployment("web").await?.context("no Deployment web")?;
     assert_eq!(image_of(&web), image("1.2.4"));
     let env = web

@@ -1,34 +1,43 @@
-//! Watch-based drift detection.
+//! Watch-based drift detection, and health that follows the watches.
 //!
-//! After a sync, each App gets metadata-only watches on exactly what it
-//! applied: one per (kind, namespace) of its inventory, selected by the App
-//! labels, sent as the App's ServiceAccount. So the controller never lists
-//! kinds it does not manage, and needs no read rights of its own on them.
+//! After a sync, each App gets watches on exactly what it applied: one per
+//! (kind, namespace) of its inventory, selected by the App labels, sent as
+//! the App's ServiceAccount. So the controller never lists kinds it does
+//! not manage, and needs no read rights of its own on them. Kinds without a
+//! `status` subresource (ConfigMaps, Secrets, RBAC) are watched for their
+//! metadata only, so a Secret's data never reaches the controller; kinds
+//! with one (Deployments, Jobs, CRDs, most custom resources) are watched
+//! whole, because their status is what health is judged on.
 //! An event whose `managedFields` show a field airgate applied now owned by
 //! someone else (see `airgate_core::drift`) is queued on the App and
 //! triggers a reconcile pass; so is the deletion of an applied object.
 //! Events older than airgate's own last write are ignored. With nothing
 //! changing, the watches are silent: no polling, no dry-runs.
 //!
-//! The same watches drive health: an event on an object still on its way to
-//! Ready (a status update is an event too) triggers a pass that reads it.
+//! The same watches drive health. An event on an object still on its way to
+//! Ready (a status update is an event too) triggers a pass. For kinds
+//! watched whole, the event itself carries the verdict (see
+//! [`Seen`](super::reconcile::Seen)), so a rollout is followed without a
+//! single read; objects of metadata-only watches are read by the pass.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use airgate_core::drift::{self, Drifted};
+use airgate_core::health::Health;
 use airgate_core::inventory::Inventory;
 use airgate_core::object::ObjectRef;
 use airgate_kube::app::App;
 use airgate_sync::AppSpec as SyncSpec;
 use anyhow::Result;
 use futures_util::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
-use kube::discovery::Scope;
+use kube::discovery::{ApiCapabilities, Scope};
 use kube::runtime::reflector::{ObjectRef as AppRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::{Context, log};
@@ -39,6 +48,38 @@ struct Target {
     api_version: String,
     kind: String,
     namespace: Option<String>,
+    /// Whole objects (the kind has a status), not just their metadata.
+    whole: bool,
+}
+
+impl Target {
+    /// The key of this watch, as [`WatchKey::of`] finds it from an object.
+    fn key(&self) -> WatchKey {
+        WatchKey {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
+}
+
+/// Which watch sees an object: its kind, and its namespace for namespaced
+/// kinds (an inventory entry of a cluster kind has no namespace).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatchKey {
+    api_version: String,
+    kind: String,
+    namespace: Option<String>,
+}
+
+impl WatchKey {
+    pub fn of(o: &ObjectRef) -> WatchKey {
+        WatchKey {
+            api_version: o.api_version.clone(),
+            kind: o.kind.clone(),
+            namespace: o.namespace.clone(),
+        }
+    }
 }
 
 /// The watches of one App.
@@ -59,25 +100,25 @@ impl WatchSet {
 /// Makes the App's watches match its inventory (kinds and namespaces).
 pub async fn watch(ctx: &Arc<Context>, spec: &SyncSpec, inventory: &Inventory) -> Result<()> {
     let applier = ctx.syncer.applier(spec)?;
-    let mut resources: HashMap<(String, String), (ApiResource, Scope)> = HashMap::new();
+    let mut resources: HashMap<(String, String), (ApiResource, ApiCapabilities)> = HashMap::new();
     let mut targets = BTreeSet::new();
     for o in &inventory.entries {
         let k = (o.api_version.clone(), o.kind.clone());
         if !resources.contains_key(&k) {
-            let (ar, caps) = applier.resource(o).await?;
-            resources.insert(k.clone(), (ar, caps.scope));
+            resources.insert(k.clone(), applier.resource(o).await?);
         }
-        let namespaced = resources
-            .get(&k)
-            .is_some_and(|(_, s)| *s == Scope::Namespaced);
+        let Some((_, caps)) = resources.get(&k) else {
+            continue;
+        };
         targets.insert(Target {
             api_version: o.api_version.clone(),
             kind: o.kind.clone(),
-            namespace: if namespaced {
+            namespace: if caps.scope == Scope::Namespaced {
                 o.namespace.clone()
             } else {
                 None
             },
+            whole: caps.subresources.iter().any(|(r, _)| r.plural == "status"),
         });
     }
     let mut watches = match ctx.watches.lock() {
@@ -89,53 +130,98 @@ pub async fn watch(ctx: &Arc<Context>, spec: &SyncSpec, inventory: &Inventory) -
         return Ok(());
     }
     set.stop();
+    // Until a new watch has listed, no event is missing from what it saw.
+    ctx.with_state(&spec.app, |s| s.live.clear());
     for target in &targets {
         let Some((ar, _)) = resources.get(&(target.api_version.clone(), target.kind.clone()))
         else {
             continue;
         };
-        let api: Api<PartialObjectMeta<DynamicObject>> = match &target.namespace {
-            Some(ns) => Api::namespaced_with(applier.client(), ns, ar),
-            None => Api::all_with(applier.client(), ar),
-        };
+        let client = applier.client();
         let config = watcher::Config::default().labels(&spec.selector());
-        let ctx = ctx.clone();
-        let (app, target) = (spec.app.clone(), target.clone());
-        set.tasks.push(tokio::spawn(async move {
-            let mut events = watcher::watcher(api, config).default_backoff().boxed();
-            let mut reported_error = false;
-            while let Some(event) = events.next().await {
-                match event {
-                    Ok(watcher::Event::Apply(m) | watcher::Event::InitApply(m)) => {
-                        changed(&ctx, &app, &target, &m);
-                        reported_error = false;
-                    }
-                    Ok(watcher::Event::Delete(m)) => deleted(&ctx, &app, &target, &m),
-                    Ok(_) => {}
-                    Err(e) => {
-                        if !reported_error {
-                            log::warn(
-                                "drift watch failing",
-                                json!({"app": app, "kind": target.kind,
-                                       "namespace": target.namespace, "error": e.to_string()}),
-                            );
-                            reported_error = true;
-                        }
-                    }
-                }
-            }
-        }));
+        let (ctx, app, target) = (ctx.clone(), spec.app.clone(), target.clone());
+        set.tasks.push(if target.whole {
+            let api: Api<DynamicObject> = match &target.namespace {
+                Some(ns) => Api::namespaced_with(client, ns, ar),
+                None => Api::all_with(client, ar),
+            };
+            let events = watcher::watcher(api, config);
+            tokio::spawn(follow(ctx, app, target, events, |o| Some(o)))
+        } else {
+            // `PartialObjectMeta` makes the requests metadata-only.
+            let api: Api<PartialObjectMeta<DynamicObject>> = match &target.namespace {
+                Some(ns) => Api::namespaced_with(client, ns, ar),
+                None => Api::all_with(client, ar),
+            };
+            let events = watcher::watcher(api, config);
+            tokio::spawn(follow(ctx, app, target, events, |_| None))
+        });
     }
     set.targets = targets;
     Ok(())
 }
 
-fn object(target: &Target, m: &PartialObjectMeta<DynamicObject>) -> ObjectRef {
+/// Handles the events of one watch until it is stopped. `whole` gives the
+/// object of an event when the watch carries whole objects.
+async fn follow<K>(
+    ctx: Arc<Context>,
+    app: String,
+    target: Target,
+    events: impl futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+    whole: fn(&K) -> Option<&DynamicObject>,
+) where
+    K: kube::Resource + Clone + std::fmt::Debug + Send + 'static,
+{
+    let mut events = events.default_backoff().boxed();
+    let mut reported_error = false;
+    let key = target.key();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(m) | watcher::Event::InitApply(m)) => {
+                let object = object(&target, m.meta());
+                let health = whole(&m).map(|o| airgate_kube::judged(&object, o));
+                changed(&ctx, &app, object, m.meta(), health);
+                reported_error = false;
+            }
+            Ok(watcher::Event::Delete(m)) => deleted(&ctx, &app, object(&target, m.meta())),
+            // A (re)list: what happened since the last event may be missing
+            // until it is done.
+            Ok(watcher::Event::Init) => {
+                ctx.with_state(&app, |s| s.live.remove(&key));
+            }
+            Ok(watcher::Event::InitDone) => {
+                if target.whole {
+                    let waiting = ctx.with_state(&app, |s| {
+                        s.live.insert(key.clone());
+                        s.health.is_some()
+                    });
+                    // What was pending may be known now.
+                    if waiting {
+                        let _ = ctx.trigger.send(app_ref(&app));
+                    }
+                }
+            }
+            Err(e) => {
+                ctx.with_state(&app, |s| s.live.remove(&key));
+                if !reported_error {
+                    log::warn(
+                        "drift watch failing",
+                        json!({"app": app, "kind": target.kind,
+                               "namespace": target.namespace, "error": e.to_string()}),
+                    );
+                    reported_error = true;
+                }
+            }
+        }
+    }
+}
+
+fn object(target: &Target, m: &ObjectMeta) -> ObjectRef {
     ObjectRef {
         api_version: target.api_version.clone(),
         kind: target.kind.clone(),
-        namespace: m.namespace(),
-        name: m.name_any(),
+        namespace: m.namespace.clone(),
+        name: m.name.clone().unwrap_or_default(),
     }
 }
 
@@ -152,24 +238,28 @@ fn queue(ctx: &Context, app: &str, object: ObjectRef, drifted: Drifted) {
     let _ = ctx.trigger.send(app_ref(app));
 }
 
-fn changed(ctx: &Context, app: &str, target: &Target, m: &PartialObjectMeta<DynamicObject>) {
-    let object = object(target, m);
-    let rv: Option<u64> = m
-        .metadata
-        .resource_version
-        .as_deref()
-        .and_then(|v| v.parse().ok());
+/// An object was created or changed; `health` is its verdict when the
+/// watch carries whole objects.
+fn changed(ctx: &Context, app: &str, object: ObjectRef, m: &ObjectMeta, health: Option<Health>) {
+    let rv: Option<u64> = m.resource_version.as_deref().and_then(|v| v.parse().ok());
     let manager = ctx.syncer.field_manager();
-    let (found, progressing) = ctx.with_state(app, |s| {
+    let (found, wake) = ctx.with_state(app, |s| {
         let progressing = s
             .health
             .as_ref()
             .is_some_and(|h| h.pending.contains(&object));
-        (drift_in(s, &object, rv, m, manager), progressing)
+        // A pass is worth it when a pending object's verdict may have
+        // moved: always for metadata-only watches, and for whole ones
+        // when it did (not on every status update of a rollout).
+        let wake = match (health, rv) {
+            (Some(health), Some(rv)) => s.saw(&object, rv, health) && progressing,
+            _ => progressing,
+        };
+        (drift_in(s, &object, rv, m, manager), wake)
     });
     if let Some(drifted) = found {
         queue(ctx, app, object, drifted);
-    } else if progressing {
+    } else if wake {
         let _ = ctx.trigger.send(app_ref(app));
     }
 }
@@ -179,7 +269,7 @@ fn drift_in(
     s: &mut super::reconcile::AppState,
     object: &ObjectRef,
     rv: Option<u64>,
-    m: &PartialObjectMeta<DynamicObject>,
+    m: &ObjectMeta,
     manager: &str,
 ) -> Option<Drifted> {
     if s.syncing || s.suspended {
@@ -191,7 +281,7 @@ fn drift_in(
     {
         return None;
     }
-    let managed = serde_json::to_value(&m.metadata.managed_fields).unwrap_or_default();
+    let managed = serde_json::to_value(&m.managed_fields).unwrap_or_default();
     let owners = drift::owners(&managed);
     let drifted = drift::detect(&baseline.fields, &owners, manager)?;
     // From now on, compare with what airgate still owns: one report per
@@ -201,9 +291,9 @@ fn drift_in(
     Some(drifted)
 }
 
-fn deleted(ctx: &Context, app: &str, target: &Target, m: &PartialObjectMeta<DynamicObject>) {
-    let object = object(target, m);
+fn deleted(ctx: &Context, app: &str, object: ObjectRef) {
     let ours = ctx.with_state(app, |s| {
+        s.seen.remove(&object);
         !s.syncing && !s.suspended && s.expected.remove(&object).is_some()
     });
     if ours {

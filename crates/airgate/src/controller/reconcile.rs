@@ -50,6 +50,14 @@ const HEALTH_POLL: Duration = Duration::from_secs(2);
 /// events a rollout sends.
 const HEALTH_SPACING: Duration = Duration::from_millis(250);
 
+/// Two looks at health that the watches answer alone (no request) are at
+/// least this far apart: Ready follows the last event closely.
+const WATCH_SPACING: Duration = Duration::from_millis(50);
+
+/// While objects progress, the status's "waiting for" message is rewritten
+/// at most this often (becoming Ready or Stalled is written at once).
+const PROGRESS_REFRESH: Duration = Duration::from_secs(1);
+
 /// What airgate owned in one object right after applying it.
 #[derive(Clone, Debug, Default)]
 pub struct Baseline {
@@ -63,12 +71,22 @@ impl Baseline {
     fn after(change: &airgate_kube::Change) -> Baseline {
         Baseline {
             fields: change.owned.clone(),
-            resource_version: change
-                .resource_version
-                .as_deref()
-                .and_then(|v| v.parse().ok()),
+            resource_version: written(change),
         }
     }
+}
+
+/// The resourceVersion an apply left.
+fn written(change: &airgate_kube::Change) -> Option<u64> {
+    change.resource_version.as_deref()?.parse().ok()
+}
+
+/// An object's health as the last event of a watch that carries whole
+/// objects showed it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub resource_version: u64,
+    pub health: Health,
 }
 
 /// Objects applied, still on their way to Ready.
@@ -76,8 +94,10 @@ impl Baseline {
 pub struct HealthWait {
     pub deadline: Instant,
     pub pending: Vec<ObjectRef>,
-    /// When health was last read.
-    pub read_at: Option<Instant>,
+    /// When health was last looked at, and whether that read the API.
+    pub checked: Option<(Instant, bool)>,
+    /// When the "waiting for" message was last put in the status.
+    pub reported_at: Option<Instant>,
 }
 
 impl HealthWait {
@@ -85,15 +105,31 @@ impl HealthWait {
         HealthWait {
             deadline: Instant::now() + timeout,
             pending,
-            read_at: None,
+            checked: None,
+            reported_at: None,
         }
     }
 
-    /// How long until health may be read again (zero: now).
+    /// How long until health may be looked at again (zero: now).
     fn spacing_left(&self) -> Duration {
-        self.read_at
-            .map(|t| HEALTH_SPACING.saturating_sub(t.elapsed()))
+        self.checked
+            .map(|(t, read)| {
+                let spacing = if read { HEALTH_SPACING } else { WATCH_SPACING };
+                spacing.saturating_sub(t.elapsed())
+            })
             .unwrap_or_default()
+    }
+
+    /// Whether the progress message is due for a rewrite; if so, it counts
+    /// as written now.
+    fn report_due(&mut self) -> bool {
+        let due = self
+            .reported_at
+            .is_none_or(|t| t.elapsed() >= PROGRESS_REFRESH);
+        if due {
+            self.reported_at = Some(Instant::now());
+        }
+        due
     }
 }
 
@@ -118,6 +154,11 @@ pub struct AppState {
     /// The last [`REQUEST_ANNOTATION`] value acted on.
     pub requested: Option<String>,
     pub suspended: bool,
+    /// Health of the objects of whole-object watches, from their events.
+    pub seen: HashMap<ObjectRef, Seen>,
+    /// Whole-object watches that have listed and are running: an object of
+    /// theirs with no event since its last [`Seen`] has not changed since.
+    pub live: BTreeSet<drift::WatchKey>,
 }
 
 impl AppState {
@@ -127,6 +168,45 @@ impl AppState {
         self.next_fetch
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(interval)
+    }
+
+    /// `o`'s health as its watch knows it, without a read: when the watch
+    /// carries whole objects, is live, and has shown `o` at or after
+    /// airgate's own last write of it. `None`: it has to be read.
+    pub fn watched(&self, o: &ObjectRef) -> Option<Health> {
+        if !self.live.contains(&drift::WatchKey::of(o)) {
+            return None;
+        }
+        let seen = self.seen.get(o)?;
+        let written = self.expected.get(o)?.resource_version?;
+        (seen.resource_version >= written).then(|| seen.health.clone())
+    }
+
+    /// Records `o`'s health as of resourceVersion `rv`, unless something
+    /// newer is known. True when that moved its verdict (to Ready,
+    /// Progressing or Failed), which is worth a pass if it is pending.
+    pub fn saw(&mut self, o: &ObjectRef, rv: u64, health: Health) -> bool {
+        match self.seen.get_mut(o) {
+            Some(seen) if seen.resource_version > rv => false,
+            Some(seen) => {
+                let moved = std::mem::discriminant(&seen.health) != std::mem::discriminant(&health);
+                *seen = Seen {
+                    resource_version: rv,
+                    health,
+                };
+                moved
+            }
+            None => {
+                self.seen.insert(
+                    o.clone(),
+                    Seen {
+                        resource_version: rv,
+                        health,
+                    },
+                );
+                true
+            }
+        }
     }
 }
 
@@ -549,6 +629,17 @@ async fn sync(
                         .collect(),
                 ));
                 s.drift.clear();
+                s.seen.retain(|o, _| inventory.entries.contains(o));
+                // An apply's answer is the object as of airgate's write: what
+                // a watch shows from then on is newer. (Only for what is
+                // still on its way: the rest is not waited for.)
+                for c in &outcome.applied.changes {
+                    if let (Some(health), Some(rv)) = (&c.health, written(c))
+                        && *health != Health::Ready
+                    {
+                        s.saw(&c.object, rv, health.clone());
+                    }
+                }
             });
             status.last_applied_revision = Some(rev.clone());
             status.last_attempted_revision = Some(rev.clone());
@@ -631,25 +722,49 @@ async fn check_health(
     now: &str,
 ) {
     let key = spec.app.clone();
-    let Some(wait) = ctx.with_state(&key, |s| {
+    let Some((wait, watched)) = ctx.with_state(&key, |s| {
+        let pending = &s.health.as_ref()?.pending;
+        let watched: Vec<Option<Health>> = pending.iter().map(|o| s.watched(o)).collect();
         let h = s.health.as_mut()?;
-        h.read_at = Some(Instant::now());
-        Some(h.clone())
+        h.checked = Some((Instant::now(), watched.iter().any(Option::is_none)));
+        Some((h.clone(), watched))
     }) else {
         return;
     };
     let report = Report { ctx, app };
     let rev = status.last_applied_revision.clone().unwrap_or_default();
-    let results = match ctx.syncer.health(spec, &wait.pending).await {
-        Ok(r) => r,
-        Err(e) => {
-            log::warn(
-                "health not readable",
-                json!({"app": key, "error": e.to_string()}),
-            );
-            return;
+    // Only what the watches cannot tell is read.
+    let unknown: Vec<ObjectRef> = wait
+        .pending
+        .iter()
+        .zip(&watched)
+        .filter(|(_, w)| w.is_none())
+        .map(|(o, _)| o.clone())
+        .collect();
+    let mut read = if unknown.is_empty() {
+        Vec::new()
+    } else {
+        match ctx.syncer.health(spec, &unknown).await {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn(
+                    "health not readable",
+                    json!({"app": key, "error": e.to_string()}),
+                );
+                return;
+            }
         }
-    };
+    }
+    .into_iter();
+    let results: Vec<(ObjectRef, Health)> = wait
+        .pending
+        .iter()
+        .zip(watched)
+        .filter_map(|(o, w)| match w {
+            Some(h) => Some((o.clone(), h)),
+            None => read.next(),
+        })
+        .collect();
     let failed = results
         .iter()
         .find(|(_, h)| matches!(h, Health::Failed(_)))
@@ -724,13 +839,18 @@ async fn check_health(
             pending.len(),
             describe(&pending[0])
         );
-        ctx.with_state(&key, |s| {
-            if let Some(h) = s.health.as_mut() {
+        let progressing =
+            status.condition("Ready").map(|c| c.reason.as_str()) == Some("Progressing");
+        let due = ctx.with_state(&key, |s| {
+            s.health.as_mut().is_some_and(|h| {
                 h.pending = pending.iter().map(|(o, _)| o.clone()).collect();
-            }
+                h.report_due() || !progressing
+            })
         });
-        status.set_condition("Ready", "Unknown", "Progressing", &message, now);
-        status.set_condition("Reconciling", "True", "Progressing", &message, now);
+        if due {
+            status.set_condition("Ready", "Unknown", "Progressing", &message, now);
+            status.set_condition("Reconciling", "True", "Progressing", &message, now);
+        }
     }
 }
 
@@ -871,4 +991,70 @@ async fn write_status(
         app: key(app),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment() -> ObjectRef {
+        ObjectRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: Some("shop".into()),
+            name: "web".into(),
+        }
+    }
+
+    fn progressing() -> Health {
+        Health::Progressing("0 of 1 replicas updated".into())
+    }
+
+    /// airgate wrote `o` at resourceVersion 10.
+    fn written_at_10(o: &ObjectRef) -> AppState {
+        let mut s = AppState::default();
+        s.expected.insert(
+            o.clone(),
+            Baseline {
+                fields: BTreeSet::new(),
+                resource_version: Some(10),
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn health_is_read_until_a_live_watch_has_shown_airgates_own_write() {
+        let o = deployment();
+        let mut s = written_at_10(&o);
+        s.saw(&o, 12, Health::Ready);
+        // Not live (not yet listed, or failing): it could have missed events.
+        assert_eq!(s.watched(&o), None);
+        s.live.insert(drift::WatchKey::of(&o));
+        assert_eq!(s.watched(&o), Some(Health::Ready));
+        // Shown only before airgate's write: the watch has not caught up.
+        let mut s = written_at_10(&o);
+        s.live.insert(drift::WatchKey::of(&o));
+        s.saw(&o, 9, Health::Ready);
+        assert_eq!(s.watched(&o), None);
+        s.saw(&o, 10, progressing());
+        assert_eq!(s.watched(&o), Some(progressing()));
+    }
+
+    #[test]
+    fn an_older_event_never_overrides_a_newer_verdict_and_only_a_moved_verdict_wakes() {
+        let o = deployment();
+        let mut s = AppState::default();
+        assert!(s.saw(&o, 10, progressing()), "first verdict");
+        assert!(
+            !s.saw(&o, 11, Health::Progressing("1 of 1 updated".into())),
+            "same verdict"
+        );
+        assert!(s.saw(&o, 13, Health::Ready), "now Ready");
+        assert!(!s.saw(&o, 12, progressing()), "an older event");
+        assert_eq!(
+            s.seen.get(&o).map(|x| x.health.clone()),
+            Some(Health::Ready)
+        );
+    }
 }
