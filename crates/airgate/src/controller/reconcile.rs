@@ -9,9 +9,11 @@
 //!    nothing to do: no dry-run, no write.
 //! 3. **Health** of what the last sync applied, until all of it is Ready or
 //!    `spec.timeout` passes (then the App is Stalled, the object named).
-//!    What the apply's answers already showed Ready is not read again; the
-//!    rest is read when the watches see it change (and every
-//!    [`HEALTH_POLL`] at the latest), so Ready follows the rollout closely.
+//!    What the apply's answers already showed Ready is not looked at again.
+//!    The rest is looked at when the watches see it change (and every
+//!    [`HEALTH_POLL`] at the latest), so Ready follows the rollout closely;
+//!    what a live whole-object watch has shown since airgate's own write is
+//!    taken from its events ([`AppState::watched`]), the rest is read.
 //!
 //! The status is written only when it changed.
 
@@ -42,8 +44,8 @@ use super::{Context, drift, log};
 /// makes the next pass fetch from Git now instead of at the interval.
 pub const REQUEST_ANNOTATION: &str = "airgate.dev/requested-at";
 
-/// How often health is read at the latest while objects are still
-/// progressing; a watch event on one of them reads it sooner.
+/// How often health is looked at, at the latest, while objects are still
+/// progressing; a watch event on one of them makes it sooner.
 const HEALTH_POLL: Duration = Duration::from_secs(2);
 
 /// Two reads of health are at least this far apart, however many watch
