@@ -35,6 +35,8 @@
 #
 #   SIZES="100 1000" STEADY=600 INTERVAL=1m TOOLS="kubectl airgate flux" bench/reconcile.sh
 #
+# AIRGATE=PATH runs that airgate binary instead of building this checkout.
+#
 # Output: a Markdown table on stdout (and in target/bench/reconcile.md).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,8 +57,14 @@ dev/perimeter env >/dev/null 2>&1 || dev/perimeter up >&2
 # shellcheck disable=SC1091
 . target/perimeter/env
 [ -n "${AIRGATE_AUDIT_LOG:-}" ] || die "the perimeter has no audit log; restart it: dev/perimeter down && dev/perimeter up"
-cargo build --release --locked -p airgate >&2
-airgate=$root/target/release/airgate
+# AIRGATE=PATH measures that binary instead of this checkout's (to compare
+# two builds in the same conditions).
+if [ -n "${AIRGATE:-}" ]; then
+  airgate=$AIRGATE
+else
+  cargo build --release --locked -p airgate >&2
+  airgate=$root/target/release/airgate
+fi
 kubectl() { "$AIRGATE_KUBECTL" "$@"; }
 
 work=$root/target/bench/reconcile
