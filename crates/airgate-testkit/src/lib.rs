@@ -136,12 +136,17 @@ impl Perimeter {
     /// The audit events logged since `mark` (those the apiserver has
     /// written by now), across a rotation of the log in between.
     pub fn audit_since(&self, mark: &AuditMark) -> Result<Vec<serde_json::Value>> {
-        let read = |path: &Path| {
-            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        // Only the part after `from`: the log runs to hundreds of MB.
+        let read_from = |path: &Path, from: u64, into: &mut Vec<u8>| -> Result<()> {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f =
+                std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+            f.seek(SeekFrom::Start(from))?;
+            f.read_to_end(into)?;
+            Ok(())
         };
-        let current = read(&self.audit_log)?;
         let mut text = Vec::new();
-        if (current.len() as u64) < mark.len {
+        if std::fs::metadata(&self.audit_log)?.len() < mark.len {
             // Rotated since the mark: the rest of the mark's file is the
             // newest rotated one.
             let dir = self.audit_log.parent().unwrap_or(Path::new("."));
@@ -155,11 +160,11 @@ impl Perimeter {
                 .collect();
             rotated.sort();
             if let Some(newest) = rotated.last() {
-                text.extend(read(newest)?.into_iter().skip(mark.len as usize));
+                read_from(newest, mark.len, &mut text)?;
             }
-            text.extend(current);
+            read_from(&self.audit_log, 0, &mut text)?;
         } else {
-            text.extend(current.into_iter().skip(mark.len as usize));
+            read_from(&self.audit_log, mark.len, &mut text)?;
         }
         Ok(text
             .split(|b| *b == b'\n')

@@ -45,22 +45,9 @@ use super::{Context, log};
 /// One watch: a kind in a namespace (or cluster-wide for cluster kinds).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Target {
-    api_version: String,
-    kind: String,
-    namespace: Option<String>,
+    key: WatchKey,
     /// Whole objects (the kind has a status), not just their metadata.
     whole: bool,
-}
-
-impl Target {
-    /// The key of this watch, as [`WatchKey::of`] finds it from an object.
-    fn key(&self) -> WatchKey {
-        WatchKey {
-            api_version: self.api_version.clone(),
-            kind: self.kind.clone(),
-            namespace: self.namespace.clone(),
-        }
-    }
 }
 
 /// Which watch sees an object: its kind, and its namespace for namespaced
@@ -111,12 +98,14 @@ pub async fn watch(ctx: &Arc<Context>, spec: &SyncSpec, inventory: &Inventory) -
             continue;
         };
         targets.insert(Target {
-            api_version: o.api_version.clone(),
-            kind: o.kind.clone(),
-            namespace: if caps.scope == Scope::Namespaced {
-                o.namespace.clone()
-            } else {
-                None
+            key: WatchKey {
+                api_version: o.api_version.clone(),
+                kind: o.kind.clone(),
+                namespace: if caps.scope == Scope::Namespaced {
+                    o.namespace.clone()
+                } else {
+                    None
+                },
             },
             whole: caps.subresources.iter().any(|(r, _)| r.plural == "status"),
         });
@@ -133,32 +122,41 @@ pub async fn watch(ctx: &Arc<Context>, spec: &SyncSpec, inventory: &Inventory) -
     // Until a new watch has listed, no event is missing from what it saw.
     ctx.with_state(&spec.app, |s| s.live.clear());
     for target in &targets {
-        let Some((ar, _)) = resources.get(&(target.api_version.clone(), target.kind.clone()))
-        else {
+        let k = &target.key;
+        let Some((ar, _)) = resources.get(&(k.api_version.clone(), k.kind.clone())) else {
             continue;
         };
         let client = applier.client();
         let config = watcher::Config::default().labels(&spec.selector());
         let (ctx, app, target) = (ctx.clone(), spec.app.clone(), target.clone());
         set.tasks.push(if target.whole {
-            let api: Api<DynamicObject> = match &target.namespace {
-                Some(ns) => Api::namespaced_with(client, ns, ar),
-                None => Api::all_with(client, ar),
-            };
-            let events = watcher::watcher(api, config);
+            let events = watcher::watcher(scoped::<DynamicObject>(client, &target, ar), config);
             tokio::spawn(follow(ctx, app, target, events, |o| Some(o)))
         } else {
             // `PartialObjectMeta` makes the requests metadata-only.
-            let api: Api<PartialObjectMeta<DynamicObject>> = match &target.namespace {
-                Some(ns) => Api::namespaced_with(client, ns, ar),
-                None => Api::all_with(client, ar),
-            };
-            let events = watcher::watcher(api, config);
-            tokio::spawn(follow(ctx, app, target, events, |_| None))
+            let api = scoped::<PartialObjectMeta<DynamicObject>>(client, &target, ar);
+            tokio::spawn(follow(
+                ctx,
+                app,
+                target,
+                watcher::watcher(api, config),
+                |_| None,
+            ))
         });
     }
     set.targets = targets;
     Ok(())
+}
+
+/// The API of `target`'s kind, in its namespace or cluster-wide.
+fn scoped<K>(client: kube::Client, target: &Target, ar: &ApiResource) -> Api<K>
+where
+    K: kube::Resource<DynamicType = ApiResource, Scope = kube::core::DynamicResourceScope>,
+{
+    match &target.key.namespace {
+        Some(ns) => Api::namespaced_with(client, ns, ar),
+        None => Api::all_with(client, ar),
+    }
 }
 
 /// Handles the events of one watch until it is stopped. `whole` gives the
@@ -174,7 +172,7 @@ async fn follow<K>(
 {
     let mut events = events.default_backoff().boxed();
     let mut reported_error = false;
-    let key = target.key();
+    let key = &target.key;
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Apply(m) | watcher::Event::InitApply(m)) => {
@@ -187,7 +185,7 @@ async fn follow<K>(
             // A (re)list: what happened since the last event may be missing
             // until it is done.
             Ok(watcher::Event::Init) => {
-                ctx.with_state(&app, |s| s.live.remove(&key));
+                ctx.with_state(&app, |s| s.live.remove(key));
             }
             Ok(watcher::Event::InitDone) => {
                 if target.whole {
@@ -202,12 +200,12 @@ async fn follow<K>(
                 }
             }
             Err(e) => {
-                ctx.with_state(&app, |s| s.live.remove(&key));
+                ctx.with_state(&app, |s| s.live.remove(key));
                 if !reported_error {
                     log::warn(
                         "drift watch failing",
-                        json!({"app": app, "kind": target.kind,
-                               "namespace": target.namespace, "error": e.to_string()}),
+                        json!({"app": app, "kind": key.kind,
+                               "namespace": key.namespace, "error": e.to_string()}),
                     );
                     reported_error = true;
                 }
@@ -218,8 +216,8 @@ async fn follow<K>(
 
 fn object(target: &Target, m: &ObjectMeta) -> ObjectRef {
     ObjectRef {
-        api_version: target.api_version.clone(),
-        kind: target.kind.clone(),
+        api_version: target.key.api_version.clone(),
+        kind: target.key.kind.clone(),
         namespace: m.namespace.clone(),
         name: m.name.clone().unwrap_or_default(),
     }
