@@ -92,6 +92,10 @@ pub struct LayoutFile {
     pub size: u64,
 }
 
+fn shown(s: &str) -> String {
+    crate::text::shown(s, 200)
+}
+
 /// What a tar entry's path says it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKind {
@@ -104,24 +108,27 @@ pub enum EntryKind {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BundleError {
-    #[error("tar entry '{0}' has an absolute path; refusing it")]
+    #[error("tar entry '{}' has an absolute path; refusing it", shown(.0))]
     AbsolutePath(String),
-    #[error("tar entry '{0}' has a '..' or empty path component; refusing it")]
+    #[error("tar entry '{}' has a '..' or empty path component; refusing it", shown(.0))]
     Traversal(String),
-    #[error("tar entry '{0}' is not part of an airgate bundle")]
+    #[error("tar entry '{}' is not part of an airgate bundle", shown(.0))]
     Unexpected(String),
     #[error(
-        "file name '{0}' must be 1 to {MAX_FILE_NAME} characters of letters, digits, '.', '_', '-', '+' in '/'-separated parts"
+        "file name '{}' must be 1 to {MAX_FILE_NAME} characters of letters, digits, '.', '_', '-', '+' in '/'-separated parts",
+        shown(.0)
     )]
     FileName(String),
-    #[error("not a bundle inventory: {0}")]
+    #[error("not a bundle inventory: {}", shown(.0))]
     Header(String),
-    #[error("the inventory lists {0} twice")]
+    #[error("the inventory lists {} twice", shown(.0))]
     Duplicate(String),
     #[error(
         "manifest {manifest} needs blob {blob}, which the bundle neither carries nor lists as carried before"
     )]
     MissingChild { manifest: Digest, blob: Digest },
+    #[error("the sizes the inventory lists add up to more than 2^64 bytes; refusing it")]
+    TooLarge,
     #[error("image {reference} is pinned to {digest}, which the bundle does not list")]
     MissingImage { reference: String, digest: Digest },
 }
@@ -193,6 +200,14 @@ impl Inventory {
                 return Err(BundleError::Duplicate(format!("file {}", f.name)));
             }
         }
+        // Every size comes from input: they must add up without overflow,
+        // with a tar header and padding each (see `archive::end_of`).
+        let sizes = self.blobs.iter().map(|b| b.size);
+        let sizes = sizes.chain(self.files.iter().map(|f| f.size));
+        let mut sizes = sizes.chain(self.layout.iter().map(|l| l.size));
+        sizes
+            .try_fold(0u64, crate::archive::end_of)
+            .ok_or(BundleError::TooLarge)?;
         for image in &self.images {
             if !seen.contains(&image.digest) {
                 return Err(BundleError::MissingImage {
@@ -209,13 +224,13 @@ impl Inventory {
         self.blobs.iter().map(|b| (&b.digest, b)).collect()
     }
 
-    /// Total bytes of the blobs this bundle carries.
+    /// Total bytes of the blobs this bundle carries (saturating; a validated
+    /// inventory's total fits).
     pub fn carried_bytes(&self) -> u64 {
         self.blobs
             .iter()
             .filter(|b| b.carried)
-            .map(|b| b.size)
-            .sum()
+            .fold(0u64, |total, b| total.saturating_add(b.size))
     }
 
     /// Checks that every blob a manifest names is listed (carried now or
@@ -277,5 +292,29 @@ mod tests {
             classify_entry("files/a b"),
             Err(BundleError::FileName(_))
         ));
+    }
+
+    #[test]
+    fn blob_sizes_that_sum_past_two_to_the_64_are_refused_not_wrapped() {
+        let blob = |n: u8, size| BundleBlob {
+            digest: Digest::of(&[n]),
+            size,
+            media_type: None,
+            carried: true,
+        };
+        let mut inv = Inventory {
+            api_version: API_VERSION.to_string(),
+            kind: KIND.to_string(),
+            created_by: "test".to_string(),
+            since: None,
+            images: vec![],
+            blobs: vec![blob(1, u64::MAX / 2), blob(2, u64::MAX / 2), blob(3, 4096)],
+            files: vec![],
+            layout: vec![],
+        };
+        assert_eq!(inv.validate(), Err(BundleError::TooLarge));
+        assert_eq!(inv.carried_bytes(), u64::MAX);
+        inv.blobs.truncate(1);
+        assert_eq!(inv.validate(), Ok(()));
     }
 }

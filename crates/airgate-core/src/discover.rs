@@ -77,28 +77,47 @@ pub fn object_label(obj: &Value) -> String {
 /// `List` objects are opened and their items read.
 pub fn images_in(doc: Document<'_>, rules: &[Rule]) -> Result<Vec<Found>, Box<DiscoverError>> {
     let mut found = Vec::new();
-    let objects: Vec<(String, &Value)> = match doc.value.get("items").and_then(Value::as_array) {
-        Some(items) if is_list_kind(doc.value) => items
+    let fail = |object: String, field: String, error: ReferenceError| {
+        Box::new(DiscoverError {
+            origin: doc.source.to_string(),
+            document: doc.index,
+            object,
+            field,
+            error,
+        })
+    };
+    let objects: Vec<(String, &Value)> = match doc.value.get("items") {
+        Some(Value::Array(items)) if is_list_kind(doc.value) => items
             .iter()
             .enumerate()
             .map(|(i, v)| (format!("items[{i}]."), v))
             .collect(),
+        Some(other) if is_list_kind(doc.value) && !other.is_null() => {
+            return Err(fail(
+                object_label(doc.value),
+                "items".to_string(),
+                not_a("a list of objects", other),
+            ));
+        }
         _ => vec![(String::new(), doc.value)],
     };
     for (prefix, obj) in objects {
         let object = object_label(obj);
-        let mut push = |field: String, value: &Value| -> Result<(), Box<DiscoverError>> {
-            let written = value.as_str().unwrap_or_default();
+        if !obj.is_object() {
+            let field = prefix.trim_end_matches('.').to_string();
+            return Err(fail(object, field, not_a("an object", obj)));
+        }
+        if let Some((field, value)) = misshapen_containers(obj) {
             let field = format!("{prefix}{field}");
-            let image = ImageRef::parse(written).map_err(|error| {
-                Box::new(DiscoverError {
-                    origin: doc.source.to_string(),
-                    document: doc.index,
-                    object: object.clone(),
-                    field: field.clone(),
-                    error,
-                })
-            })?;
+            return Err(fail(object, field, not_a("a list of containers", value)));
+        }
+        let mut push = |field: String, value: &Value| -> Result<(), Box<DiscoverError>> {
+            let field = format!("{prefix}{field}");
+            let Some(written) = value.as_str() else {
+                return Err(fail(object.clone(), field, not_a("a string", value)));
+            };
+            let image = ImageRef::parse(written)
+                .map_err(|error| fail(object.clone(), field.clone(), error))?;
             found.push(Found {
                 image,
                 written: written.to_string(),
@@ -117,13 +136,56 @@ pub fn images_in(doc: Document<'_>, rules: &[Rule]) -> Result<Vec<Found>, Box<Di
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
         for rule in rules.iter().filter(|r| r.matches_kind(kind)) {
             for (field, value) in rule.path.resolve(obj) {
-                if value.is_string() {
+                if !value.is_null() {
                     push(field, value)?;
                 }
             }
         }
     }
     Ok(found)
+}
+
+/// An error for a value of the wrong type, quoting a short form of it.
+fn not_a(expected: &str, found: &Value) -> ReferenceError {
+    let kind = match found {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    };
+    ReferenceError {
+        input: crate::text::cut(&found.to_string(), 80),
+        reason: format!("expected {expected}, found {kind}"),
+    }
+}
+
+/// Where the pod spec of a built-in kind keeps its containers, if its
+/// container lists are there but are not lists: a manifest that would yield
+/// no images without complaint.
+fn misshapen_containers(obj: &Value) -> Option<(String, &Value)> {
+    let kind = obj.get("kind").and_then(Value::as_str)?;
+    let spec = match kind {
+        "Pod" => "spec",
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => "spec.template.spec",
+        "CronJob" => "spec.jobTemplate.spec.template.spec",
+        _ => return None,
+    };
+    let mut at = obj;
+    for key in spec.split('.') {
+        at = at.get(key)?;
+    }
+    CONTAINER_LISTS.iter().find_map(|list| {
+        at.get(*list)
+            .filter(|v| !v.is_array() && !v.is_null())
+            .map(|v| (format!("{spec}.{list}"), v))
+    })
 }
 
 fn is_list_kind(v: &Value) -> bool {
@@ -283,5 +345,65 @@ mod tests {
             .unwrap_or_default();
         assert!(err.starts_with("apps/web.yaml (document 2): Deployment/shop/web spec.template.spec.containers[0].image:"), "{err}");
         assert!(err.contains("${IMAGE}"), "{err}");
+    }
+
+    fn error_of(v: &Value) -> String {
+        let doc = Document {
+            source: "apps/web.yaml",
+            index: 1,
+            value: v,
+        };
+        images_in(doc, &[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_image_that_is_a_number_or_a_list_says_so_instead_of_empty() {
+        for (image, found) in [(json!(12345), "a number"), (json!([1, 2]), "a list")] {
+            let pod = json!({"kind": "Pod", "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "a", "image": image}]}});
+            let err = error_of(&pod);
+            assert!(err.contains("spec.containers[0].image"), "{err}");
+            assert!(
+                err.contains(&format!("expected a string, found {found}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn containers_given_as_a_mapping_are_an_error_naming_the_field() {
+        let d = json!({"kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": {"spec": {"containers": {"name": "x", "image": "nginx"}}}}});
+        let err = error_of(&d);
+        assert!(
+            err.contains("spec.template.spec.containers") && err.contains("found a mapping"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_list_whose_items_are_not_objects_is_an_error() {
+        let err = error_of(&json!({"kind": "List", "items": {"a": 1}}));
+        assert!(
+            err.contains("items") && err.contains("found a mapping"),
+            "{err}"
+        );
+        let err = error_of(&json!({"kind": "List", "items": [1]}));
+        assert!(
+            err.contains("items[0]") && err.contains("found a number"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_images_are_escaped_and_long_ones_cut() {
+        let pod = json!({"kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "image": format!("\u{1b}]0;x\u{7}{}", "a".repeat(1 << 20))}]}});
+        let err = error_of(&pod);
+        assert!(!err.contains('\u{1b}'), "escape printed raw");
+        assert!(err.len() < 2000, "{} bytes", err.len());
     }
 }

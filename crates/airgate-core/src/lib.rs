@@ -4,6 +4,7 @@
 //! rendering, Kubernetes, Git, storage) feed it parsed data and act on what it
 //! returns, so the rules that decide what airgate does can be tested alone.
 
+pub mod archive;
 pub mod bundle;
 pub mod digest;
 pub mod discover;
@@ -19,6 +20,7 @@ pub mod reference;
 pub mod rule;
 pub mod signing;
 pub mod source;
+pub mod text;
 
 pub use digest::Digest;
 pub use reference::ImageRef;

@@ -1,7 +1,10 @@
 //! Node mirror configuration: make a container runtime inside the perimeter
 //! pull `docker.io/...`, `quay.io/...` and the rest from the internal
-//! registry, with the path layout `airgate bundle push` wrote:
-//! `REGISTRY[/PREFIX]/<source repository path>`.
+//! registry, with the path [`Layout`] `airgate bundle push` wrote: by default
+//! `REGISTRY[/PREFIX]/<source registry>/<source repository path>`, so that
+//! `docker.io/org/x` and `quay.io/org/x` never land on one path (the flat
+//! layout, `REGISTRY[/PREFIX]/<source repository path>`, is kept as an
+//! option and refuses such collisions at push time).
 //!
 //! Three formats: containerd's `certs.d/<host>/hosts.toml` (with
 //! `override_path`, so a path prefix works), k3s/RKE2 `registries.yaml` (a
@@ -29,11 +32,58 @@ impl Runtime {
     }
 }
 
+/// Where images from other registries go in the internal registry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// `PREFIX/<source registry>/<repository>`: collision-free.
+    #[default]
+    ByRegistry,
+    /// `PREFIX/<repository>`: shorter; two sources with one repository path
+    /// collide, and a push refuses them.
+    Flat,
+}
+
+/// The path component that stands for `registry` in the by-registry
+/// layout: lowercase, with the port's `:` as `_` (`127.0.0.1:5000` ->
+/// `127.0.0.1_5000`), as the repository grammar allows.
+pub fn registry_component(registry: &str) -> Result<String, String> {
+    let c = registry.to_ascii_lowercase().replace(':', "_");
+    let ok = !c.is_empty()
+        && c.split(['.', '_', '-'])
+            .all(|part| !part.is_empty() && part.chars().all(|ch| ch.is_ascii_alphanumeric()));
+    if ok {
+        Ok(c)
+    } else {
+        Err(format!(
+            "registry '{registry}' cannot be written as a repository path component; push with --layout flat"
+        ))
+    }
+}
+
+/// The path prefix (no leading or trailing `/`) images from `upstream` are
+/// under, or `None` for the registry's root.
+pub fn upstream_prefix(
+    layout: Layout,
+    prefix: Option<&str>,
+    upstream: &str,
+) -> Result<Option<String>, String> {
+    let own = match layout {
+        Layout::Flat => None,
+        Layout::ByRegistry => Some(registry_component(upstream)?),
+    };
+    Ok(match (prefix, own) {
+        (Some(p), Some(o)) => Some(format!("{p}/{o}")),
+        (Some(p), None) => Some(p.to_string()),
+        (None, o) => o,
+    })
+}
+
 #[derive(Clone, Debug)]
 pub struct MirrorSpec {
     /// `host:port` of the internal registry.
     pub registry: String,
     pub prefix: Option<String>,
+    pub layout: Layout,
     pub upstreams: Vec<String>,
     /// Whether a CA file goes with the configuration.
     pub with_ca: bool,
@@ -70,7 +120,21 @@ fn quote(s: &str) -> String {
 }
 
 /// The configuration files for `runtime`.
-pub fn render(spec: &MirrorSpec, runtime: Runtime) -> Vec<ConfigFile> {
+pub fn render(spec: &MirrorSpec, runtime: Runtime) -> Result<Vec<ConfigFile>, String> {
+    let prefixes = spec
+        .upstreams
+        .iter()
+        .map(|u| upstream_prefix(spec.layout, spec.prefix.as_deref(), u))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(render_with(spec, runtime, &prefixes))
+}
+
+/// `prefixes[i]` is where `spec.upstreams[i]` is.
+fn render_with(
+    spec: &MirrorSpec,
+    runtime: Runtime,
+    prefixes: &[Option<String>],
+) -> Vec<ConfigFile> {
     let scheme = if spec.plain_http { "http" } else { "https" };
     let root = runtime.config_root();
     let ca_on_node = format!("{root}/{}", ca_path(runtime, &spec.registry));
@@ -85,11 +149,11 @@ pub fn render(spec: &MirrorSpec, runtime: Runtime) -> Vec<ConfigFile> {
     );
     match runtime {
         Runtime::Containerd => {
-            let api = match &spec.prefix {
+            let api = |prefix: &Option<String>| match prefix {
                 Some(p) => format!("{scheme}://{}/v2/{p}", spec.registry),
                 None => format!("{scheme}://{}/v2", spec.registry),
             };
-            let host_block = |server_note: bool| {
+            let host_block = |api: String, server_note: bool| {
                 let mut s = format!(
                     "\n[host.{}]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n",
                     quote(&api)
@@ -105,12 +169,13 @@ pub fn render(spec: &MirrorSpec, runtime: Runtime) -> Vec<ConfigFile> {
             let mut files: Vec<ConfigFile> = spec
                 .upstreams
                 .iter()
-                .map(|u| ConfigFile {
+                .zip(prefixes)
+                .map(|(u, prefix)| ConfigFile {
                     path: format!("{u}/hosts.toml"),
                     content: format!(
                         "{header}server = {}\n{}",
                         quote(&upstream_server(u)),
-                        host_block(false)
+                        host_block(api(prefix), false)
                     ),
                 })
                 .collect();
@@ -134,13 +199,13 @@ pub fn render(spec: &MirrorSpec, runtime: Runtime) -> Vec<ConfigFile> {
         }
         Runtime::K3s => {
             let mut s = format!("{header}mirrors:\n");
-            for u in &spec.upstreams {
+            for (u, prefix) in spec.upstreams.iter().zip(prefixes) {
                 s.push_str(&format!(
                     "  {}:\n    endpoint:\n      - {}\n",
                     quote(u),
                     quote(&format!("{scheme}://{}", spec.registry))
                 ));
-                if let Some(p) = &spec.prefix {
+                if let Some(p) = prefix {
                     s.push_str(&format!(
                         "    rewrite:\n      \"^(.*)$\": {}\n",
                         quote(&format!("{p}/$1"))
@@ -163,12 +228,12 @@ pub fn render(spec: &MirrorSpec, runtime: Runtime) -> Vec<ConfigFile> {
             }]
         }
         Runtime::Crio => {
-            let location = match &spec.prefix {
-                Some(p) => format!("{}/{p}", spec.registry),
-                None => spec.registry.clone(),
-            };
             let mut s = header;
-            for u in &spec.upstreams {
+            for (u, prefix) in spec.upstreams.iter().zip(prefixes) {
+                let location = match prefix {
+                    Some(p) => format!("{}/{p}", spec.registry),
+                    None => spec.registry.clone(),
+                };
                 s.push_str(&format!(
                     "\n[[registry]]\nprefix = {}\nlocation = {}\n\n[[registry.mirror]]\nlocation = {}\ninsecure = {}\n",
                     quote(u),
@@ -193,6 +258,7 @@ mod tests {
         MirrorSpec {
             registry: "registry.internal:5000".into(),
             prefix: prefix.map(String::from),
+            layout: Layout::Flat,
             upstreams: vec!["docker.io".into(), "quay.io".into()],
             with_ca: true,
             plain_http: false,
@@ -201,7 +267,7 @@ mod tests {
 
     #[test]
     fn containerd_hosts_toml_overrides_the_path_to_reach_the_prefix() {
-        let files = render(&spec(Some("mirror")), Runtime::Containerd);
+        let files = render(&spec(Some("mirror")), Runtime::Containerd).unwrap_or_default();
         let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -229,7 +295,7 @@ mod tests {
 
     #[test]
     fn k3s_rewrites_paths_under_the_prefix() {
-        let files = render(&spec(Some("mirror")), Runtime::K3s);
+        let files = render(&spec(Some("mirror")), Runtime::K3s).unwrap_or_default();
         let y = &files[0].content;
         assert!(
             y.contains("  \"quay.io\":\n    endpoint:\n      - \"https://registry.internal:5000\""),
@@ -244,9 +310,50 @@ mod tests {
 
     #[test]
     fn crio_mirrors_each_upstream_to_registry_and_prefix() {
-        let files = render(&spec(None), Runtime::Crio);
+        let files = render(&spec(None), Runtime::Crio).unwrap_or_default();
         let c = &files[0].content;
         assert!(c.contains("prefix = \"docker.io\"\nlocation = \"docker.io\"\n\n[[registry.mirror]]\nlocation = \"registry.internal:5000\"\ninsecure = false"), "{c}");
         assert_eq!(ca_path(Runtime::Crio, "r:1"), "certs.d/r:1/ca.crt");
+    }
+
+    #[test]
+    fn the_default_layout_keeps_each_source_registry_apart() -> Result<(), String> {
+        let mut by_registry = spec(Some("mirror"));
+        by_registry.layout = Layout::ByRegistry;
+        by_registry.upstreams.push("127.0.0.1:5000".into());
+        let files = render(&by_registry, Runtime::Containerd)?;
+        assert!(
+            files[0].content.contains("/v2/mirror/docker.io\""),
+            "{}",
+            files[0].content
+        );
+        assert!(
+            files[1].content.contains("/v2/mirror/quay.io\""),
+            "{}",
+            files[1].content
+        );
+        assert!(
+            files[2].content.contains("/v2/mirror/127.0.0.1_5000\""),
+            "{}",
+            files[2].content
+        );
+        let k3s = render(&by_registry, Runtime::K3s)?;
+        assert!(
+            k3s[0].content.contains("\"mirror/quay.io/$1\""),
+            "{}",
+            k3s[0].content
+        );
+        let crio = render(&by_registry, Runtime::Crio)?;
+        assert!(
+            crio[0]
+                .content
+                .contains("location = \"registry.internal:5000/mirror/docker.io\"")
+        );
+        assert_eq!(
+            upstream_prefix(Layout::ByRegistry, None, "Quay.IO"),
+            Ok(Some("quay.io".into()))
+        );
+        assert!(registry_component("[::1]:5000").is_err());
+        Ok(())
     }
 }

@@ -31,7 +31,11 @@ pub struct ImageRef {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("'{input}' is not an image reference: {reason}")]
+#[error(
+    "'{}' is not an image reference: {}",
+    crate::text::shown(.input, 200),
+    crate::text::shown(.reason, 300)
+)]
 pub struct ReferenceError {
     pub input: String,
     pub reason: String,
@@ -49,6 +53,15 @@ impl ImageRef {
         }
         if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(fail("it contains white space"));
+        }
+        if input.len() == 64
+            && input
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(fail(
+                "a 64-character hexadecimal string is an image ID, not a name",
+            ));
         }
         let (name_tag, digest) = match input.split_once('@') {
             Some((n, d)) => (
@@ -70,7 +83,10 @@ impl ImageRef {
         }
         let (registry, remainder) = match name.split_once('/') {
             Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.to_ascii_lowercase() != first =>
             {
                 (first.to_string(), rest.to_string())
             }
@@ -182,11 +198,7 @@ fn validate_registry(registry: &str) -> Result<(), String> {
         let Some((v6, after)) = rest.split_once(']') else {
             return Err(format!("registry '{registry}' has an unclosed '['"));
         };
-        if v6.is_empty()
-            || !v6
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-        {
+        if v6.is_empty() || !v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
             return Err(format!("registry '{registry}' has an invalid IPv6 address"));
         }
         (None, after.strip_prefix(':'))
@@ -310,6 +322,236 @@ mod tests {
     }
 
     const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    /// The cases of `github.com/distribution/reference`'s own tests
+    /// (`normalize_test.go`, `reference_test.go`), as `ParseNormalizedNamed`
+    /// decides them: the grammar containerd and Docker use. `Some((name,
+    /// tag, digest))` for a reference it accepts, `None` for one it refuses.
+    /// One deliberate difference: digests other than sha256 are refused
+    /// (airgate pins by sha256 only), marked below.
+    #[test]
+    fn references_parse_as_the_runtimes_reference_grammar_parses_them() {
+        let f64 = "f".repeat(64);
+        let hex64 = "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a";
+        let long_ns = format!(
+            "{}/docker",
+            "this_is_not_a_valid_namespace_because_its_lenth_is_greater_than_255_".repeat(4)
+        );
+        let accepted: Vec<(String, &str, Option<&str>)> = vec![
+            ("docker/docker".into(), "docker.io/docker/docker", None),
+            ("library/debian".into(), "docker.io/library/debian", None),
+            ("debian".into(), "docker.io/library/debian", None),
+            (
+                "docker.io/docker/docker".into(),
+                "docker.io/docker/docker",
+                None,
+            ),
+            ("docker.io/debian".into(), "docker.io/library/debian", None),
+            (
+                "index.docker.io/docker/docker".into(),
+                "docker.io/docker/docker",
+                None,
+            ),
+            (
+                "index.docker.io/debian".into(),
+                "docker.io/library/debian",
+                None,
+            ),
+            (
+                "127.0.0.1:5000/docker/docker".into(),
+                "127.0.0.1:5000/docker/docker",
+                None,
+            ),
+            (
+                "127.0.0.1:5000/debian".into(),
+                "127.0.0.1:5000/debian",
+                None,
+            ),
+            ("192.168.0.1".into(), "docker.io/library/192.168.0.1", None),
+            (
+                "192.168.0.1:80".into(),
+                "docker.io/library/192.168.0.1",
+                Some("80"),
+            ),
+            ("192.168.0.1:8/debian".into(), "192.168.0.1:8/debian", None),
+            (
+                "thisisthesongthatneverendsitgoesonandonandonthisisthesongthatnev".into(),
+                "docker.io/library/thisisthesongthatneverendsitgoesonandonandonthisisthesongthatnev",
+                None,
+            ),
+            (
+                "[fc00::1]:5000/docker".into(),
+                "[fc00::1]:5000/docker",
+                None,
+            ),
+            (
+                "[fc00:1:2:3:4:5:6:7]:5000/library/debian".into(),
+                "[fc00:1:2:3:4:5:6:7]:5000/library/debian",
+                None,
+            ),
+            (format!("docker.io/{hex64}"), "", None),
+            ("Docker/docker".into(), "Docker/docker", None),
+            ("DOCKER/docker".into(), "DOCKER/docker", None),
+            (
+                "docker-rules/docker".into(),
+                "docker.io/docker-rules/docker",
+                None,
+            ),
+            (
+                "docker---rules/docker".into(),
+                "docker.io/docker---rules/docker",
+                None,
+            ),
+            ("d/docker".into(), "docker.io/d/docker", None),
+            ("jess/t".into(), "docker.io/jess/t", None),
+            ("dock__er/docker".into(), "docker.io/dock__er/docker", None),
+            ("test_com/foo".into(), "docker.io/test_com/foo", None),
+            ("test.com:8080/foo".into(), "test.com:8080/foo", None),
+            ("test-com:8080/foo".into(), "test-com:8080/foo", None),
+            (
+                "xn--n3h.com:18080/foo".into(),
+                "xn--n3h.com:18080/foo",
+                None,
+            ),
+            (
+                "docker.io/library/foo/bar".into(),
+                "docker.io/library/foo/bar",
+                None,
+            ),
+            (
+                "test.com:tag".into(),
+                "docker.io/library/test.com",
+                Some("tag"),
+            ),
+            (
+                "test.com:5000".into(),
+                "docker.io/library/test.com",
+                Some("5000"),
+            ),
+            ("test:5000/repo:tag".into(), "test:5000/repo", Some("tag")),
+            (
+                format!("test:5000/repo:tag@sha256:{f64}"),
+                "test:5000/repo",
+                Some("tag"),
+            ),
+            (
+                "lowercase:Uppercase".into(),
+                "docker.io/library/lowercase",
+                Some("Uppercase"),
+            ),
+            (
+                "sub-dom1.foo.com/bar/baz/quux:some-long-tag".into(),
+                "sub-dom1.foo.com/bar/baz/quux",
+                Some("some-long-tag"),
+            ),
+            (
+                "b.gcr.io/test.example.com/my-app:test.example.com".into(),
+                "b.gcr.io/test.example.com/my-app",
+                Some("test.example.com"),
+            ),
+            (
+                "xn--n3h.com/myimage:xn--n3h.com".into(),
+                "xn--n3h.com/myimage",
+                Some("xn--n3h.com"),
+            ),
+            (
+                "foo_bar.com:8080".into(),
+                "docker.io/library/foo_bar.com",
+                Some("8080"),
+            ),
+            (
+                "foo/foo_bar.com:8080".into(),
+                "docker.io/foo/foo_bar.com",
+                Some("8080"),
+            ),
+            ("192.168.1.1/repo".into(), "192.168.1.1/repo", None),
+            (
+                "192.168.1.1:5000/repo:5050".into(),
+                "192.168.1.1:5000/repo",
+                Some("5050"),
+            ),
+            ("[2001:db8::1]/repo".into(), "[2001:db8::1]/repo", None),
+            (
+                "[2001:db8:1:2:3:4:5:6]/repo:tag".into(),
+                "[2001:db8:1:2:3:4:5:6]/repo",
+                Some("tag"),
+            ),
+            (
+                "[2001:db8::]:5000/repo".into(),
+                "[2001:db8::]:5000/repo",
+                None,
+            ),
+            ("[::1]:5000/repo".into(), "[::1]:5000/repo", None),
+            (
+                format!("busybox:latest@sha256:{f64}"),
+                "docker.io/library/busybox",
+                Some("latest"),
+            ),
+            ("dbcc1".into(), "docker.io/library/dbcc1", None),
+            (format!("{}9", &hex64[..62]), "", None),
+        ];
+        for (input, name, tag) in &accepted {
+            match ImageRef::parse(input) {
+                Ok(r) => {
+                    if !name.is_empty() {
+                        assert_eq!(&r.name(), name, "{input}");
+                    }
+                    if tag.is_some() {
+                        assert_eq!(r.tag(), *tag, "{input}");
+                    }
+                }
+                Err(e) => panic!("{input} was refused: {e}"),
+            }
+        }
+        let refused: Vec<String> = vec![
+            "https://github.com/docker/docker".into(),
+            "docker/Docker".into(),
+            "-docker".into(),
+            "-docker/docker".into(),
+            "-docker.io/docker/docker".into(),
+            "docker///docker".into(),
+            "docker.io/docker/Docker".into(),
+            "docker.io/docker///docker".into(),
+            "[fc00::1]".into(),
+            "[fc00::1]:5000".into(),
+            "fc00::1:5000/debian".into(),
+            "[fe80::1%eth0]:5000/debian".into(),
+            "[2001:db8:3:4::192.0.2.33]:5000/debian".into(),
+            hex64.into(),
+            "docker-/docker".into(),
+            "-docker-/docker".into(),
+            "____/____".into(),
+            "_docker/_docker".into(),
+            "dock..er/docker".into(),
+            "dock_.er/docker".into(),
+            "dock-.er/docker".into(),
+            "docker/".into(),
+            long_ns,
+            String::new(),
+            ":justtag".into(),
+            format!("@sha256:{f64}"),
+            "repo@sha256:ffffffffffffffffffffffffffffffffff".into(),
+            format!("validname@invaliddigest:{f64}"),
+            "Uppercase:tag".into(),
+            "test:5000/Uppercase/lowercase:tag".into(),
+            format!("{}a:tag", "a/".repeat(128)),
+            // The name is 255 characters as written, 265 once normalised.
+            format!("{}a:tag-puts-this-over-max", "a/".repeat(127)),
+            "aa/asdf$$^/aa".into(),
+            "[2001:db8::1]".into(),
+            "[2001:db8::1]:5000".into(),
+            "[2001:db8::1]:tag".into(),
+            "[fe80::1%@invalidzone]:5000/repo".into(),
+            // Accepted by the runtimes, refused by airgate: sha256 only.
+            format!(
+                "xn--7o8h.com/myimage:xn--7o8h.com@sha512:{}",
+                "f".repeat(128)
+            ),
+        ];
+        for input in &refused {
+            assert!(ImageRef::parse(input).is_err(), "{input} was accepted");
+        }
+    }
 
     #[test]
     fn normalises_like_container_runtimes() {

@@ -48,8 +48,14 @@ pub fn signing_key_from_seed(seed: [u8; 32]) -> SigningKey {
     SigningKey::from_bytes(&seed)
 }
 
+/// PKCS#8 v1 (the seed alone): OpenSSL 3.0 cannot read the v2 form that
+/// also embeds the public key.
 pub fn private_key_pem(key: &SigningKey) -> Result<String, SigningError> {
-    key.to_pkcs8_pem(Default::default())
+    let pair = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    pair.to_pkcs8_pem(Default::default())
         .map(|p| p.to_string())
         .map_err(|e| SigningError::PrivateKey(e.to_string()))
 }

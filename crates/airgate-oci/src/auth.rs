@@ -1,17 +1,18 @@
 //! Registry credentials and challenges.
 //!
-//! Credentials come from the Docker config file (`$DOCKER_CONFIG/config.json`,
-//! else `~/.docker/config.json`), as every registry tool reads them, so no
-//! password ever appears in argv. A registry answers an anonymous request with
+//! Credentials come from the Docker config file (`$REGISTRY_AUTH_FILE`, else
+//! `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`), read by the
+//! `docker_credential` crate as Docker reads it (`auths`, `credHelpers`,
+//! `credsStore`), so no password ever appears in argv. A registry answers an anonymous request with
 //! a `WWW-Authenticate` challenge: `Basic` (send the credentials) or `Bearer`
 //! (trade them for a token at the realm it names).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
 
 /// A user name and password for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,28 +40,19 @@ impl Credential {
     }
 }
 
-/// Credentials by registry host, as read from a Docker config file.
+/// Credentials by registry host, from a Docker config file: `auths`
+/// entries, and `credHelpers` and `credsStore`, whose helper programs
+/// (`docker-credential-NAME` on `PATH`) are run as Docker runs them. The
+/// file is read once; each registry is looked up (and a helper run) once.
 #[derive(Clone, Debug, Default)]
 pub struct Credentials {
-    by_host: BTreeMap<String, Credential>,
+    /// The config file's text.
+    config: Option<Arc<str>>,
     /// The file they came from, for messages.
     pub source: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-struct DockerConfig {
-    #[serde(default)]
-    auths: BTreeMap<String, DockerAuth>,
-}
-
-#[derive(Deserialize)]
-struct DockerAuth {
-    #[serde(default)]
-    auth: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
+    /// Credentials given directly (tests), before the file.
+    given: BTreeMap<String, Credential>,
+    looked_up: Arc<Mutex<BTreeMap<String, Option<Credential>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,18 +65,29 @@ pub enum CredentialsError {
     },
     #[error("{path} is not a valid Docker config file: {message}")]
     Parse { path: String, message: String },
+    #[error("credentials for {registry} from {path}: {message}")]
+    Lookup {
+        registry: String,
+        path: String,
+        message: String,
+    },
 }
 
 impl Credentials {
-    /// Reads `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`; no
-    /// file means no credentials.
+    /// Reads `$REGISTRY_AUTH_FILE` (podman, skopeo) if set, else
+    /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`; no file
+    /// means no credentials.
     pub fn from_environment() -> Result<Credentials, CredentialsError> {
-        let path = match std::env::var_os("DOCKER_CONFIG") {
-            Some(dir) => PathBuf::from(dir).join("config.json"),
-            None => match std::env::var_os("HOME") {
-                Some(home) => PathBuf::from(home).join(".docker/config.json"),
-                None => return Ok(Credentials::default()),
-            },
+        let path = if let Some(file) = std::env::var_os("REGISTRY_AUTH_FILE") {
+            PathBuf::from(file)
+        } else {
+            match std::env::var_os("DOCKER_CONFIG") {
+                Some(dir) => PathBuf::from(dir).join("config.json"),
+                None => match std::env::var_os("HOME") {
+                    Some(home) => PathBuf::from(home).join(".docker/config.json"),
+                    None => return Ok(Credentials::default()),
+                },
+            }
         };
         if !path.exists() {
             return Ok(Credentials::default());
@@ -107,42 +110,74 @@ impl Credentials {
     }
 
     pub fn parse(text: &str) -> Result<Credentials, String> {
-        let config: DockerConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let mut by_host = BTreeMap::new();
-        for (key, entry) in config.auths {
-            let cred = match (entry.username, entry.password, entry.auth) {
-                (Some(username), Some(password), _) => Credential { username, password },
-                (_, _, Some(auth)) => {
-                    let decoded = STANDARD
-                        .decode(auth.trim())
-                        .map_err(|_| format!("the auth of '{key}' is not base64"))?;
-                    let decoded = String::from_utf8(decoded)
-                        .map_err(|_| format!("the auth of '{key}' is not UTF-8"))?;
-                    let Some((u, p)) = decoded.split_once(':') else {
-                        return Err(format!("the auth of '{key}' is not user:password"));
-                    };
-                    Credential {
-                        username: u.to_string(),
-                        password: p.to_string(),
-                    }
-                }
-                _ => continue,
-            };
-            by_host.insert(normalise_key(&key), cred);
-        }
+        serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| e.to_string())?
+            .as_object()
+            .ok_or("it is not a JSON object")?;
         Ok(Credentials {
-            by_host,
-            source: None,
+            config: Some(Arc::from(text)),
+            ..Credentials::default()
         })
     }
 
-    /// Credentials for `registry` (`host[:port]`, Docker Hub as `docker.io`).
-    pub fn get(&self, registry: &str) -> Option<&Credential> {
-        self.by_host.get(&normalise_key(registry))
+    /// Credentials for `registry` (`host[:port]`, Docker Hub as `docker.io`),
+    /// running a credential helper if the file names one for it.
+    pub fn get(&self, registry: &str) -> Result<Option<Credential>, CredentialsError> {
+        let key = normalise_key(registry);
+        if let Some(c) = self.given.get(&key) {
+            return Ok(Some(c.clone()));
+        }
+        let Some(config) = &self.config else {
+            return Ok(None);
+        };
+        let mut looked_up = self.looked_up.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = looked_up.get(&key) {
+            return Ok(found.clone());
+        }
+        // Docker's own name for Docker Hub in config files and helpers.
+        let server = if key == "docker.io" {
+            "https://index.docker.io/v1/"
+        } else {
+            key.as_str()
+        };
+        let fail = |message: String| CredentialsError::Lookup {
+            registry: registry.to_string(),
+            path: self.source.as_ref().map_or_else(
+                || "the Docker config".to_string(),
+                |p| p.display().to_string(),
+            ),
+            message,
+        };
+        use docker_credential::{CredentialRetrievalError as E, DockerCredential};
+        let found = match docker_credential::get_credential_from_reader(config.as_bytes(), server) {
+            Ok(DockerCredential::UsernamePassword(username, password)) => {
+                Some(Credential { username, password })
+            }
+            Ok(DockerCredential::IdentityToken(_)) => {
+                return Err(fail(
+                    "it is an identity token, which airgate does not use; log in with a user name and password".to_string(),
+                ));
+            }
+            Err(E::NoCredentialConfigured) => None,
+            Err(E::HelperFailure { helper, stderr, .. }) => {
+                return Err(fail(format!(
+                    "{helper} failed: {}",
+                    airgate_core::text::shown(stderr.trim(), 300)
+                )));
+            }
+            Err(E::HelperCommunicationError) => {
+                return Err(fail(
+                    "cannot run its credential helper (docker-credential-NAME on PATH)".to_string(),
+                ));
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        looked_up.insert(key, found.clone());
+        Ok(found)
     }
 
     pub fn insert(&mut self, registry: &str, cred: Credential) {
-        self.by_host.insert(normalise_key(registry), cred);
+        self.given.insert(normalise_key(registry), cred);
     }
 }
 
@@ -225,16 +260,14 @@ mod tests {
             "127.0.0.1:5000": {"username": "a", "password": "b"},
             "helper.example": {}}}"#;
         let c = Credentials::parse(text)?;
-        let hub = c.get("docker.io").ok_or("no docker.io")?;
+        let get = |r: &str| c.get(r).map_err(|e| e.to_string());
+        let hub = get("docker.io")?.ok_or("no docker.io")?;
         assert_eq!(
             (hub.username.as_str(), hub.password.as_str()),
             ("user", "pass:with:colons")
         );
-        assert_eq!(
-            c.get("127.0.0.1:5000").map(|c| c.username.as_str()),
-            Some("a")
-        );
-        assert!(c.get("helper.example").is_none());
+        assert_eq!(get("127.0.0.1:5000")?.map(|c| c.username), Some("a".into()));
+        assert!(get("helper.example")?.is_none());
         assert!(!format!("{hub:?}").contains("with:colons"));
         Ok(())
     }

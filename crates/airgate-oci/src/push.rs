@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use airgate_core::bundle::BundleImage;
+use airgate_core::mirror::{self, Layout};
 use airgate_core::oci::Parsed;
 use airgate_core::{Digest, ImageRef};
 use futures_util::{StreamExt, TryStreamExt};
@@ -20,11 +21,13 @@ use crate::bundle::Verified;
 use crate::progress::Progress;
 use crate::registry::{BlobSource, BlobUpload, Manifest, RegistryClient, RegistryError};
 
-/// Where to push: `host:port` and an optional path prefix.
+/// Where to push: `host:port`, an optional path prefix, and the layout
+/// under it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub registry: String,
     pub prefix: Option<String>,
+    pub layout: Layout,
     /// For registries that need a namespace (Harbor's `library/`): put
     /// one-component repository paths under it.
     pub namespace_single: Option<String>,
@@ -32,7 +35,11 @@ pub struct Target {
 
 impl Target {
     /// Parses `HOST:PORT[/PREFIX]`.
-    pub fn parse(s: &str, namespace_single: Option<String>) -> Result<Target, String> {
+    pub fn parse(
+        s: &str,
+        layout: Layout,
+        namespace_single: Option<String>,
+    ) -> Result<Target, String> {
         let (registry, prefix) = match s.split_once('/') {
             Some((r, p)) => (r, Some(p.trim_end_matches('/').to_string())),
             None => (s, None),
@@ -55,23 +62,47 @@ impl Target {
         Ok(Target {
             registry: registry.to_string(),
             prefix: prefix.filter(|p| !p.is_empty()),
+            layout,
             namespace_single,
         })
     }
 
     /// The repository an image from `source` goes to.
-    pub fn repository_for(&self, source: &ImageRef) -> String {
+    pub fn repository_for(&self, source: &ImageRef) -> Result<String, String> {
         let mut path = source.repository().to_string();
         if let Some(ns) = &self.namespace_single
             && !path.contains('/')
         {
             path = format!("{ns}/{path}");
         }
-        match &self.prefix {
+        let under =
+            mirror::upstream_prefix(self.layout, self.prefix.as_deref(), source.registry())?;
+        Ok(match under {
             Some(p) => format!("{p}/{path}"),
             None => path,
+        })
+    }
+}
+
+/// Refuses a push in which two source repositories would land on one
+/// target repository: a pull by tag could then return the other image.
+fn refuse_collisions(plans: &[Plan<'_>], registry: &str) -> Result<(), PushError> {
+    let mut by_target: BTreeMap<&str, &ImageRef> = BTreeMap::new();
+    for p in plans {
+        let source = &p.image.reference;
+        if let Some(other) = by_target.insert(&p.repository, source)
+            && other.name() != source.name()
+        {
+            return Err(PushError::Invalid(format!(
+                "{} and {} would both be pushed to {registry}/{}; nothing was written\n\
+                 hint: push with the default --layout by-registry, which keeps each source registry apart",
+                other.name(),
+                source.name(),
+                p.repository
+            )));
         }
     }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,11 +211,15 @@ pub async fn push(
         let (manifests, blobs) = walk(verified, &image.digest)?;
         plans.push(Plan {
             image,
-            repository: request.target.repository_for(&image.reference),
+            repository: request
+                .target
+                .repository_for(&image.reference)
+                .map_err(PushError::Invalid)?,
             manifests,
             blobs,
         });
     }
+    refuse_collisions(&plans, registry)?;
     let sizes: BTreeMap<&Digest, u64> = verified
         .inventory
         .blobs
@@ -369,23 +404,46 @@ mod tests {
 
     #[test]
     fn targets_map_source_paths_under_the_prefix() -> Result<(), String> {
-        let t = Target::parse("registry.internal:5000/mirror", None)?;
-        assert_eq!(t.repository_for(&r("nginx:1.27")), "mirror/library/nginx");
-        assert_eq!(t.repository_for(&r("quay.io/org/app:v1")), "mirror/org/app");
-        let t = Target::parse("127.0.0.1:5000", Some("library".into()))?;
+        let t = Target::parse("registry.internal:5000/mirror", Layout::Flat, None)?;
+        assert_eq!(t.repository_for(&r("nginx:1.27"))?, "mirror/library/nginx");
         assert_eq!(
-            t.repository_for(&r("registry.example/app:v1")),
+            t.repository_for(&r("quay.io/org/app:v1"))?,
+            "mirror/org/app"
+        );
+        let t = Target::parse("127.0.0.1:5000", Layout::Flat, Some("library".into()))?;
+        assert_eq!(
+            t.repository_for(&r("registry.example/app:v1"))?,
             "library/app"
         );
         assert_eq!(
-            t.repository_for(&r("registry.example/team/app:v1")),
+            t.repository_for(&r("registry.example/team/app:v1"))?,
             "team/app"
         );
         assert!(
-            Target::parse("nohost", None).is_err(),
+            Target::parse("nohost", Layout::Flat, None).is_err(),
             "a name without a dot or port is not a registry"
         );
-        assert!(Target::parse("127.0.0.1:5000/Bad", None).is_err());
+        assert!(Target::parse("127.0.0.1:5000/Bad", Layout::Flat, None).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_default_layout_keeps_the_source_registry_in_the_path() -> Result<(), String> {
+        let t = Target::parse("registry.internal:5000/mirror", Layout::ByRegistry, None)?;
+        assert_eq!(
+            t.repository_for(&r("nginx:1.27"))?,
+            "mirror/docker.io/library/nginx"
+        );
+        assert_eq!(
+            t.repository_for(&r("127.0.0.1:5001/team/app:2.1"))?,
+            "mirror/127.0.0.1_5001/team/app"
+        );
+        let flat = Target::parse("registry.internal:5000/mirror", Layout::Flat, None)?;
+        assert_eq!(
+            flat.repository_for(&r("127.0.0.1:5001/team/app:2.1"))?,
+            flat.repository_for(&r("127.0.0.1:5002/team/app:2.1"))?,
+            "the flat layout collides; push refuses it (see refuse_collisions)"
+        );
         Ok(())
     }
 }

@@ -92,6 +92,17 @@ pub enum RegistryError {
     },
     #[error("{0}")]
     Config(String),
+    #[error("{what} is larger than {max} bytes; refusing it")]
+    TooLarge { what: String, max: u64 },
+    #[error(
+        "registry {registry} asks for credentials to be sent to {realm} over plain HTTP; refusing\n\
+         hint: if that host is trusted, name it with --insecure-registry {host}"
+    )]
+    PlainCredentials {
+        registry: String,
+        realm: String,
+        host: String,
+    },
 }
 
 impl RegistryError {
@@ -170,12 +181,57 @@ fn is_loopback(registry: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-fn status_error(method: &Method, url: &str, status: StatusCode, body: &str) -> RegistryError {
-    let mut body = body.trim().to_string();
-    if body.len() > 300 {
-        body.truncate(300);
-        body.push('…');
+/// The most a manifest or index may be: what registries themselves accept.
+pub const MAX_MANIFEST: u64 = 4 << 20;
+/// The most a token response may be.
+const MAX_TOKEN: u64 = 1 << 20;
+/// How much of an error body is read (and then shortened for the message).
+const MAX_ERROR_BODY: usize = 16 << 10;
+
+/// Reads a response body of at most `max` bytes; refuses a longer one (by
+/// its Content-Length, or as it streams in) without reading the rest.
+async fn read_capped(
+    mut resp: Response,
+    max: u64,
+    what: &str,
+    registry: &str,
+) -> Result<Bytes, RegistryError> {
+    let too_large = || RegistryError::TooLarge {
+        what: what.to_string(),
+        max,
+    };
+    if resp.content_length().is_some_and(|len| len > max) {
+        return Err(too_large());
     }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transport_error(registry, &e))?
+    {
+        if (out.len() + chunk.len()) as u64 > max {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The start of an error body, for a message; never the whole of an
+/// endless one.
+async fn error_body(mut resp: Response) -> String {
+    let mut out = Vec::new();
+    while out.len() < MAX_ERROR_BODY {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => out.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_error(method: &Method, url: &str, status: StatusCode, body: &str) -> RegistryError {
+    let body = airgate_core::text::shown(body.trim(), 300);
     RegistryError::Status {
         method: method.to_string(),
         url: redact(url),
@@ -344,7 +400,11 @@ impl RegistryClient {
         base: String,
         response: Response,
     ) -> Result<Host, RegistryError> {
-        let credential = self.options.credentials.get(registry).cloned();
+        let credential = self
+            .options
+            .credentials
+            .get(registry)
+            .map_err(|e| RegistryError::Config(e.to_string()))?;
         let auth = match response.status() {
             s if s.is_success() => Auth::Anonymous,
             StatusCode::UNAUTHORIZED => {
@@ -367,7 +427,7 @@ impl RegistryClient {
                 }
             }
             s if s.is_server_error() => {
-                let body = response.text().await.unwrap_or_default();
+                let body = error_body(response).await;
                 return Err(status_error(&Method::GET, &format!("{base}/v2/"), s, &body));
             }
             // Some registries answer /v2/ with 404 yet serve the API.
@@ -417,6 +477,7 @@ impl RegistryClient {
                 }
                 let mut req = self.http.get(url.clone());
                 if let Some(c) = credential {
+                    self.check_realm(registry, &url)?;
                     req = req.header(AUTHORIZATION, c.basic_header());
                 }
                 let resp = req
@@ -425,13 +486,12 @@ impl RegistryClient {
                     .map_err(|e| transport_error(registry, &e))?;
                 if !resp.status().is_success() {
                     let status = resp.status();
-                    let body = resp.text().await.unwrap_or_default();
+                    let body = error_body(resp).await;
                     return Err(status_error(&Method::GET, url.as_str(), status, &body));
                 }
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| transport_error(registry, &e))?;
+                let body =
+                    read_capped(resp, MAX_TOKEN, &format!("token from {registry}"), registry)
+                        .await?;
                 let t: TokenResponse = serde_json::from_slice(&body)
                     .map_err(|e| RegistryError::Protocol(format!("token from {registry}: {e}")))?;
                 let token = t.token.or(t.access_token).ok_or_else(|| {
@@ -481,8 +541,55 @@ impl RegistryClient {
         }
     }
 
+    /// Where an upload continues. Uploads carry the registry's credentials:
+    /// another host is followed only over HTTPS (as a registry behind a proxy
+    /// may answer), never in the clear to a host nobody named.
+    fn upload_location(
+        &self,
+        registry: &str,
+        host: &Host,
+        location: &str,
+    ) -> Result<reqwest::Url, RegistryError> {
+        let url = resolve(&host.base, location)?;
+        let same_origin = reqwest::Url::parse(&host.base).is_ok_and(|b| b.origin() == url.origin());
+        if !same_origin {
+            self.check_realm(registry, &url).map_err(|_| {
+                RegistryError::Protocol(format!(
+                    "{registry} sent an upload Location on another host over plain HTTP ({}); airgate sends credentials in the clear only to the registry itself",
+                    url.origin().ascii_serialization()
+                ))
+            })?;
+        }
+        Ok(url)
+    }
+
+    /// Credentials go to a token realm (or another host) over plain HTTP only
+    /// when its host is loopback or named with `--insecure-registry`: a
+    /// registry must not be able to send them in the clear to a host of its
+    /// choosing.
+    fn check_realm(&self, registry: &str, realm: &reqwest::Url) -> Result<(), RegistryError> {
+        if realm.scheme() == "https" {
+            return Ok(());
+        }
+        let host = match (realm.host_str(), realm.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => String::new(),
+        };
+        if realm.scheme() == "http"
+            && (is_loopback(&host) || self.options.insecure.iter().any(|i| i == &host))
+        {
+            return Ok(());
+        }
+        Err(RegistryError::PlainCredentials {
+            registry: registry.to_string(),
+            realm: redact(realm.as_str()),
+            host,
+        })
+    }
+
     fn denied(&self, registry: &str, repository: &str, status: u16) -> RegistryError {
-        let hint = match self.options.credentials.get(registry) {
+        let hint = match self.options.credentials.get(registry).ok().flatten() {
             None => format!(
                 "\nhint: add credentials for {registry} to the Docker config file ({})",
                 self.options.credentials.source.as_ref().map_or(
@@ -541,7 +648,7 @@ impl RegistryClient {
             });
         }
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
+            let body = error_body(resp).await;
             return Err(status_error(&Method::GET, &path, status, &body));
         }
         let header_type = resp
@@ -555,12 +662,9 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| transport_error(registry, &e))?;
-        let digest = Digest::of(&bytes);
         let what = format!("manifest {registry}/{repository}:{reference}");
+        let bytes = read_capped(resp, MAX_MANIFEST, &what, registry).await?;
+        let digest = Digest::of(&bytes);
         if let Ok(expected) = reference.parse::<Digest>()
             && expected != digest
         {
@@ -639,7 +743,7 @@ impl RegistryClient {
                 .await?;
             let status = resp.status();
             if !status.is_success() {
-                let body = resp.text().await.unwrap_or_default();
+                let body = error_body(resp).await;
                 return Err(status_error(&Method::PUT, &path, status, &body));
             }
             if let Some(d) = resp
@@ -706,7 +810,7 @@ impl RegistryClient {
             }),
             s if s.is_success() => Ok(resp),
             s => {
-                let body = resp.text().await.unwrap_or_default();
+                let body = error_body(resp).await;
                 Err(status_error(&Method::GET, &path, s, &body))
             }
         }
@@ -743,10 +847,12 @@ impl RegistryClient {
                             "{registry} opened an upload without a Location"
                         ))
                     })?;
-                Ok(Mount::Upload(resolve(&host.base, location)?))
+                Ok(Mount::Upload(
+                    self.upload_location(registry, &host, location)?,
+                ))
             }
             s => {
-                let body = resp.text().await.unwrap_or_default();
+                let body = error_body(resp).await;
                 Err(status_error(&Method::POST, &path, s, &body))
             }
         }
@@ -848,7 +954,7 @@ impl RegistryClient {
                 .await?;
             if resp.status() != StatusCode::ACCEPTED {
                 let status = resp.status();
-                let text = resp.text().await.unwrap_or_default();
+                let text = error_body(resp).await;
                 return Err(status_error(&Method::PATCH, url.as_str(), status, &text));
             }
             let next = resp
@@ -860,7 +966,7 @@ impl RegistryClient {
                         "{registry} answered a chunk without a Location"
                     ))
                 })?;
-            location = resolve(&host.base, next)?;
+            location = self.upload_location(registry, &host, next)?;
             offset += len;
         }
         let url = with_digest(location, digest);
@@ -878,7 +984,7 @@ async fn expect_created(resp: Response, method: &str, url: &str) -> Result<(), R
     if status == StatusCode::CREATED || status.is_success() {
         return Ok(());
     }
-    let body = resp.text().await.unwrap_or_default();
+    let body = error_body(resp).await;
     let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::PUT);
     Err(status_error(&method, url, status, &body))
 }
@@ -886,9 +992,13 @@ async fn expect_created(resp: Response, method: &str, url: &str) -> Result<(), R
 fn resolve(base: &str, location: &str) -> Result<reqwest::Url, RegistryError> {
     let base = reqwest::Url::parse(&format!("{base}/"))
         .map_err(|e| RegistryError::Protocol(format!("bad registry base URL: {e}")))?;
-    base.join(location).map_err(|e| {
-        RegistryError::Protocol(format!("bad upload Location '{}': {e}", redact(location)))
-    })
+    let url = base.join(location).map_err(|e| {
+        RegistryError::Protocol(format!(
+            "bad upload Location '{}': {e}",
+            airgate_core::text::shown(&redact(location), 200)
+        ))
+    })?;
+    Ok(url)
 }
 
 fn with_digest(mut url: reqwest::Url, digest: &Digest) -> reqwest::Url {

@@ -45,6 +45,15 @@ pub enum RenderError {
         message: String,
     },
     #[error(
+        "{path} is a symbolic link that leads outside the directory being read; airgate does not follow it\n\
+         hint: copy the file into the tree, or name it on the command line"
+    )]
+    Outside { path: String },
+    #[error("{path} is not a regular file (a FIFO, device or socket); refusing to read it")]
+    NotAFile { path: String },
+    #[error("{path} is larger than {MAX_FILE} bytes; refusing to read it")]
+    TooLarge { path: String },
+    #[error(
         "{dir} has a kustomization file, but no kustomize binary was found\n\
          hint: install kustomize, or name it with --kustomize PATH or AIRGATE_KUSTOMIZE"
     )]
@@ -71,30 +80,46 @@ impl Renderer {
     }
 
     /// Every object under `paths`, in order.
+    ///
+    /// Guarantees, for each directory named: the walk stays inside it. A
+    /// symbolic link is followed only when it resolves inside that directory
+    /// and to a regular file (links to directories are not followed: what
+    /// they point at inside the tree is read under its own name, and links
+    /// to `.` cannot make the walk loop); a link out of the tree, a FIFO, a
+    /// device or a socket is refused naming it, so nothing outside the tree
+    /// is ever read, let alone quoted in an error. Every file is at most
+    /// [`MAX_FILE`] bytes.
     pub fn render(&self, paths: &[PathBuf]) -> Result<Vec<Manifest>, RenderError> {
         let mut out = Vec::new();
         for path in paths {
-            self.render_path(path, &mut out)?;
+            let meta = std::fs::metadata(path).map_err(|source| io(path, source))?;
+            if meta.is_dir() {
+                let root = path.canonicalize().map_err(|source| io(path, source))?;
+                self.render_dir(&root, path, &mut out)?;
+            } else {
+                // A file named explicitly is the user's choice; it must
+                // still be a regular file of bounded size.
+                read_manifest_file(path, &meta, &mut out)?;
+            }
         }
         Ok(out)
     }
 
-    fn render_path(&self, path: &Path, out: &mut Vec<Manifest>) -> Result<(), RenderError> {
-        let meta = std::fs::metadata(path).map_err(|source| io(path, source))?;
-        if !meta.is_dir() {
-            let text = std::fs::read_to_string(path).map_err(|source| io(path, source))?;
-            out.extend(parse_documents(&path.display().to_string(), &text)?);
+    fn render_dir(
+        &self,
+        root: &Path,
+        dir: &Path,
+        out: &mut Vec<Manifest>,
+    ) -> Result<(), RenderError> {
+        if KUSTOMIZATION_FILES.iter().any(|k| dir.join(k).is_file()) {
+            out.extend(self.kustomize_build(dir)?);
             return Ok(());
         }
-        if KUSTOMIZATION_FILES.iter().any(|k| path.join(k).is_file()) {
-            out.extend(self.kustomize_build(path)?);
-            return Ok(());
-        }
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|source| io(path, source))?
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|source| io(dir, source))?
             .map(|e| e.map(|e| e.path()))
             .collect::<Result<_, _>>()
-            .map_err(|source| io(path, source))?;
+            .map_err(|source| io(dir, source))?;
         entries.sort();
         for entry in entries {
             let name = entry
@@ -108,8 +133,28 @@ impl Renderer {
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| MANIFEST_EXTENSIONS.contains(&e));
-            if entry.is_dir() || manifest_file {
-                self.render_path(&entry, out)?;
+            let own = std::fs::symlink_metadata(&entry).map_err(|source| io(&entry, source))?;
+            if own.is_dir() {
+                self.render_dir(root, &entry, out)?;
+                continue;
+            }
+            if !manifest_file {
+                continue;
+            }
+            if own.file_type().is_symlink() {
+                let target = entry.canonicalize().map_err(|source| io(&entry, source))?;
+                if !target.starts_with(root) {
+                    return Err(RenderError::Outside {
+                        path: entry.display().to_string(),
+                    });
+                }
+                let meta = std::fs::metadata(&target).map_err(|source| io(&entry, source))?;
+                if meta.is_dir() {
+                    continue;
+                }
+                read_manifest_file(&entry, &meta, out)?;
+            } else {
+                read_manifest_file(&entry, &own, out)?;
             }
         }
         Ok(())
@@ -149,6 +194,39 @@ impl Renderer {
     }
 }
 
+/// The largest manifest file read; larger ones are refused, not loaded.
+pub const MAX_FILE: u64 = 64 << 20;
+
+/// Reads one manifest file, which `meta` (already looked at) says is what.
+fn read_manifest_file(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    out: &mut Vec<Manifest>,
+) -> Result<(), RenderError> {
+    use std::io::Read;
+    if !meta.is_file() {
+        return Err(RenderError::NotAFile {
+            path: path.display().to_string(),
+        });
+    }
+    let file = std::fs::File::open(path).map_err(|source| io(path, source))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| io(path, source))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(RenderError::TooLarge {
+            path: path.display().to_string(),
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| RenderError::Yaml {
+        path: path.display().to_string(),
+        message: "not UTF-8 text".to_string(),
+    })?;
+    out.extend(parse_documents(&path.display().to_string(), &text)?);
+    Ok(())
+}
+
 fn io(path: &Path, source: std::io::Error) -> RenderError {
     RenderError::Io {
         path: path.display().to_string(),
@@ -156,12 +234,34 @@ fn io(path: &Path, source: std::io::Error) -> RenderError {
     }
 }
 
+/// What one YAML stream may cost. The parser's defaults (1,024 documents,
+/// 250,000 nodes) refused real streams: a 12 MB file of 262 documents, and
+/// `kustomize build` of kube-prometheus, Argo CD and cert-manager together.
+/// These are sized for a [`MAX_FILE`] stream of real manifests (about one
+/// node per 40 bytes); alias expansion keeps the parser's own limits, so an
+/// alias bomb is still refused.
+fn budget() -> serde_saphyr::Budget {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 1_000_000;
+    budget.max_nodes = 20_000_000;
+    budget.max_events = 40_000_000;
+    budget.max_total_scalar_bytes = 512 << 20;
+    budget.max_depth = 128;
+    budget
+}
+
 /// Parses multi-document YAML into objects; empty documents are skipped.
+/// Errors give the line and column, never a snippet of the input: a
+/// manifest may hold a Secret, and an error must not quote it.
 pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Manifest>, RenderError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| RenderError::Yaml {
-        path: source.to_string(),
-        message: e.to_string(),
-    })?;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget());
+    options.with_snippet = false;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| RenderError::Yaml {
+            path: source.to_string(),
+            message: e.to_string(),
+        })?;
     let mut out = Vec::new();
     for (i, value) in docs.into_iter().enumerate() {
         let index = i + 1;
@@ -238,6 +338,58 @@ mod tests {
         );
     }
 
+    /// A stream the size of kube-prometheus, Argo CD and cert-manager
+    /// rendered together (CRDs with deep schemas, thousands of documents).
+    #[test]
+    fn large_real_world_streams_pass_the_parser_budget() {
+        let mut text = String::new();
+        for i in 0..300 {
+            text.push_str(&format!(
+                "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: crd{i}.example.com}}\nspec:\n  versions:\n"
+            ));
+            let mut indent = String::from("    ");
+            text.push_str(&format!("{indent}- name: v1\n{indent}  schema:\n"));
+            for depth in 0..20 {
+                indent.push_str("  ");
+                text.push_str(&format!("{indent}p{depth}:\n"));
+            }
+            for k in 0..1200 {
+                text.push_str(&format!(
+                    "{indent}  f{k}: {{type: string, description: \"field {k}\"}}\n"
+                ));
+            }
+        }
+        for i in 0..3000 {
+            text.push_str(&format!("---\nkind: ConfigMap\nmetadata: {{name: c{i}}}\n"));
+        }
+        assert!(text.len() > 12 << 20, "{} bytes", text.len());
+        let docs = parse_documents("big.yaml", &text);
+        assert_eq!(docs.map(|d| d.len()).map_err(|e| e.to_string()), Ok(3300));
+    }
+
+    #[test]
+    fn an_alias_bomb_is_still_refused() {
+        let mut text = String::from("kind: Bomb\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        assert!(parse_documents("bomb.yaml", &text).is_err());
+    }
+
+    #[test]
+    fn yaml_errors_do_not_quote_the_input() {
+        let text = "kind: Secret\nstringData:\n  password: hunter2-very-secret\n  bad: [\n";
+        let err = parse_documents("s.yaml", text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("s.yaml"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
     #[test]
     fn a_document_that_is_not_an_object_is_refused() {
         let err = parse_documents("x.yaml", "- a\n- b\n")
@@ -264,6 +416,52 @@ mod tests {
             .map(|d| d.value["kind"].as_str().unwrap_or_default())
             .collect();
         assert_eq!(kinds, ["One", "Two"]);
+        Ok(())
+    }
+
+    #[test]
+    fn links_to_dot_do_not_make_the_walk_loop_or_explode() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("a.yaml"), "kind: One\n")?;
+        std::os::unix::fs::symlink(".", dir.path().join("l1"))?;
+        std::os::unix::fs::symlink(".", dir.path().join("l2.yaml"))?;
+        std::os::unix::fs::symlink("a.yaml", dir.path().join("b.yaml"))?;
+        let started = std::time::Instant::now();
+        let docs = Renderer::default().render(&[dir.path().to_path_buf()])?;
+        assert_eq!(docs.len(), 2, "a.yaml, and b.yaml that links to it");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        Ok(())
+    }
+
+    #[test]
+    fn a_link_out_of_the_tree_is_refused_without_quoting_its_target()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let outside = tempfile::tempdir()?;
+        let secret = outside.path().join("token.yaml");
+        std::fs::write(&secret, "API_TOKEN=s3cr3t\n")?;
+        let dir = tempfile::tempdir()?;
+        std::os::unix::fs::symlink(&secret, dir.path().join("x.yaml"))?;
+        let err = Renderer::default()
+            .render(&[dir.path().to_path_buf()])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("outside the directory"), "{err}");
+        assert!(!err.contains("s3cr3t"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn fifos_and_devices_are_refused_not_read() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let fifo = dir.path().join("pipe.yaml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+        assert!(made.success());
+        let err = Renderer::default().render(&[dir.path().to_path_buf()]);
+        assert!(err.is_err_and(|e| e.to_string().contains("not a regular file")));
+        let err = Renderer::default().render(&[PathBuf::from("/dev/zero")]);
+        assert!(err.is_err_and(|e| e.to_string().contains("not a regular file")));
         Ok(())
     }
 

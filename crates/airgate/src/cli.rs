@@ -214,6 +214,10 @@ pub enum BundleCommand {
     Verify(BundleVerifyArgs),
     /// Show what a bundle holds (reads the inventory only; use verify to check it).
     Inspect(BundleInspectArgs),
+    /// Verify a bundle and unpack it into a new directory (an OCI image layout
+    /// plus files/), in one streaming pass: nothing is left behind unless the
+    /// whole bundle verifies. The safe replacement for `tar xf`.
+    Extract(BundleExtractArgs),
     /// Verify a bundle, then push every image into a registry with the same
     /// digests and tags: blobs in parallel, then manifests, tags last.
     ///
@@ -237,6 +241,9 @@ pub struct BundlePushArgs {
     /// Put one-component repository paths under this namespace (Harbor needs `library`).
     #[arg(long, value_name = "NAMESPACE")]
     pub namespace_single: Option<String>,
+    /// The path layout under the prefix; mirror-config must be given the same.
+    #[arg(long, value_enum, default_value_t = LayoutArg::ByRegistry)]
+    pub layout: LayoutArg,
     /// Parallel blob uploads.
     #[arg(long, default_value_t = 8)]
     pub jobs: usize,
@@ -304,8 +311,26 @@ pub struct TrustArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BundleExtractArgs {
+    /// The bundle file, or - to read it from standard input (a pipe, a diode).
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// The directory to create (it must not exist, or be empty).
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: PathBuf,
+    /// How to print the summary.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub format: Output,
+}
+
+#[derive(Debug, Args)]
 pub struct BundleInspectArgs {
     pub bundle: PathBuf,
+    /// Check the inventory's signature with this public key (inspect reads
+    /// the inventory only; `verify` checks the whole bundle).
+    #[arg(long, value_name = "PREFIX.pub")]
+    pub key: Option<PathBuf>,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -329,10 +354,33 @@ pub struct MirrorConfigArgs {
     /// The internal registry speaks plain HTTP.
     #[arg(long)]
     pub insecure_http: bool,
+    /// The path layout the push used (`bundle push --layout`).
+    #[arg(long, value_enum, default_value_t = LayoutArg::ByRegistry)]
+    pub layout: LayoutArg,
     /// Write the files into this directory (the runtime's config root); without it,
     /// print them.
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: Option<PathBuf>,
+}
+
+/// Where images from each source registry go under the prefix.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// PREFIX/<source registry>/<repository>: docker.io/org/x and quay.io/org/x
+    /// stay apart (`127.0.0.1:5000` is written `127.0.0.1_5000`).
+    #[default]
+    ByRegistry,
+    /// PREFIX/<repository>: shorter; a push refuses two sources that would meet.
+    Flat,
+}
+
+impl From<LayoutArg> for airgate_core::mirror::Layout {
+    fn from(l: LayoutArg) -> Self {
+        match l {
+            LayoutArg::ByRegistry => airgate_core::mirror::Layout::ByRegistry,
+            LayoutArg::Flat => airgate_core::mirror::Layout::Flat,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -12,6 +12,7 @@ mod kube_client;
 mod manifests;
 mod progress_bar;
 mod registry_options;
+mod stdout;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,
+        // The reader of our output went away (`| head`): nothing to report.
+        Err(err) if err.is::<stdout::ClosedPipe>() => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {

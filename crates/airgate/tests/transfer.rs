@@ -5,202 +5,17 @@
 //! skopeo; what arrives in the internal registry (TLS, basic auth) is checked
 //! with plain HTTP requests, so airgate never grades its own work.
 
-use std::io::Read;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::RwLock;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use airgate_testkit::images::{ImageSpec, LayerSpec, SeededImage, seed_image};
-use airgate_testkit::{Perimeter, unique_name};
+use airgate_testkit::unique_name;
 use anyhow::{Context, Result, bail};
+use common::*;
 use sha2::{Digest as _, Sha256};
-
-/// The registry-restart test takes this for writing; every other test for
-/// reading, so none of them sees the internal registry go away.
-static REGISTRY: RwLock<()> = RwLock::new(());
-
-struct Env {
-    p: Perimeter,
-    docker_config: tempfile::TempDir,
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Result<Env> {
-        let p = Perimeter::get();
-        Ok(Env {
-            docker_config: p.docker_config()?,
-            dir: tempfile::tempdir()?,
-            p,
-        })
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_airgate"));
-        c.args(args).env("DOCKER_CONFIG", self.docker_config.path());
-        c
-    }
-
-    fn airgate(&self, args: &[&str]) -> Result<Output> {
-        self.cmd(args).output().context("running airgate")
-    }
-
-    /// Writes a Deployment using `images` and locks it.
-    fn lock(&self, name: &str, images: &[&str]) -> Result<PathBuf> {
-        let manifests = self.path(&format!("{name}-manifests"));
-        std::fs::create_dir_all(&manifests)?;
-        let containers: String = images
-            .iter()
-            .enumerate()
-            .map(|(i, image)| format!("      - {{name: c{i}, image: \"{image}\"}}\n"))
-            .collect();
-        std::fs::write(
-            manifests.join("app.yaml"),
-            format!(
-                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app}}\nspec:\n  template:\n    spec:\n      containers:\n{containers}"
-            ),
-        )?;
-        let lock = self.path(&format!("{name}.lock"));
-        ok(self.airgate(&["lock", &s(&manifests), "-o", &s(&lock)])?)?;
-        Ok(lock)
-    }
-
-    fn key(&self, name: &str) -> Result<(String, String)> {
-        let prefix = self.path(name);
-        ok(self.airgate(&["key", "generate", "--out", &s(&prefix)])?)?;
-        Ok((format!("{}.key", s(&prefix)), format!("{}.pub", s(&prefix))))
-    }
-
-    fn bundle(
-        &self,
-        name: &str,
-        lock: &Path,
-        sign_key: Option<&str>,
-        extra: &[&str],
-    ) -> Result<PathBuf> {
-        let bundle = self.path(&format!("{name}.tar"));
-        let mut args = vec!["bundle", "create", "--lock"];
-        let lock = s(lock);
-        let out = s(&bundle);
-        args.extend([lock.as_str(), "-o", out.as_str()]);
-        if let Some(k) = sign_key {
-            args.extend(["--sign-key", k]);
-        }
-        args.extend(extra);
-        ok(self.airgate(&args)?)?;
-        Ok(bundle)
-    }
-
-    fn push_args<'a>(&'a self, bundle: &'a str, to: &'a str, key: &'a str) -> Vec<&'a str> {
-        vec![
-            "bundle",
-            "push",
-            bundle,
-            "--to",
-            to,
-            "--key",
-            key,
-            "--ca-file",
-            self.p.internal_registry_ca.to_str().unwrap_or_default(),
-        ]
-    }
-
-    /// `prefix/<repository of reference>` in the internal registry.
-    fn internal_repo(&self, prefix: &str, reference: &str) -> String {
-        let without_registry = reference.split_once('/').map_or(reference, |(_, r)| r);
-        let repo = without_registry
-            .rsplit_once(':')
-            .map_or(without_registry, |(r, _)| r);
-        format!("{prefix}/{repo}")
-    }
-
-    fn internal_digest(&self, repo: &str, reference: &str) -> Result<Option<String>> {
-        Ok(self
-            .p
-            .internal_manifest(repo, reference)?
-            .map(|b| format!("sha256:{:x}", Sha256::digest(&b))))
-    }
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn ok(out: Output) -> Result<String> {
-    if !out.status.success() {
-        bail!(
-            "airgate failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The command must fail; returns its stderr.
-fn fails(out: Output) -> Result<String> {
-    if out.status.success() {
-        bail!(
-            "airgate succeeded but should have failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-fn layer(seed: u64, size: usize) -> LayerSpec {
-    LayerSpec { seed, size }
-}
-
-fn read_lock() -> std::sync::RwLockReadGuard<'static, ()> {
-    REGISTRY.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The entries of a tar: (path, data).
-type Entries = Vec<(String, Vec<u8>)>;
-
-fn tar_entries(path: &Path) -> Result<Entries> {
-    let mut archive = tar::Archive::new(std::fs::File::open(path)?);
-    let mut out = Vec::new();
-    for e in archive.entries()? {
-        let mut e = e?;
-        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
-        let mut data = Vec::new();
-        e.read_to_end(&mut data)?;
-        out.push((name, data));
-    }
-    Ok(out)
-}
-
-/// Writes a tar with any entry names at all (tar::Builder refuses the
-/// dangerous ones this test needs).
-fn write_raw_tar(path: &Path, entries: &[(String, Vec<u8>)]) -> Result<()> {
-    let mut out = Vec::new();
-    for (name, data) in entries {
-        let mut h = tar::Header::new_ustar();
-        let bytes = name.as_bytes();
-        if bytes.len() > 100 {
-            bail!("name too long for this helper: {name}");
-        }
-        h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    std::fs::write(path, out)?;
-    Ok(())
-}
 
 #[test]
 fn round_trip_keeps_every_digest_and_stores_shared_layers_once() -> Result<()> {
@@ -308,20 +123,6 @@ fn round_trip_keeps_every_digest_and_stores_shared_layers_once() -> Result<()> {
         assert_eq!(env.internal_digest(&repo, d)?.as_deref(), Some(d));
     }
     Ok(())
-}
-
-/// A small signed bundle and its keys, for the tamper cases.
-fn small_bundle(env: &Env, base: &str) -> Result<(SeededImage, PathBuf, String, String)> {
-    let image = seed_image(
-        &env.p.upstream_registry,
-        &format!("{base}/app"),
-        "v1",
-        &ImageSpec::single(&[layer(200, 100_000), layer(201, 20_000)]),
-    )?;
-    let lock = env.lock(base, &[&image.reference])?;
-    let (key, public) = env.key(&format!("{base}-key"))?;
-    let bundle = env.bundle(base, &lock, Some(&key), &[])?;
-    Ok((image, bundle, key, public))
 }
 
 #[test]
@@ -575,14 +376,14 @@ fn a_delta_bundle_pushes_onto_the_earlier_content_and_is_refused_without_it() ->
     let bare = format!("{}/{base}-bare", env.p.internal_registry);
     let err = fails(env.airgate(&env.push_args(&s(&delta), &bare, &public))?)?;
     assert!(err.contains("2 blobs it leaves out are not in"), "{err}");
-    let bare_repo = format!("{base}-bare/{repo_path}");
+    let bare_repo = env.internal_repo(&format!("{base}-bare"), &v1.reference);
     assert_eq!(env.p.internal_layer_count(&bare_repo), 0);
 
     // Onto the earlier push: completes with the same digests.
     let to = format!("{}/{base}", env.p.internal_registry);
     ok(env.airgate(&env.push_args(&first_s, &to, &public))?)?;
     ok(env.airgate(&env.push_args(&s(&delta), &to, &public))?)?;
-    let repo = format!("{base}/{repo_path}");
+    let repo = env.internal_repo(&base, &v1.reference);
     assert_eq!(
         env.internal_digest(&repo, "v1")?.as_deref(),
         Some(v1.digest.as_str())
@@ -727,14 +528,20 @@ fn mirror_config_sends_pulls_of_the_original_names_to_the_internal_registry() ->
     let base = unique_name("mirror");
     let (image, bundle, _key, public) = small_bundle(&env, &base)?;
     let to = format!("{}/{base}", env.p.internal_registry);
-    ok(env.airgate(&env.push_args(&s(&bundle), &to, &public))?)?;
+    let bundle_path = s(&bundle);
+    let mut push = env.push_args(&bundle_path, &to, &public);
+    push.extend(["--layout", "flat"]);
+    ok(env.airgate(&push)?)?;
 
     // CRI-O's format is the one skopeo reads too: pull the image by a name
-    // only the mirror can serve, and get the pushed digest back.
+    // only the mirror can serve (the flat layout maps any registry's paths
+    // onto the prefix), and get the pushed digest back.
     let crio = env.path("crio");
     let ca = s(&env.p.internal_registry_ca);
     ok(env.airgate(&[
         "mirror-config",
+        "--layout",
+        "flat",
         "--registry",
         &to,
         "--format",
@@ -799,18 +606,14 @@ fn mirror_config_sends_pulls_of_the_original_names_to_the_internal_registry() ->
         );
         assert_eq!(
             String::from_utf8_lossy(&parsed.stdout).trim(),
-            format!("https://{to}").replacen(
-                &env.p.internal_registry,
-                &format!("{}/v2", env.p.internal_registry),
-                1
-            )
+            format!("https://{}/v2/{base}/{upstream}", env.p.internal_registry)
         );
     }
     let k3s = ok(env.airgate(&["mirror-config", "--registry", &to, "--format", "k3s"])?)?;
     let yaml: serde_json::Value = serde_saphyr::from_str(&k3s)?;
     assert_eq!(
         yaml["mirrors"]["docker.io"]["rewrite"]["^(.*)$"],
-        format!("{base}/$1")
+        format!("{base}/docker.io/$1")
     );
     Ok(())
 }

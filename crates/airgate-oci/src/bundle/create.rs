@@ -12,6 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use airgate_core::archive;
 use airgate_core::bundle::{self, BundleBlob, BundleFile, BundleImage, Inventory, LayoutFile};
 use airgate_core::lock::ImageLock;
 use airgate_core::oci::{self, Descriptor, Parsed};
@@ -371,11 +372,15 @@ pub async fn create(
     let mut offset = 0u64;
     let mut placed = Vec::with_capacity(entries.len());
     for e in entries {
-        let next = offset + 512 + e.size.div_ceil(512) * 512;
+        let next = archive::end_of(offset, e.size).ok_or_else(|| {
+            CreateError::Invalid(format!("{} is too large to be carried", e.path))
+        })?;
         placed.push((offset, e));
         offset = next;
     }
-    let total = offset + 1024;
+    let total = offset
+        .checked_add(archive::END_MARKER)
+        .ok_or_else(|| CreateError::Invalid("the bundle would be too large".to_string()))?;
     let partial = partial_path(out);
     let result = write_bundle(client, request, &placed, total, &partial, progress).await;
     if let Err(e) = result {
@@ -389,8 +394,11 @@ pub async fn create(
         blobs: carried_blobs.len(),
         blobs_left_out: inventory.blobs.len() - carried_blobs.len(),
         files: files.len(),
-        bytes: carried_blobs.iter().map(|b| b.size).sum::<u64>()
-            + files.iter().map(|f| f.size).sum::<u64>(),
+        bytes: carried_blobs
+            .iter()
+            .map(|b| b.size)
+            .chain(files.iter().map(|f| f.size))
+            .fold(0u64, u64::saturating_add),
         bundle_bytes: total,
         inventory_digest,
     })
@@ -406,20 +414,9 @@ pub fn partial_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn header(path: &str, size: u64) -> Result<[u8; 512], CreateError> {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(path)
-        .map_err(|e| CreateError::Invalid(format!("tar path '{path}': {e}")))?;
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
-    let mut out = [0u8; 512];
-    out.copy_from_slice(h.as_bytes());
-    Ok(out)
+/// The one header airgate writes (and the only one its readers accept).
+fn header(path: &str, size: u64) -> Result<[u8; archive::BLOCK], CreateError> {
+    archive::header(path, size).map_err(|e| CreateError::Invalid(e.to_string()))
 }
 
 async fn write_bundle(
@@ -438,7 +435,7 @@ async fn write_bundle(
             .iter()
             .filter(|(_, e)| matches!(e.content, Content::Blob { .. } | Content::File { .. }))
             .map(|(_, e)| e.size)
-            .sum(),
+            .fold(0u64, u64::saturating_add),
     );
     let mut downloads = Vec::new();
     for (offset, entry) in placed {

@@ -1,11 +1,18 @@
 //! Reading a bundle: one streaming pass that checks everything before anything
 //! is trusted.
 //!
-//! The inventory must come first and the signature second; once the signature
-//! checks, every later entry is hashed as it streams past and compared with
-//! the inventory. Paths that could escape an extraction directory, entries
+//! The inventory must come first and the signature second; the inventory is
+//! parsed only after the signature over its bytes checks, and once it has,
+//! every later entry is hashed as it streams past and compared with the
+//! inventory. The tar itself is walked strictly (`entries`): only the dialect
+//! airgate writes. Paths that could escape an extraction directory, entries
 //! that are not regular files, duplicates, unknown names, a flipped byte, a
 //! truncated file and a missing blob are each refused with the entry named.
+//!
+//! Limits on what is read into memory, each refused naming the entry: the
+//! inventory [`MAX_INVENTORY`], the signature [`MAX_SIGNATURE`], each
+//! manifest or index [`MAX_MANIFEST`]; headers are one block each and
+//! extensions (PAX, GNU long names) are refused, not read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, Read};
@@ -18,6 +25,9 @@ use airgate_core::signing::{self, SignatureFile, SigningError};
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest as _, Sha256};
 
+use airgate_core::text;
+
+use super::entries::{Entries, Positioned, Stream, WalkError};
 use crate::progress::Progress;
 
 /// How to treat signatures.
@@ -37,7 +47,7 @@ pub enum VerifyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is truncated: it ends inside entry '{entry}'")]
+    #[error("{path} is truncated: it ends inside {entry}")]
     Truncated { path: String, entry: String },
     #[error("{0} is not an airgate bundle: its first entry is not {INV}", INV = bundle::INVENTORY_PATH)]
     NotABundle(String),
@@ -51,8 +61,12 @@ pub enum VerifyError {
     Signature(#[from] SigningError),
     #[error("entry '{0}' appears twice")]
     Duplicate(String),
-    #[error("entry '{0}' is not a regular file")]
-    NotAFile(String),
+    #[error("{0}")]
+    Archive(String),
+    #[error(
+        "entry '{entry}' is {size} bytes, more than the {max} bytes airgate reads of such an entry; refusing it"
+    )]
+    TooLarge { entry: String, size: u64, max: u64 },
     #[error("entry '{0}' is not listed in the inventory")]
     Unlisted(String),
     #[error("entry '{entry}' is corrupt: its digest is {actual}, the inventory says {expected}")]
@@ -73,6 +87,22 @@ pub enum VerifyError {
     Manifest { digest: Digest, message: String },
     #[error("the bundle is incomplete: {count} listed entries are missing, first {first}")]
     Missing { count: usize, first: String },
+}
+
+impl VerifyError {
+    fn walk(path: &str, e: WalkError) -> VerifyError {
+        match e {
+            WalkError::Truncated(inside) => VerifyError::Truncated {
+                path: path.to_string(),
+                entry: inside,
+            },
+            WalkError::Io(source) => VerifyError::Io {
+                path: path.to_string(),
+                source,
+            },
+            other => VerifyError::Archive(other.to_string()),
+        }
+    }
 }
 
 /// Where an entry's content sits in the bundle file.
@@ -100,65 +130,73 @@ pub struct Verified {
     pub manifests: BTreeMap<Digest, (bytes::Bytes, String, Parsed)>,
 }
 
-/// Reads only the inventory (and whether there is a signature), without
-/// checking anything else: for `inspect` and `--since`.
-pub fn read_inventory(
-    path: &Path,
-) -> Result<(Inventory, Digest, Option<SignatureFile>), VerifyError> {
+/// Reads only the inventory (and its signature, unchecked), without checking
+/// anything else: for `inspect` and `--since`. The walk is the strict one
+/// every reader shares, and the inventory is refused above its limit before
+/// a byte of it is read.
+pub fn read_inventory(path: &Path) -> Result<InventoryEntry, VerifyError> {
     let shown = path.display().to_string();
-    let io = |source| VerifyError::Io {
+    let file = std::fs::File::open(path).map_err(|source| VerifyError::Io {
         path: shown.clone(),
         source,
+    })?;
+    let mut entries = Entries::new(Stream(BufReader::new(file)), 0);
+    let walk = |e| VerifyError::walk(&shown, e);
+    let Some(head) = entries.next_entry().map_err(walk)? else {
+        return Err(VerifyError::NotABundle(shown));
     };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut archive = tar::Archive::new(BufReader::new(file));
-    let mut entries = archive.entries().map_err(io)?;
-    let (inventory, bytes) = match entries.next() {
-        Some(e) => {
-            let mut e = e.map_err(io)?;
-            let name = entry_name(&e);
-            if name.trim_start_matches("./") != bundle::INVENTORY_PATH {
-                return Err(VerifyError::NotABundle(shown));
-            }
-            let mut bytes = Vec::new();
-            e.read_to_end(&mut bytes).map_err(io)?;
-            (parse_inventory(&bytes)?, bytes)
-        }
-        None => return Err(VerifyError::NotABundle(shown)),
-    };
+    if bundle::classify_entry(&head.name)? != EntryKind::Inventory {
+        return Err(VerifyError::NotABundle(shown));
+    }
+    limit(&head.name, head.size, MAX_INVENTORY)?;
+    let bytes = entries.read_all().map_err(walk)?;
+    let inventory = parse_inventory(&bytes)?;
     let mut signature = None;
-    if let Some(Ok(mut e)) = entries.next()
-        && entry_name(&e).trim_start_matches("./") == bundle::SIGNATURE_PATH
+    if let Some(head) = entries.next_entry().map_err(walk)?
+        && bundle::classify_entry(&head.name)? == EntryKind::Signature
     {
-        let mut b = Vec::new();
-        e.read_to_end(&mut b).map_err(io)?;
+        limit(&head.name, head.size, MAX_SIGNATURE)?;
+        let b = entries.read_all().map_err(walk)?;
         signature =
             Some(serde_json::from_slice(&b).map_err(|e| SigningError::Malformed(e.to_string()))?);
     }
-    Ok((inventory, Digest::of(&bytes), signature))
+    Ok(InventoryEntry {
+        inventory,
+        digest: Digest::of(&bytes),
+        bytes,
+        signature,
+    })
+}
+
+/// A bundle's first entries, read but not verified.
+#[derive(Clone, Debug)]
+pub struct InventoryEntry {
+    pub inventory: Inventory,
+    pub digest: Digest,
+    /// The inventory's exact bytes, which a signature covers.
+    pub bytes: Vec<u8>,
+    /// The signature file, if the bundle has one; not checked.
+    pub signature: Option<SignatureFile>,
 }
 
 /// Reads an inventory from either a bundle or a bare inventory JSON file.
 pub fn read_inventory_or_bundle(path: &Path) -> Result<(Inventory, Digest), VerifyError> {
     let shown = path.display().to_string();
+    let io = |source| VerifyError::Io {
+        path: shown.clone(),
+        source,
+    };
     let mut head = [0u8; 1];
-    let mut f = std::fs::File::open(path).map_err(|source| VerifyError::Io {
-        path: shown.clone(),
-        source,
-    })?;
-    let n = f.read(&mut head).map_err(|source| VerifyError::Io {
-        path: shown.clone(),
-        source,
-    })?;
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let n = f.read(&mut head).map_err(io)?;
     if n == 1 && head[0] == b'{' {
-        let bytes = std::fs::read(path).map_err(|source| VerifyError::Io {
-            path: shown,
-            source,
-        })?;
+        let len = f.metadata().map_err(io)?.len();
+        limit(&shown, len, MAX_INVENTORY)?;
+        let bytes = std::fs::read(path).map_err(io)?;
         return Ok((parse_inventory(&bytes)?, Digest::of(&bytes)));
     }
-    let (inv, digest, _) = read_inventory(path)?;
-    Ok((inv, digest))
+    let entry = read_inventory(path)?;
+    Ok((entry.inventory, entry.digest))
 }
 
 fn parse_inventory(bytes: &[u8]) -> Result<Inventory, VerifyError> {
@@ -168,17 +206,22 @@ fn parse_inventory(bytes: &[u8]) -> Result<Inventory, VerifyError> {
     Ok(inv)
 }
 
-fn entry_name<R: Read>(e: &tar::Entry<'_, R>) -> String {
-    String::from_utf8_lossy(&e.path_bytes()).into_owned()
-}
+/// The most an inventory may be (about 140,000 blobs); read whole into memory.
+pub const MAX_INVENTORY: u64 = 16 << 20;
+/// The most a signature file may be.
+pub const MAX_SIGNATURE: u64 = 64 << 10;
+/// The most a manifest or index may be: what registries accept.
+pub const MAX_MANIFEST: u64 = crate::registry::MAX_MANIFEST;
 
-/// An entry's name, where its content is, and whether it is a regular file.
-fn entry_head<R: Read>(e: &tar::Entry<'_, R>) -> (String, Span, bool) {
-    let span = Span {
-        offset: e.raw_file_position(),
-        size: e.size(),
-    };
-    (entry_name(e), span, e.header().entry_type().is_file())
+fn limit(entry: &str, size: u64, max: u64) -> Result<(), VerifyError> {
+    if size > max {
+        return Err(VerifyError::TooLarge {
+            entry: text::shown(entry, 200),
+            size,
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// What the inventory says one entry must be.
@@ -189,13 +232,16 @@ struct Expected {
     keep: Option<Option<String>>,
 }
 
-/// The checks both readers share: entry headers against the bundle format,
+/// The checks every reader shares: entry headers against the bundle format,
 /// entries against the inventory, and completeness at the end.
-struct Checker {
+struct Checker<'a> {
     seen: BTreeSet<String>,
     position: usize,
     trust: Trust,
-    inventory: Option<(Inventory, Digest, Vec<u8>)>,
+    progress: &'a Progress,
+    /// The inventory's bytes, kept until the signature over them is checked.
+    pending: Option<Vec<u8>>,
+    inventory: Option<(Inventory, Digest)>,
     /// Position of each blob in the inventory, built once.
     blob_index: BTreeMap<Digest, usize>,
     signed_by: Option<Digest>,
@@ -214,12 +260,14 @@ enum Next {
     Check(EntryKind, Expected),
 }
 
-impl Checker {
-    fn new(trust: &Trust) -> Checker {
+impl<'a> Checker<'a> {
+    fn new(trust: &Trust, progress: &'a Progress) -> Checker<'a> {
         Checker {
             seen: BTreeSet::new(),
             position: 0,
             trust: trust.clone(),
+            progress,
+            pending: None,
             inventory: None,
             blob_index: BTreeMap::new(),
             signed_by: None,
@@ -231,30 +279,22 @@ impl Checker {
     }
 
     /// Checks an entry's header, in bundle order.
-    fn header(
-        &mut self,
-        name: &str,
-        is_file: bool,
-        size: u64,
-        bundle: &str,
-    ) -> Result<Next, VerifyError> {
+    fn header(&mut self, name: &str, size: u64, bundle: &str) -> Result<Next, VerifyError> {
         let kind = bundle::classify_entry(name)?;
-        if matches!(kind, EntryKind::Inventory | EntryKind::Signature) && size > MAX_METADATA {
-            return Err(VerifyError::Inventory(format!(
-                "entry '{name}' is {size} bytes; too large"
-            )));
-        }
         if !self.seen.insert(name.trim_start_matches("./").to_string()) {
-            return Err(VerifyError::Duplicate(name.to_string()));
-        }
-        if !is_file {
-            return Err(VerifyError::NotAFile(name.to_string()));
+            return Err(VerifyError::Duplicate(text::shown(name, 200)));
         }
         self.position += 1;
         match (&kind, self.position) {
-            (EntryKind::Inventory, 1) => return Ok(Next::Inventory),
+            (EntryKind::Inventory, 1) => {
+                limit(name, size, MAX_INVENTORY)?;
+                return Ok(Next::Inventory);
+            }
             (_, 1) => return Err(VerifyError::NotABundle(bundle.to_string())),
-            (EntryKind::Signature, 2) => return Ok(Next::Signature),
+            (EntryKind::Signature, 2) => {
+                limit(name, size, MAX_SIGNATURE)?;
+                return Ok(Next::Signature);
+            }
             (EntryKind::Signature | EntryKind::Inventory, _) => {
                 return Err(VerifyError::Order {
                     entry: name.to_string(),
@@ -263,10 +303,8 @@ impl Checker {
             }
             _ => {}
         }
-        if self.signed_by.is_none() && matches!(self.trust, Trust::Key(_)) {
-            return Err(VerifyError::Unsigned);
-        }
-        let Some((inv, _, _)) = &self.inventory else {
+        self.accept_unsigned()?;
+        let Some((inv, _)) = &self.inventory else {
             return Err(VerifyError::NotABundle(bundle.to_string()));
         };
         let expected = match &kind {
@@ -302,31 +340,53 @@ impl Checker {
                 actual: size,
             });
         }
+        match &expected.keep {
+            Some(Some(_)) => limit(name, size, MAX_MANIFEST)?,
+            Some(None) => limit(name, size, MAX_INVENTORY)?,
+            None => {}
+        }
         Ok(Next::Check(kind, expected))
     }
 
-    fn inventory(&mut self, bytes: Vec<u8>) -> Result<u64, VerifyError> {
+    /// The inventory's bytes: parsed only once the signature over them
+    /// checks (or, for an unsigned bundle, once no signature follows).
+    fn inventory(&mut self, bytes: Vec<u8>) {
+        self.pending = Some(bytes);
+    }
+
+    fn parse_pending(&mut self) -> Result<(), VerifyError> {
+        let Some(bytes) = self.pending.take() else {
+            return Ok(());
+        };
         let inv = parse_inventory(&bytes)?;
-        let total = inv.carried_bytes();
+        self.progress.set_total(inv.carried_bytes());
         self.blob_index = inv
             .blobs
             .iter()
             .enumerate()
             .map(|(i, b)| (b.digest.clone(), i))
             .collect();
-        self.inventory = Some((inv, Digest::of(&bytes), bytes));
-        Ok(total)
+        self.inventory = Some((inv, Digest::of(&bytes)));
+        Ok(())
+    }
+
+    /// No signature came after the inventory: refused when a key was given.
+    fn accept_unsigned(&mut self) -> Result<(), VerifyError> {
+        if self.signed_by.is_none() && matches!(self.trust, Trust::Key(_)) {
+            return Err(VerifyError::Unsigned);
+        }
+        self.parse_pending()
     }
 
     fn signature(&mut self, bytes: &[u8]) -> Result<(), VerifyError> {
         let sig: SignatureFile =
             serde_json::from_slice(bytes).map_err(|e| SigningError::Malformed(e.to_string()))?;
-        if let (Trust::Key(key), Some((_, _, inv_bytes))) = (&self.trust, &self.inventory) {
+        if let (Trust::Key(key), Some(inv_bytes)) = (&self.trust, &self.pending) {
             signing::verify(inv_bytes, &sig, key)?;
             self.signed_by = Some(sig.key_id);
         }
         self.signature_present = true;
-        Ok(())
+        self.parse_pending()
     }
 
     /// Records a hashed entry: it must match what the inventory says.
@@ -368,13 +428,11 @@ impl Checker {
     }
 
     /// The end: everything listed was there, every manifest's blobs are listed.
-    fn finish(self, bundle: &str) -> Result<Verified, VerifyError> {
-        let Some((inventory, inventory_digest, _)) = self.inventory else {
+    fn finish(mut self, bundle: &str) -> Result<Verified, VerifyError> {
+        self.accept_unsigned()?;
+        let Some((inventory, inventory_digest)) = self.inventory else {
             return Err(VerifyError::NotABundle(bundle.to_string()));
         };
-        if self.signed_by.is_none() && matches!(self.trust, Trust::Key(_)) {
-            return Err(VerifyError::Unsigned);
-        }
         let mut missing: Vec<String> = Vec::new();
         for l in &inventory.layout {
             if !self.seen.contains(&l.path) {
@@ -432,61 +490,88 @@ pub fn verify_stream(
     trust: &Trust,
     progress: &Progress,
 ) -> Result<Verified, VerifyError> {
+    verify_into(reader, shown, trust, progress, &mut Discard)
+}
+
+/// Where `verify_into` hands each entry's bytes as they stream past, before
+/// they are checked: whoever writes them must not trust them until the
+/// whole verification has succeeded (see `extract`).
+pub trait Unpack {
+    fn begin(&mut self, kind: &EntryKind) -> std::io::Result<()>;
+    fn data(&mut self, chunk: &[u8]) -> std::io::Result<()>;
+    fn end(&mut self) -> std::io::Result<()>;
+}
+
+struct Discard;
+
+impl Unpack for Discard {
+    fn begin(&mut self, _: &EntryKind) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn data(&mut self, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn end(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`verify_stream`], handing every entry to `unpack` as it passes.
+pub fn verify_into(
+    reader: impl Read,
+    shown: &str,
+    trust: &Trust,
+    progress: &Progress,
+    unpack: &mut dyn Unpack,
+) -> Result<Verified, VerifyError> {
     let shown = shown.to_string();
-    let io = |source: std::io::Error| VerifyError::Io {
-        path: shown.clone(),
+    let out = |source: std::io::Error| VerifyError::Io {
+        path: "the output".to_string(),
         source,
     };
-    let mut archive = tar::Archive::new(BufReader::with_capacity(4 << 20, reader));
-    let mut checker = Checker::new(trust);
+    let walk = |e| VerifyError::walk(&shown, e);
+    let mut entries = Entries::new(Stream(BufReader::with_capacity(4 << 20, reader)), 0);
+    let mut checker = Checker::new(trust, progress);
     let mut buf = vec![0u8; 1 << 20];
-    for entry in archive.entries().map_err(io)? {
-        let mut entry = entry.map_err(|e| truncated_or_io(&shown, "<header>", e))?;
-        let (name, span, is_file) = entry_head(&entry);
-        let size = span.size;
-        match checker.header(&name, is_file, size, &shown)? {
-            Next::Inventory => {
-                let mut bytes = Vec::with_capacity(size as usize);
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| truncated_or_io(&shown, &name, e))?;
-                progress.set_total(checker.inventory(bytes)?);
-            }
-            Next::Signature => {
-                let mut bytes = Vec::new();
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| truncated_or_io(&shown, &name, e))?;
-                checker.signature(&bytes)?;
+    while let Some(head) = entries.next_entry().map_err(walk)? {
+        let name = head.name;
+        let span = Span {
+            offset: head.offset,
+            size: head.size,
+        };
+        match checker.header(&name, head.size, &shown)? {
+            next @ (Next::Inventory | Next::Signature) => {
+                let bytes = entries.read_all().map_err(walk)?;
+                let kind = bundle::classify_entry(&name)?;
+                unpack.begin(&kind).map_err(out)?;
+                unpack.data(&bytes).map_err(out)?;
+                unpack.end().map_err(out)?;
+                match next {
+                    Next::Inventory => checker.inventory(bytes),
+                    _ => checker.signature(&bytes)?,
+                }
             }
             Next::Check(kind, expected) => {
+                unpack.begin(&kind).map_err(out)?;
                 let keep = expected.keep.is_some();
                 let count = matches!(kind, EntryKind::Blob(_));
                 let mut kept = Vec::new();
                 let mut hasher = Sha256::new();
-                let mut read = 0u64;
                 loop {
-                    let n = entry
-                        .read(&mut buf)
-                        .map_err(|e| truncated_or_io(&shown, &name, e))?;
+                    let n = entries.read_data(&mut buf).map_err(walk)?;
                     if n == 0 {
                         break;
                     }
                     hasher.update(&buf[..n]);
+                    unpack.data(&buf[..n]).map_err(out)?;
                     if keep {
                         kept.extend_from_slice(&buf[..n]);
                     }
-                    read += n as u64;
                     if count {
                         progress.advance(n as u64);
                     }
                 }
-                if read != size {
-                    return Err(VerifyError::Truncated {
-                        path: shown,
-                        entry: name,
-                    });
-                }
+                unpack.end().map_err(out)?;
                 let actual = Digest::from_sha256(hasher.finalize().as_slice());
                 checker.checked(&name, kind, expected, actual, span, kept)?;
             }
@@ -499,13 +584,10 @@ pub fn verify_stream(
 /// digest, and its bytes when they are kept.
 type Hashed = (usize, Digest, Vec<u8>);
 
-/// The inventory and signature are small; anything larger is not a bundle.
-const MAX_METADATA: u64 = 256 << 20;
-
 /// Verifies the whole bundle reading each byte once, hashing entries on
-/// `threads` threads at once: the headers are read first (seeking past the
-/// data), then the inventory and signature, then every entry in parallel.
-/// For files on disk; `verify` also works on a stream.
+/// `threads` threads at once: the headers are walked first (skipping the
+/// data, with the same strict walk as [`verify_stream`], so both give one
+/// verdict), then every entry is hashed in parallel. For files on disk.
 pub fn verify_parallel(
     path: &Path,
     trust: &Trust,
@@ -518,41 +600,28 @@ pub fn verify_parallel(
         path: shown.clone(),
         source,
     };
+    let walk = |e| VerifyError::walk(&shown, e);
     let file = std::fs::File::open(path).map_err(io)?;
     let file_len = file.metadata().map_err(io)?.len();
-    let read_span = |span: Span, name: &str| -> Result<Vec<u8>, VerifyError> {
-        if span.offset + span.size > file_len {
-            return Err(VerifyError::Truncated {
-                path: shown.clone(),
-                entry: name.to_string(),
-            });
-        }
-        let mut bytes = vec![0u8; span.size as usize];
-        file.read_exact_at(&mut bytes, span.offset)
-            .map_err(|e| truncated_or_io(&shown, name, e))?;
-        Ok(bytes)
-    };
 
     // 1. Headers only, in order.
-    let mut checker = Checker::new(trust);
+    let mut checker = Checker::new(trust, progress);
     let mut work = Vec::new();
-    let mut archive = tar::Archive::new(std::fs::File::open(path).map_err(io)?);
-    for entry in archive.entries_with_seek().map_err(io)? {
-        let entry = entry.map_err(|e| truncated_or_io(&shown, "<header>", e))?;
-        let (name, span, is_file) = entry_head(&entry);
-        let size = span.size;
-        match checker.header(&name, is_file, size, &shown)? {
-            Next::Inventory => progress.set_total(checker.inventory(read_span(span, &name)?)?),
-            Next::Signature => checker.signature(&read_span(span, &name)?)?,
-            Next::Check(kind, expected) => {
-                if span.offset + size > file_len {
-                    return Err(VerifyError::Truncated {
-                        path: shown,
-                        entry: name,
-                    });
-                }
-                work.push((name, kind, expected, span));
-            }
+    let cursor = Positioned {
+        file: &file,
+        len: file_len,
+        at: 0,
+    };
+    let mut entries = Entries::new(cursor, 0);
+    while let Some(head) = entries.next_entry().map_err(walk)? {
+        let span = Span {
+            offset: head.offset,
+            size: head.size,
+        };
+        match checker.header(&head.name, head.size, &shown)? {
+            Next::Inventory => checker.inventory(entries.read_all().map_err(walk)?),
+            Next::Signature => checker.signature(&entries.read_all().map_err(walk)?)?,
+            Next::Check(kind, expected) => work.push((head.name, kind, expected, span)),
         }
     }
 
@@ -621,7 +690,7 @@ fn truncated_or_io(path: &str, entry: &str, e: std::io::Error) -> VerifyError {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {
         VerifyError::Truncated {
             path: path.to_string(),
-            entry: entry.to_string(),
+            entry: format!("entry '{}'", text::shown(entry, 200)),
         }
     } else {
         VerifyError::Io {

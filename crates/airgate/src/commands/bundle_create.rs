@@ -53,7 +53,7 @@ pub fn run(args: BundleCreateArgs) -> Result<ExitCode> {
     progress_bar::finish(bar);
     let summary = result?;
     match args.format {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Output::Json => crate::out!("{}", serde_json::to_string_pretty(&summary)?)?,
         Output::Text => {}
     }
     let left_out = if summary.blobs_left_out > 0 {

@@ -2,55 +2,77 @@
 
 use std::process::ExitCode;
 
+use airgate_core::signing;
 use airgate_oci::bundle;
 use anyhow::Result;
 
 use crate::cli::{BundleInspectArgs, Output};
+use crate::commands::key;
 use crate::progress_bar::human_bytes;
 
 pub fn run(args: BundleInspectArgs) -> Result<ExitCode> {
-    let (inventory, digest, signature) = bundle::read_inventory(&args.bundle)
+    let entry = bundle::read_inventory(&args.bundle)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.bundle.display()))?;
+    // A signature file only *claims* a signer until a key checks it.
+    let checked = match (&args.key, &entry.signature) {
+        (Some(path), Some(sig)) => {
+            signing::verify(&entry.bytes, sig, &key::read_public(path)?)
+                .map_err(|e| anyhow::anyhow!("{}: signature: {e}", args.bundle.display()))?;
+            true
+        }
+        (Some(_), None) => anyhow::bail!(
+            "{}: the bundle is not signed, but a key was given to check it with",
+            args.bundle.display()
+        ),
+        (None, _) => false,
+    };
+    let (inventory, digest, signature) = (entry.inventory, entry.digest, entry.signature);
     match args.output {
         Output::Json => {
+            let key_id = signature.as_ref().map(|s| &s.key_id);
             let out = serde_json::json!({
                 "inventoryDigest": digest,
-                "signedBy": signature.as_ref().map(|s| &s.key_id),
+                "signedBy": if checked { key_id } else { None },
+                "claimsSignedBy": if checked { None } else { key_id },
                 "inventory": inventory,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            crate::out!("{}", serde_json::to_string_pretty(&out)?)?;
         }
         Output::Text => {
             let carried = inventory.blobs.iter().filter(|b| b.carried).count();
-            println!("bundle     {}", args.bundle.display());
-            println!("inventory  {digest}");
-            println!(
-                "signed by  {}",
-                signature.map_or("(unsigned)".to_string(), |s| s.key_id.to_string())
-            );
+            crate::out!("bundle     {}", args.bundle.display())?;
+            crate::out!("inventory  {digest}")?;
+            match (signature, checked) {
+                (Some(s), true) => crate::out!("signed by  {} (checked with --key)", s.key_id)?,
+                (Some(s), false) => crate::out!(
+                    "signature  claims to be signed by {} (not checked: give --key)",
+                    s.key_id
+                )?,
+                (None, _) => crate::out!("signed by  (unsigned)")?,
+            }
             if let Some(since) = &inventory.since {
-                println!(
+                crate::out!(
                     "delta of   {since} ({} blobs carried before)",
                     inventory.blobs.len() - carried
-                );
+                )?;
             }
-            println!("created by {}", inventory.created_by);
-            println!(
+            crate::out!("created by {}", inventory.created_by)?;
+            crate::out!(
                 "blobs      {carried} carried, {}",
                 human_bytes(inventory.carried_bytes())
-            );
-            println!("images     {}", inventory.images.len());
+            )?;
+            crate::out!("images     {}", inventory.images.len())?;
             for i in &inventory.images {
                 let platforms = if i.platforms.is_empty() {
                     String::new()
                 } else {
                     format!("  [{}]", i.platforms.join(", "))
                 };
-                println!("  {}@{}{platforms}", i.reference, i.digest);
+                crate::out!("  {}@{}{platforms}", i.reference, i.digest)?;
             }
-            println!("files      {}", inventory.files.len());
+            crate::out!("files      {}", inventory.files.len())?;
             for f in &inventory.files {
-                println!("  {}  {}  {}", f.name, human_bytes(f.size), f.digest);
+                crate::out!("  {}  {}  {}", f.name, human_bytes(f.size), f.digest)?;
             }
             eprintln!(
                 "hint: inspect reads the inventory only; `airgate bundle verify` checks the whole bundle"

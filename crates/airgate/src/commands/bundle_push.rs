@@ -13,7 +13,8 @@ use crate::{progress_bar, registry_options};
 
 pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let target = Target::parse(&args.to, args.namespace_single.clone()).map_err(|e| anyhow!(e))?;
+    let target = Target::parse(&args.to, args.layout.into(), args.namespace_single.clone())
+        .map_err(|e| anyhow!(e))?;
     if args.bundle.as_os_str() == "-" {
         anyhow::bail!(
             "bundle push needs the bundle as a file: it reads blobs by offset\nhint: save the stream first, or check it as it arrives with `airgate bundle verify -`"
@@ -46,10 +47,10 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
     progress_bar::finish(bar);
     let summary = result?;
     match args.format {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Output::Json => crate::out!("{}", serde_json::to_string_pretty(&summary)?)?,
         Output::Text => {
             for i in &summary.images {
-                println!("{} -> {}", i.source, i.target);
+                crate::out!("{} -> {}", i.source, i.target)?;
             }
         }
     }

@@ -56,6 +56,24 @@ pub fn verify_with_progress(path: &std::path::Path, trust: &Trust, pass: Pass) -
     result.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
+/// How a bundle argument is named in messages.
+pub fn shown_source(path: &std::path::Path) -> String {
+    if path.as_os_str() == "-" {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// What the signature check established, in words.
+pub fn signer_text(verified: &Verified) -> String {
+    match (&verified.signed_by, verified.signature_present) {
+        (Some(k), _) => format!("signed by {k}"),
+        (None, true) => "signature present but not checked: no --key".to_string(),
+        (None, false) => "unsigned".to_string(),
+    }
+}
+
 pub fn run(args: BundleVerifyArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let verified = verify_with_progress(&args.bundle, &trust(&args.trust)?, Pass::Streaming)?;
@@ -69,23 +87,15 @@ pub fn run(args: BundleVerifyArgs) -> Result<ExitCode> {
         bytes: verified.inventory.carried_bytes(),
     };
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Text => println!(
+        Output::Json => crate::out!("{}", serde_json::to_string_pretty(&report)?)?,
+        Output::Text => crate::out!(
             "{}: verified ({}), {} images, {} blobs, {} files",
-            if args.bundle.as_os_str() == "-" {
-                "standard input".to_string()
-            } else {
-                args.bundle.display().to_string()
-            },
-            match (&report.signed_by, verified.signature_present) {
-                (Some(k), _) => format!("signed by {k}"),
-                (None, true) => "signature present but not checked: no --key".to_string(),
-                (None, false) => "unsigned".to_string(),
-            },
+            shown_source(&args.bundle),
+            signer_text(&verified),
             report.images,
             report.blobs,
             report.files
-        ),
+        )?,
     }
     eprintln!(
         "checked {}",

@@ -45,7 +45,7 @@ pub fn app(args: DescribeAppArgs) -> Result<ExitCode> {
                 .or_else(|| e.last_timestamp.as_ref().map(|t| t.0.as_second()))
                 .unwrap_or_default()
         });
-        print!("{}", render(&app, &events));
+        crate::stdout::text(&render(&app, &events))?;
         Ok(ExitCode::SUCCESS)
     })
 }

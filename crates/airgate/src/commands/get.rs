@@ -62,20 +62,21 @@ pub fn apps(args: GetAppsArgs) -> Result<ExitCode> {
             .context("listing Apps (apps.airgate.dev)\nhint: is the CRD installed? `airgate install | kubectl apply -f -`")?
             .items;
         list.sort_by_key(|a| (a.namespace(), a.name_any()));
+        // As kubectl: managedFields are bookkeeping, shown on request only.
+        for app in &mut list {
+            app.metadata.managed_fields = None;
+        }
         match args.output {
             ObjectOutput::Json => {
-                println!(
+                crate::out!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "apiVersion": "v1", "kind": "List", "items": list}))?
-                );
+                )?;
             }
             ObjectOutput::Yaml => {
-                print!(
-                    "{}",
-                    serde_saphyr::to_string(&serde_json::json!({
-                        "apiVersion": "v1", "kind": "List", "items": list}))?
-                );
+                crate::stdout::text(&serde_saphyr::to_string(&serde_json::json!({
+                    "apiVersion": "v1", "kind": "List", "items": list}))?)?;
             }
             ObjectOutput::Table => {
                 if list.is_empty() {
@@ -119,7 +120,7 @@ pub fn apps(args: GetAppsArgs) -> Result<ExitCode> {
                     }
                     rows.push(row);
                 }
-                print!("{}", table(&rows));
+                crate::stdout::text(&table(&rows))?;
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -55,7 +55,7 @@ pub fn run(args: ImagesArgs) -> Result<ExitCode> {
     match args.output {
         Output::Text => {
             for image in by_image.keys() {
-                println!("{image}");
+                crate::out!("{image}")?;
             }
         }
         Output::Json => {
@@ -63,10 +63,10 @@ pub fn run(args: ImagesArgs) -> Result<ExitCode> {
                 .into_iter()
                 .map(|(image, found)| Image { image, found })
                 .collect();
-            println!(
+            crate::out!(
                 "{}",
                 serde_json::to_string_pretty(&ImagesOutput { images })?
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -124,7 +124,7 @@ pub fn run(args: InstallArgs) -> Result<ExitCode> {
     match &args.output {
         None => {
             let all: Vec<Value> = groups.into_iter().flat_map(|(_, o)| o).collect();
-            print!("{}", yaml(&all)?);
+            crate::stdout::text(&yaml(&all)?)?;
         }
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

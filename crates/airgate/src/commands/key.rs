@@ -1,7 +1,7 @@
 //! `airgate key generate`: an Ed25519 key pair for signing bundles.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,37 +14,61 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Writes `PREFIX.key` and `PREFIX.pub`, both or neither.
+///
+/// Guarantees: each file is written to a new temporary file in the same
+/// directory (created with `O_EXCL`, mode 0600) and renamed into place, so a
+/// process holding the old key file open never reads the new key, and no
+/// half-written key is ever visible; a symbolic link at either name is
+/// refused, never followed; without `--force` an existing file is never
+/// replaced (checked again at the rename); if the second rename fails, the
+/// first file is removed again when it was new.
 pub fn generate(prefix: &Path, force: bool) -> Result<ExitCode> {
+    let text = prefix.as_os_str().to_string_lossy();
+    if text.is_empty() || text.ends_with('/') || prefix.is_dir() {
+        bail!(
+            "--out {} names a directory; it is a path prefix for the two files\nhint: for example --out {}signer",
+            prefix.display(),
+            if text.ends_with('/') || text.is_empty() {
+                text.to_string()
+            } else {
+                format!("{text}/")
+            }
+        );
+    }
     let private = with_suffix(prefix, ".key");
     let public = with_suffix(prefix, ".pub");
-    for p in [&private, &public] {
-        if p.exists() && !force {
-            bail!("{} exists\nhint: pass --force to replace it", p.display());
+    let mut existed = [false, false];
+    for (i, p) in [&private, &public].into_iter().enumerate() {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                bail!(
+                    "{} is a symbolic link; refusing to write a key through it",
+                    p.display()
+                )
+            }
+            Ok(_) if !force => bail!("{} exists\nhint: pass --force to replace it", p.display()),
+            Ok(_) => existed[i] = true,
+            Err(_) => {}
         }
     }
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed)
         .map_err(|e| anyhow::anyhow!("no randomness from the system: {e}"))?;
     let key = signing::signing_key_from_seed(seed);
-    let private_pem = signing::private_key_pem(&key)?;
-    let public_pem = signing::public_key_pem(&key.verifying_key())?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&private)
-        .with_context(|| format!("creating {}", private.display()))?;
-    // A file that existed keeps its old mode through open(): set it again.
-    std::fs::set_permissions(
-        &private,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .with_context(|| format!("restricting {}", private.display()))?;
-    f.write_all(private_pem.as_bytes())
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", private.display()))?;
-    std::fs::write(&public, public_pem).with_context(|| format!("writing {}", public.display()))?;
+    let private_tmp = staged(&private, signing::private_key_pem(&key)?.as_bytes(), 0o600)?;
+    let public_tmp = staged(
+        &public,
+        signing::public_key_pem(&key.verifying_key())?.as_bytes(),
+        0o644,
+    )?;
+    place(private_tmp, &private, force)?;
+    if let Err(e) = place(public_tmp, &public, force) {
+        if !existed[0] {
+            let _ = std::fs::remove_file(&private);
+        }
+        return Err(e);
+    }
     eprintln!(
         "wrote {} (private, keep it on the connected side) and {} (key id {})",
         private.display(),
@@ -52,6 +76,34 @@ pub fn generate(prefix: &Path, force: bool) -> Result<ExitCode> {
         signing::key_id(&key.verifying_key())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `content` in a new file next to `target`, synced, with `mode`.
+fn staged(target: &Path, content: &[u8], mode: u32) -> Result<tempfile::NamedTempFile> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".airgate-key-")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a file next to {}", target.display()))?;
+    tmp.write_all(content)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", target.display()))?;
+    Ok(tmp)
+}
+
+/// Renames `tmp` to `target`; without `force`, only if `target` does not
+/// exist at that moment.
+fn place(tmp: tempfile::NamedTempFile, target: &Path, force: bool) -> Result<()> {
+    let placed = if force {
+        tmp.persist(target).map(|_| ())
+    } else {
+        tmp.persist_noclobber(target).map(|_| ())
+    };
+    placed.map_err(|e| anyhow::anyhow!("writing {}: {}", target.display(), e.error))
 }
 
 /// Reads a private key file.

@@ -58,11 +58,13 @@ pub fn run(args: MirrorConfigArgs) -> Result<ExitCode> {
     let spec = MirrorSpec {
         registry: registry.clone(),
         prefix,
+        layout: args.layout.into(),
         upstreams,
         with_ca: ca.is_some(),
         plain_http: args.insecure_http,
     };
     let mut files: Vec<(String, Vec<u8>)> = mirror::render(&spec, runtime)
+        .map_err(|e| anyhow::anyhow!(e))?
         .into_iter()
         .map(|f| (f.path, f.content.into_bytes()))
         .collect();
@@ -79,7 +81,7 @@ pub fn run(args: MirrorConfigArgs) -> Result<ExitCode> {
                 }
                 std::fs::write(&target, content)
                     .with_context(|| format!("writing {}", target.display()))?;
-                println!("{}", target.display());
+                crate::out!("{}", target.display())?;
             }
             eprintln!(
                 "wrote {} files; copy them to {} on every node",
@@ -89,8 +91,8 @@ pub fn run(args: MirrorConfigArgs) -> Result<ExitCode> {
         }
         None => {
             for (path, content) in &files {
-                println!("# --- {}/{path}", runtime.config_root());
-                print!("{}", String::from_utf8_lossy(content));
+                crate::out!("# --- {}/{path}", runtime.config_root())?;
+                crate::stdout::text(&String::from_utf8_lossy(content))?;
             }
         }
     }

@@ -1,6 +1,7 @@
 //! One module per command; `run` dispatches to them.
 
 mod bundle_create;
+mod bundle_extract;
 mod bundle_inspect;
 mod bundle_push;
 mod bundle_verify;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bundle(BundleCommand::Verify(args)) => bundle_verify::run(args),
         Command::Bundle(BundleCommand::Inspect(args)) => bundle_inspect::run(args),
         Command::Bundle(BundleCommand::Push(args)) => bundle_push::run(args),
+        Command::Bundle(BundleCommand::Extract(args)) => bundle_extract::run(args),
         Command::Lock(args) => lock::run(args),
         Command::MirrorConfig(args) => mirror_config::run(args),
         Command::Install(args) => install::run(args),

@@ -7,8 +7,8 @@ use crate::cli::Output;
 pub fn run(output: Output) -> anyhow::Result<ExitCode> {
     let version = env!("CARGO_PKG_VERSION");
     match output {
-        Output::Text => println!("airgate {version}"),
-        Output::Json => println!("{}", serde_json::json!({ "version": version })),
+        Output::Text => crate::out!("airgate {version}")?,
+        Output::Json => crate::out!("{}", serde_json::json!({ "version": version }))?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,79 @@
+//! `airgate bundle extract`: verify a bundle and unpack it, in one pass.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use airgate_oci::bundle;
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::{BundleExtractArgs, Output};
+use crate::commands::bundle_verify::{shown_source, signer_text, trust};
+use crate::progress_bar;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    extracted: String,
+    signed_by: Option<String>,
+    inventory_digest: String,
+    images: usize,
+    blobs: usize,
+    files: usize,
+    bytes: u64,
+}
+
+pub fn run(args: BundleExtractArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let trust = trust(&args.trust)?;
+    let source = shown_source(&args.bundle);
+    let (progress, bar) = progress_bar::bytes("extract");
+    let result = if args.bundle.as_os_str() == "-" {
+        bundle::extract::extract(
+            std::io::stdin().lock(),
+            &source,
+            &trust,
+            &args.output,
+            &progress,
+        )
+    } else {
+        std::fs::File::open(&args.bundle)
+            .map_err(|source| bundle::VerifyError::Io {
+                path: args.bundle.display().to_string(),
+                source,
+            })
+            .and_then(|f| bundle::extract::extract(f, &source, &trust, &args.output, &progress))
+    };
+    progress_bar::finish(bar);
+    let verified = result.map_err(|e| {
+        anyhow::anyhow!(
+            "{source}: {e}\nnothing was extracted to {}",
+            args.output.display()
+        )
+    })?;
+    let report = Report {
+        extracted: args.output.display().to_string(),
+        signed_by: verified.signed_by.as_ref().map(|d| d.to_string()),
+        inventory_digest: verified.inventory_digest.to_string(),
+        images: verified.inventory.images.len(),
+        blobs: verified.blobs.len(),
+        files: verified.files.len(),
+        bytes: verified.inventory.carried_bytes(),
+    };
+    match args.format {
+        Output::Json => crate::out!("{}", serde_json::to_string_pretty(&report)?)?,
+        Output::Text => crate::out!(
+            "{source}: verified ({}) and extracted to {}: {} images, {} blobs, {} files",
+            signer_text(&verified),
+            report.extracted,
+            report.images,
+            report.blobs,
+            report.files
+        )?,
+    }
+    eprintln!(
+        "extracted {}",
+        progress_bar::rate(report.bytes, started.elapsed())
+    );
+    Ok(ExitCode::SUCCESS)
+}
