@@ -10,6 +10,7 @@
 //! Guarantees: a test that needs the perimeter and cannot find it fails with a
 //! message that says how to start it. It never skips.
 
+pub mod airgap;
 pub mod images;
 
 use std::collections::BTreeMap;

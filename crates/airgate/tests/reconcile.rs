@@ -106,6 +106,15 @@ struct Controller {
 
 impl Drop for Controller {
     fn drop(&mut self) {
+        // Under strace the controller is strace's child: a killed strace
+        // would leave it running, untraced. Kill it first.
+        let pid = self.child.id();
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        if let Ok(list) = std::fs::read_to_string(children) {
+            for child in list.split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", child]).status();
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -188,6 +197,17 @@ impl Tenant {
 
     /// Starts a controller for this tenant's namespace on `lease`.
     async fn controller(&self, name: &str, lease: &str) -> Result<Controller> {
+        self.controller_traced(name, lease, None).await
+    }
+
+    /// [`Tenant::controller`], with its connection attempts traced to
+    /// `trace` when given (see `airgate_testkit::airgap`).
+    async fn controller_traced(
+        &self,
+        name: &str,
+        lease: &str,
+        trace: Option<&std::path::Path>,
+    ) -> Result<Controller> {
         let data = self.dir.path().join(name);
         std::fs::create_dir_all(&data)?;
         let kubeconfig = self.dir.path().join("controller.kubeconfig");
@@ -200,7 +220,12 @@ impl Tenant {
             .local_addr()?
             .port();
         let log = data.join("controller.log");
-        let child = airgate()
+        let binary = std::path::Path::new(env!("CARGO_BIN_EXE_airgate"));
+        let mut command = match trace {
+            Some(t) => airgate_testkit::airgap::traced(binary, t),
+            None => airgate(),
+        };
+        let child = command
             .arg("controller")
             .arg("--kubeconfig")
             .arg(&kubeconfig)
@@ -1052,5 +1077,74 @@ async fn the_install_manifests_pass_a_server_side_dry_run() -> Result<()> {
         .count()
         + 1;
     assert!(docs >= 9, "{docs} documents");
+    Ok(())
+}
+
+/// Air-gap discipline for the controller: through a full sync, a drift
+/// correction and a prune, it tries to reach the apiserver and the Git
+/// server and nothing else (no DNS lookup, no other address).
+#[tokio::test]
+async fn the_controller_reaches_only_the_apiserver_and_git_through_sync_drift_and_prune()
+-> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-airgap").await?;
+    t.write("envs/prod/a.yaml", &config_map("a", "1"))?;
+    t.write("envs/prod/b.yaml", &config_map("b", "1"))?;
+    t.push("two settings")?;
+    let trace = t.dir.path().join("controller.trace");
+    let c = t
+        .controller_traced("c1", &format!("{}-lease", t.ns), Some(&trace))
+        .await?;
+    t.create_app("shop", json!({"drift": "correct"})).await?;
+    t.until("shop", "Ready", ready, &c).await?;
+
+    kubectl(
+        &t.p,
+        &[
+            "-n",
+            &t.ns,
+            "patch",
+            "configmap",
+            "a",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"mode":"edited"}}"#,
+        ],
+    )?;
+    eventually(
+        "the drift to be corrected",
+        Duration::from_secs(30),
+        || async {
+            let cm = t.config_map("a").await.map_err(|e| e.to_string())?;
+            let mode = cm.and_then(|c| c.data).and_then(|d| d.get("mode").cloned());
+            Ok((mode.as_deref() == Some("1")).then_some(()))
+        },
+    )
+    .await
+    .with_context(|| c.log())?;
+
+    t.remove("envs/prod/b.yaml")?;
+    t.push("drop b")?;
+    eventually("b to be pruned", Duration::from_secs(60), || async {
+        let cm = t.config_map("b").await.map_err(|e| e.to_string())?;
+        Ok(cm.is_none().then_some(()))
+    })
+    .await
+    .with_context(|| c.log())?;
+    drop(c);
+
+    let kubeconfig = std::fs::read_to_string(&t.p.kubeconfig)?;
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .context("no server in the kubeconfig")?;
+    let allowed = [
+        airgate_testkit::airgap::endpoint(server.trim())?,
+        airgate_testkit::airgap::endpoint(&t.p.git_url)?,
+    ];
+    let attempts = airgate_testkit::airgap::attempts(&trace)?;
+    assert!(!attempts.is_empty(), "the trace recorded nothing");
+    let found = airgate_testkit::airgap::violations(&attempts, &allowed);
+    assert!(found.is_empty(), "{found:#?}");
     Ok(())
 }
