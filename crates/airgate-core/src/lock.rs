@@ -31,6 +31,10 @@ pub struct LockedImage {
     /// For an index, the platforms it holds (`os/arch[/variant]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<String>,
+    /// Set for a signature, attestation or other referrer: the digest it
+    /// refers to (by OCI 1.1 `subject`, or by cosign's tag convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
 }
 
 impl LockedImage {

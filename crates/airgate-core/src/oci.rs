@@ -34,6 +34,9 @@ pub struct Descriptor {
     pub platform: Option<Platform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<std::collections::BTreeMap<String, String>>,
+    /// For an artifact (a signature, an SBOM): what kind it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +104,84 @@ struct RawManifest {
     config: Option<Descriptor>,
     #[serde(default)]
     layers: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    subject: Option<Descriptor>,
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The manifest a referrer (a signature, an attestation, an SBOM attached
+/// with OCI 1.1's `subject`) refers to, if it is one.
+pub fn subject_of(bytes: &[u8]) -> Option<Descriptor> {
+    serde_json::from_slice::<RawManifest>(bytes)
+        .ok()
+        .and_then(|m| m.subject)
+}
+
+/// How a referrer is listed in its subject's referrers index: its
+/// descriptor, with its artifact type (the manifest's `artifactType`, else
+/// its config's media type) and annotations, as the OCI 1.1 spec says.
+pub fn referrer_descriptor(bytes: &[u8], media_type: &str, digest: &Digest) -> Descriptor {
+    let raw = serde_json::from_slice::<RawManifest>(bytes).ok();
+    let artifact_type = raw.as_ref().and_then(|m| {
+        m.artifact_type
+            .clone()
+            .or_else(|| m.config.as_ref().map(|c| c.media_type.clone()))
+    });
+    Descriptor {
+        media_type: media_type.to_string(),
+        digest: digest.clone(),
+        size: bytes.len() as u64,
+        platform: None,
+        annotations: raw.and_then(|m| m.annotations),
+        artifact_type,
+    }
+}
+
+/// The tag under which a registry without the referrers API keeps the
+/// referrers index of `subject` (OCI 1.1's referrers tag schema).
+pub fn referrers_tag(subject: &Digest) -> String {
+    subject.as_str().replacen(':', "-", 1)
+}
+
+/// The tags cosign keeps a signature, an attestation and an SBOM of
+/// `subject` under, in registries without the referrers API.
+pub fn cosign_tags(subject: &Digest) -> [String; 3] {
+    let base = referrers_tag(subject);
+    [
+        format!("{base}.sig"),
+        format!("{base}.att"),
+        format!("{base}.sbom"),
+    ]
+}
+
+/// A referrers index: `existing` (the index now at the referrers tag, if
+/// any) with `add` listed too, each digest once. Errors if `existing` is
+/// not an index.
+pub fn referrers_index(
+    existing: Option<&[u8]>,
+    add: &[Descriptor],
+) -> Result<Vec<u8>, ManifestError> {
+    let mut manifests = match existing {
+        Some(bytes) => match parse_manifest(bytes, OCI_INDEX)? {
+            Parsed::Index { manifests } => manifests,
+            Parsed::Image { .. } => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    for d in add {
+        if !manifests.iter().any(|m| m.digest == d.digest) {
+            manifests.push(d.clone());
+        }
+    }
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": manifests,
+    }))
+    .map_err(|e| ManifestError::Json(e.to_string()))
 }
 
 /// The media type a manifest declares in its body, if any.
@@ -177,6 +258,28 @@ mod tests {
         let p = parse_manifest(body.as_bytes(), DOCKER_MANIFEST).unwrap_or_else(|e| panic!("{e}"));
         let children: Vec<_> = p.children().iter().map(|d| d.digest.to_string()).collect();
         assert_eq!(children, [D1, D2]);
+    }
+
+    #[test]
+    fn referrers_are_found_by_subject_and_listed_once_in_the_referrers_index() {
+        let sbom = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/spdx+json",
+                "config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{D1}","size":2}},
+                "layers":[],"subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{D2}","size":9}},
+                "annotations":{{"a":"b"}}}}"#
+        );
+        let subject = subject_of(sbom.as_bytes()).map(|d| d.digest.to_string());
+        assert_eq!(subject.as_deref(), Some(D2));
+        let own = Digest::of(sbom.as_bytes());
+        let d = referrer_descriptor(sbom.as_bytes(), OCI_MANIFEST, &own);
+        assert_eq!(d.artifact_type.as_deref(), Some("application/spdx+json"));
+        let index = referrers_index(None, std::slice::from_ref(&d)).unwrap_or_default();
+        let again = referrers_index(Some(&index), &[d]).unwrap_or_default();
+        assert_eq!(index, again, "a referrer is listed once");
+        assert!(String::from_utf8_lossy(&again).contains("application/spdx+json"));
+        let sub: Digest = D2.parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(referrers_tag(&sub), format!("sha256-{}", &D2[7..]));
+        assert_eq!(cosign_tags(&sub)[0], format!("sha256-{}.sig", &D2[7..]));
     }
 
     #[test]

@@ -7,13 +7,16 @@
 //! points at something incomplete, and a second run after a crash uploads
 //! only what is missing. A delta bundle is checked before anything is
 //! written: every blob it leaves out must already be in the registry.
+//! Signatures and other referrers go like any image (cosign's tags are
+//! tags); a referrer whose subject the registry does not index itself (no
+//! OCI 1.1 referrers API) is added to the subject's referrers tag, last.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use airgate_core::bundle::BundleImage;
 use airgate_core::mirror::{self, Layout};
-use airgate_core::oci::Parsed;
+use airgate_core::oci::{self, Descriptor, Parsed};
 use airgate_core::{Digest, ImageRef};
 use futures_util::{StreamExt, TryStreamExt};
 
@@ -352,7 +355,10 @@ pub async fn push(
         }
     }
 
-    // 2. Manifests by digest, children first.
+    // 2. Manifests by digest, children first. A referrer whose subject the
+    // registry did not index (no referrers API) is listed under the
+    // referrers tag with the other tags, last.
+    let mut unindexed: BTreeMap<(String, Digest), Vec<Descriptor>> = BTreeMap::new();
     for p in &plans {
         for d in &p.manifests {
             let (bytes, media_type, _) = &verified.manifests[d];
@@ -361,10 +367,18 @@ pub async fn push(
                 media_type: media_type.clone(),
                 digest: d.clone(),
             };
-            client
+            let indexed = client
                 .put_manifest(registry, &p.repository, d.as_str(), &m)
                 .await?;
             summary.manifests += 1;
+            if let Some(subject) = oci::subject_of(bytes)
+                && !indexed
+            {
+                unindexed
+                    .entry((p.repository.clone(), subject.digest))
+                    .or_default()
+                    .push(oci::referrer_descriptor(bytes, media_type, d));
+            }
         }
     }
 
@@ -391,7 +405,40 @@ pub async fn push(
             target: format!("{shown}@{}", p.image.digest),
         });
     }
+    for ((repository, subject), referrers) in &unindexed {
+        update_referrers_tag(client, registry, repository, subject, referrers).await?;
+        summary.tags += 1;
+    }
     Ok(summary)
+}
+
+/// Lists `referrers` in the referrers index at `subject`'s referrers tag
+/// (OCI 1.1's fallback for registries without the referrers API), keeping
+/// what the index already lists.
+async fn update_referrers_tag(
+    client: &RegistryClient,
+    registry: &str,
+    repository: &str,
+    subject: &Digest,
+    referrers: &[Descriptor],
+) -> Result<(), PushError> {
+    let tag = oci::referrers_tag(subject);
+    let existing = match client.get_manifest(registry, repository, &tag).await {
+        Ok(m) if oci::is_index(&m.media_type) => Some(m.bytes),
+        Ok(_) | Err(RegistryError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = oci::referrers_index(existing.as_deref(), referrers)
+        .map_err(|e| PushError::Invalid(format!("the referrers index of {subject}: {e}")))?;
+    let index = Manifest {
+        digest: Digest::of(&bytes),
+        bytes: bytes.into(),
+        media_type: oci::OCI_INDEX.to_string(),
+    };
+    client
+        .put_manifest(registry, repository, &tag, &index)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -724,14 +724,51 @@ impl RegistryClient {
         .await
     }
 
-    /// Stores a manifest under `reference` (a tag, or its digest).
+    /// The referrers of `digest` by the OCI 1.1 referrers API, or `None`
+    /// when the registry does not have that API (it answers 404; one that
+    /// has it answers an index, empty if there are none).
+    pub async fn referrers(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Option<Vec<oci::Descriptor>>, RegistryError> {
+        self.retry(|| async {
+            let path = format!("/v2/{repository}/referrers/{digest}");
+            let resp = self
+                .send(registry, repository, &Self::pull(repository), |c, base| {
+                    c.get(format!("{base}{path}"))
+                        .header(ACCEPT, oci::OCI_INDEX)
+                })
+                .await?;
+            let status = resp.status();
+            if !status.is_success() {
+                if status.is_server_error() {
+                    let body = error_body(resp).await;
+                    return Err(status_error(&Method::GET, &path, status, &body));
+                }
+                return Ok(None);
+            }
+            let what = format!("referrers of {registry}/{repository}@{digest}");
+            let bytes = read_capped(resp, MAX_MANIFEST, &what, registry).await?;
+            match oci::parse_manifest(&bytes, oci::OCI_INDEX) {
+                Ok(oci::Parsed::Index { manifests }) => Ok(Some(manifests)),
+                _ => Err(RegistryError::Protocol(format!("{what}: not an OCI index"))),
+            }
+        })
+        .await
+    }
+
+    /// Stores a manifest under `reference` (a tag, or its digest). Returns
+    /// whether the registry said it indexed the manifest's `subject`
+    /// (the `OCI-Subject` header of a registry with the referrers API).
     pub async fn put_manifest(
         &self,
         registry: &str,
         repository: &str,
         reference: &str,
         manifest: &Manifest,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<bool, RegistryError> {
         self.retry(|| async {
             let path = format!("/v2/{repository}/manifests/{reference}");
             let resp = self
@@ -759,7 +796,7 @@ impl RegistryClient {
                     actual: d,
                 });
             }
-            Ok(())
+            Ok(resp.headers().contains_key("oci-subject"))
         })
         .await
     }

@@ -49,6 +49,8 @@ pub struct Perimeter {
     pub git_askpass: PathBuf,
     pub kustomize: PathBuf,
     pub helm: PathBuf,
+    /// The oras client, for checking carried referrers (OCI 1.1).
+    pub oras: PathBuf,
     /// The apiserver's audit log: one JSON line per request of a client
     /// (the control plane's own are not logged), rotated at 500 MB.
     pub audit_log: PathBuf,
@@ -122,6 +124,7 @@ impl Perimeter {
             git_askpass: path("AIRGATE_GIT_ASKPASS")?,
             kustomize: path("AIRGATE_KUSTOMIZE")?,
             helm: path("AIRGATE_HELM")?,
+            oras: path("AIRGATE_ORAS")?,
             audit_log: path("AIRGATE_AUDIT_LOG")?,
         })
     }

@@ -126,3 +126,150 @@ fn a_credential_helper_named_in_the_docker_config_is_run() -> Result<()> {
     );
     Ok(())
 }
+
+/// Runs oras (the OCI 1.1 referrers client) with `args`; its stdout.
+fn oras(env: &Env, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(&env.p.oras)
+        .args(args)
+        .current_dir(env.dir.path())
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "oras {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Signatures and attestations were left behind, so signature checks inside
+/// the perimeter failed. An SBOM attached with OCI 1.1's `subject` (oras
+/// attach; this registry has no referrers API, so it is listed under the
+/// referrers tag) and a cosign-style `.sig` tag are locked, carried and
+/// pushed with their digests, and oras finds the SBOM in the internal
+/// registry.
+#[test]
+fn signatures_and_attestations_cross_with_the_image() -> Result<()> {
+    let _guard = read_lock();
+    let env = Env::new()?;
+    let base = unique_name("refs");
+    let image = seed_image(
+        &env.p.upstream_registry,
+        &format!("{base}/app"),
+        "v1",
+        &ImageSpec::single(&[layer(800, 10_000)]),
+    )?;
+    std::fs::write(env.path("sbom.json"), r#"{"spdxVersion":"SPDX-2.3"}"#)?;
+    std::fs::write(env.path("sig.json"), r#"{"critical":{}}"#)?;
+    oras(
+        &env,
+        &[
+            "attach",
+            "--plain-http",
+            "--artifact-type",
+            "application/spdx+json",
+            &image.reference,
+            "sbom.json:application/spdx+json",
+        ],
+    )?;
+    let sig_tag = format!("{}.sig", image.digest.replacen(':', "-", 1));
+    let upstream_repo = image
+        .reference
+        .rsplit_once(':')
+        .map(|(r, _)| r)
+        .unwrap_or_default();
+    oras(
+        &env,
+        &[
+            "push",
+            "--plain-http",
+            &format!("{upstream_repo}:{sig_tag}"),
+            "sig.json:application/vnd.dev.cosign.simplesigning.v1+json",
+        ],
+    )?;
+    let discovered: serde_json::Value = serde_json::from_str(&oras(
+        &env,
+        &[
+            "discover",
+            "--plain-http",
+            "--format",
+            "json",
+            &image.reference,
+        ],
+    )?)?;
+    let sbom_digest = discovered["manifests"][0]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(sbom_digest.starts_with("sha256:"), "{discovered}");
+
+    let lock = env.lock("refs", &[&image.reference])?;
+    let locked = std::fs::read_to_string(&lock)?;
+    assert!(locked.contains(&sbom_digest), "{locked}");
+    assert!(locked.contains(&sig_tag), "{locked}");
+    let (key, public) = env.key("refs-key")?;
+    let bundle = env.bundle("refs", &lock, Some(&key), &[])?;
+    let to = format!("{}/{base}", env.p.internal_registry);
+    ok(env.airgate(&env.push_args(&s(&bundle), &to, &public))?)?;
+
+    let repo = env.internal_repo(&base, &image.reference);
+    let config = env.docker_config.path().join("config.json");
+    let config = s(&config);
+    let ca = s(&env.p.internal_registry_ca);
+    let internal_ref = format!("{}/{repo}@{}", env.p.internal_registry, image.digest);
+    let found: serde_json::Value = serde_json::from_str(&oras(
+        &env,
+        &[
+            "discover",
+            "--ca-file",
+            &ca,
+            "--registry-config",
+            &config,
+            "--format",
+            "json",
+            &internal_ref,
+        ],
+    )?)?;
+    let listed: Vec<&str> = found["manifests"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["digest"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, [sbom_digest.as_str()], "{found}");
+    assert_eq!(
+        found["manifests"][0]["artifactType"],
+        "application/spdx+json"
+    );
+    let sig_ref = format!("{}/{repo}:{sig_tag}", env.p.internal_registry);
+    let sig = oras(
+        &env,
+        &[
+            "manifest",
+            "fetch",
+            "--ca-file",
+            &ca,
+            "--registry-config",
+            &config,
+            "--descriptor",
+            &sig_ref,
+        ],
+    )?;
+    let upstream_sig = oras(
+        &env,
+        &[
+            "manifest",
+            "fetch",
+            "--plain-http",
+            "--descriptor",
+            &format!("{upstream_repo}:{sig_tag}"),
+        ],
+    )?;
+    let digest_of = |d: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(d)
+            .map(|v| v["digest"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(digest_of(&sig), digest_of(&upstream_sig));
+    assert!(!digest_of(&sig).is_empty());
+    Ok(())
+}

@@ -241,6 +241,7 @@ pub async fn create(
             size: m.bytes.len() as u64,
             platform: None,
             annotations: Some(annotations),
+            artifact_type: None,
         });
         images.push(BundleImage {
             reference: locked.reference.clone(),
@@ -248,6 +249,7 @@ pub async fn create(
             media_type: m.media_type.clone(),
             size: m.bytes.len() as u64,
             platforms: locked.platforms.clone(),
+            subject: locked.subject.clone(),
         });
     }
     let oci_layout = Bytes::from(format!(

@@ -68,7 +68,12 @@ pub fn run(args: BundleInspectArgs) -> Result<ExitCode> {
                 } else {
                     format!("  [{}]", i.platforms.join(", "))
                 };
-                crate::out!("  {}@{}{platforms}", i.reference, i.digest)?;
+                let refers = i
+                    .subject
+                    .as_ref()
+                    .map(|d| format!("  (signature or attestation of {d})"))
+                    .unwrap_or_default();
+                crate::out!("  {}@{}{platforms}{refers}", i.reference, i.digest)?;
             }
             crate::out!("files      {}", inventory.files.len())?;
             for f in &inventory.files {

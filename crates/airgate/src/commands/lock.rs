@@ -3,9 +3,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use airgate_core::ImageRef;
 use airgate_core::lock::{ImageLock, LockedImage};
-use airgate_core::oci::{self, Parsed};
 use airgate_oci::RegistryClient;
 use anyhow::{Context, Result};
 use futures_util::{StreamExt, TryStreamExt};
@@ -17,46 +15,29 @@ pub fn run(args: LockArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let images = manifests::distinct_images(&args.discover)?;
     let client = RegistryClient::new(registry_options::options(&args.registry)?)?;
-    let locked: Vec<LockedImage> = crate::block_on(async {
-        futures_util::stream::iter(images.iter().map(|image| resolve(&client, image)))
-            .buffered(args.jobs.max(1))
-            .try_collect()
-            .await
+    let locked: Vec<Vec<LockedImage>> = crate::block_on(async {
+        futures_util::stream::iter(images.iter().map(|image| {
+            let client = &client;
+            async move {
+                airgate_oci::lock::resolve(client, image)
+                    .await
+                    .with_context(|| format!("resolving {image}"))
+            }
+        }))
+        .buffered(args.jobs.max(1))
+        .try_collect()
+        .await
     })?;
+    let referrers = locked.iter().map(|l| l.len() - 1).sum::<usize>();
+    let locked: Vec<LockedImage> = locked.into_iter().flatten().collect();
     let lock = ImageLock::new(locked);
     let text = serde_saphyr::to_string(&lock).context("serialising the lock")?;
     crate::files::write_atomically(&args.output, text.as_bytes())?;
     eprintln!(
-        "locked {} images to {} in {:.1}s",
+        "locked {} images ({referrers} of them signatures, attestations or other referrers) to {} in {:.1}s",
         lock.images.len(),
         args.output.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-async fn resolve(client: &RegistryClient, image: &ImageRef) -> Result<LockedImage> {
-    let manifest = client
-        .get_manifest(
-            image.registry(),
-            image.repository(),
-            image.manifest_reference(),
-        )
-        .await
-        .with_context(|| format!("resolving {image}"))?;
-    let platforms = match oci::parse_manifest(&manifest.bytes, &manifest.media_type)
-        .with_context(|| format!("reading the manifest of {image}"))?
-    {
-        Parsed::Index { manifests } => manifests
-            .iter()
-            .filter_map(|m| m.platform.as_ref().map(|p| p.label()))
-            .collect(),
-        Parsed::Image { .. } => Vec::new(),
-    };
-    Ok(LockedImage {
-        reference: image.clone(),
-        digest: manifest.digest,
-        media_type: manifest.media_type,
-        platforms,
-    })
 }
