@@ -145,16 +145,21 @@ pub fn images_in(doc: Document<'_>, rules: &[Rule]) -> Result<Vec<Found>, Box<Di
     Ok(found)
 }
 
-/// An error for a value of the wrong type, quoting a short form of it.
-fn not_a(expected: &str, found: &Value) -> ReferenceError {
-    let kind = match found {
+/// What kind of YAML/JSON value `v` is, in words ("a list", "a mapping").
+pub fn kind_of(v: &Value) -> &'static str {
+    match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
-    };
+    }
+}
+
+/// An error for a value of the wrong type, quoting a short form of it.
+fn not_a(expected: &str, found: &Value) -> ReferenceError {
+    let kind = kind_of(found);
     ReferenceError {
         input: crate::text::cut(&found.to_string(), 80),
         reason: format!("expected {expected}, found {kind}"),

@@ -282,7 +282,7 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Manifest>, Render
                     index,
                     message: format!(
                         "expected a Kubernetes object (a mapping), found {}",
-                        type_name(other)
+                        airgate_core::discover::kind_of(other)
                     ),
                 });
             }
@@ -294,17 +294,6 @@ pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Manifest>, Render
         });
     }
     Ok(out)
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
 }
 
 #[cfg(test)]

@@ -5,23 +5,10 @@ use std::time::Instant;
 
 use airgate_oci::bundle;
 use anyhow::Result;
-use serde::Serialize;
 
 use crate::cli::{BundleExtractArgs, Output};
-use crate::commands::bundle_verify::{shown_source, signer_text, trust};
+use crate::commands::bundle_verify::{Report, shown_source, trust};
 use crate::progress_bar;
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Report {
-    extracted: String,
-    signed_by: Option<String>,
-    inventory_digest: String,
-    images: usize,
-    blobs: usize,
-    files: usize,
-    bytes: u64,
-}
 
 pub fn run(args: BundleExtractArgs) -> Result<ExitCode> {
     let started = Instant::now();
@@ -51,24 +38,13 @@ pub fn run(args: BundleExtractArgs) -> Result<ExitCode> {
             args.output.display()
         )
     })?;
-    let report = Report {
-        extracted: args.output.display().to_string(),
-        signed_by: verified.signed_by.as_ref().map(|d| d.to_string()),
-        inventory_digest: verified.inventory_digest.to_string(),
-        images: verified.inventory.images.len(),
-        blobs: verified.blobs.len(),
-        files: verified.files.len(),
-        bytes: verified.inventory.carried_bytes(),
-    };
+    let report = Report::of(&verified, Some(args.output.display().to_string()));
     match args.format {
         Output::Json => crate::out!("{}", serde_json::to_string_pretty(&report)?)?,
         Output::Text => crate::out!(
-            "{source}: verified ({}) and extracted to {}: {} images, {} blobs, {} files",
-            signer_text(&verified),
-            report.extracted,
-            report.images,
-            report.blobs,
-            report.files
+            "{source}: {} and extracted to {}",
+            report.summary(&verified),
+            args.output.display()
         )?,
     }
     eprintln!(

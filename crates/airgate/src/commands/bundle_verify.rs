@@ -18,16 +18,45 @@ pub fn trust(args: &TrustArgs) -> Result<Trust> {
     })
 }
 
+/// What `verify` and `extract` print for machines.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Report {
-    verified: bool,
-    signed_by: Option<String>,
-    inventory_digest: String,
-    images: usize,
-    blobs: usize,
-    files: usize,
-    bytes: u64,
+pub struct Report {
+    pub verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extracted: Option<String>,
+    pub signed_by: Option<String>,
+    pub inventory_digest: String,
+    pub images: usize,
+    pub blobs: usize,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+impl Report {
+    pub fn of(verified: &Verified, extracted: Option<String>) -> Report {
+        Report {
+            verified: true,
+            extracted,
+            signed_by: verified.signed_by.as_ref().map(|d| d.to_string()),
+            inventory_digest: verified.inventory_digest.to_string(),
+            images: verified.inventory.images.len(),
+            blobs: verified.blobs.len(),
+            files: verified.files.len(),
+            bytes: verified.inventory.carried_bytes(),
+        }
+    }
+
+    /// `verified (signed by ...), N images, N blobs, N files`
+    pub fn summary(&self, verified: &Verified) -> String {
+        format!(
+            "verified ({}), {} images, {} blobs, {} files",
+            signer_text(verified),
+            self.images,
+            self.blobs,
+            self.files
+        )
+    }
 }
 
 /// How to read the bundle.
@@ -77,24 +106,13 @@ pub fn signer_text(verified: &Verified) -> String {
 pub fn run(args: BundleVerifyArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let verified = verify_with_progress(&args.bundle, &trust(&args.trust)?, Pass::Streaming)?;
-    let report = Report {
-        verified: true,
-        signed_by: verified.signed_by.as_ref().map(|d| d.to_string()),
-        inventory_digest: verified.inventory_digest.to_string(),
-        images: verified.inventory.images.len(),
-        blobs: verified.blobs.len(),
-        files: verified.files.len(),
-        bytes: verified.inventory.carried_bytes(),
-    };
+    let report = Report::of(&verified, None);
     match args.output {
         Output::Json => crate::out!("{}", serde_json::to_string_pretty(&report)?)?,
         Output::Text => crate::out!(
-            "{}: verified ({}), {} images, {} blobs, {} files",
+            "{}: {}",
             shown_source(&args.bundle),
-            signer_text(&verified),
-            report.images,
-            report.blobs,
-            report.files
+            report.summary(&verified)
         )?,
     }
     eprintln!(
