@@ -69,6 +69,26 @@ pub enum GitError {
     Repository { url: String, message: String },
     #[error("commit {commit} has no directory '{path}'")]
     NoSuchPath { commit: String, path: String },
+    #[error(
+        "commit {commit} has a tree entry named '{name}' (in '{dir}'); refusing it: a name must be a plain file or directory name (not empty, '.', '..', '.git', nor with '/', '\\' or NUL)"
+    )]
+    UnsafeName {
+        commit: String,
+        dir: String,
+        name: String,
+    },
+}
+
+/// Whether a Git tree entry's name is one a checkout could write safely:
+/// Git itself refuses the others on checkout, but a server stores whatever
+/// a tree made with `git hash-object --literally` says, and airgate writes
+/// the tree out for kustomize.
+pub fn is_safe_tree_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name != b"."
+        && name != b".."
+        && !name.eq_ignore_ascii_case(b".git")
+        && !name.iter().any(|&b| b == b'/' || b == b'\\' || b == 0)
 }
 
 /// Local bare mirrors of remote repositories, one per URL.
@@ -97,12 +117,14 @@ impl Mirror {
             url: url.to_string(),
             message: format!("{}: {e}", path.display()),
         };
-        if path.join("HEAD").exists() {
-            gix::open(&path).map_err(|e| err(&e))
-        } else {
+        // Isolated: no system, global or user configuration (a `url.<x>.insteadOf`
+        // there would send this App's credentials elsewhere), no includes;
+        // only the mirror's own configuration, which airgate wrote.
+        if !path.join("HEAD").exists() {
             std::fs::create_dir_all(&path).map_err(|e| err(&e))?;
-            gix::init_bare(&path).map_err(|e| err(&e))
+            gix::init_bare(&path).map_err(|e| err(&e))?;
         }
+        gix::open_opts(&path, gix::open::Options::isolated()).map_err(|e| err(&e))
     }
 
     /// Fetches `git_ref` of `url` and returns the commit it names now.
@@ -255,6 +277,18 @@ impl Mirror {
         while let Some((prefix, tree)) = stack.pop() {
             for entry in tree.iter() {
                 let entry = entry.map_err(|e| fail(&e))?;
+                let raw: &[u8] = entry.filename().as_ref();
+                if !is_safe_tree_name(raw) {
+                    return Err(GitError::UnsafeName {
+                        commit: commit.to_string(),
+                        dir: if prefix.is_empty() {
+                            ".".to_string()
+                        } else {
+                            prefix.clone()
+                        },
+                        name: airgate_core::text::shown(&String::from_utf8_lossy(raw), 200),
+                    });
+                }
                 let name = format!("{prefix}{}", entry.filename());
                 let mode = entry.mode();
                 if mode.is_tree() {

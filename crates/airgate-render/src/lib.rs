@@ -6,6 +6,8 @@
 //! since no Rust implementation of Kustomize exists. Errors name the file and,
 //! for YAML, the line.
 
+pub mod confine;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -64,7 +66,8 @@ pub enum RenderError {
 
 /// Files recognised inside directories (a file named explicitly is always read).
 const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
-const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// How to render: where the kustomize binary is.
 #[derive(Clone, Debug, Default)]
@@ -250,18 +253,28 @@ fn budget() -> serde_saphyr::Budget {
     budget
 }
 
+/// Untrusted text for a message: escaped and short.
+pub(crate) fn shown(s: &str) -> String {
+    airgate_core::text::shown(s, 200)
+}
+
+/// Parses multi-document YAML into values, with the budget and without
+/// quoting the input in errors.
+pub(crate) fn parse_values(text: &str) -> Result<Vec<Value>, String> {
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget());
+    options.with_snippet = false;
+    serde_saphyr::from_multiple_with_options(text, options).map_err(|e| e.to_string())
+}
+
 /// Parses multi-document YAML into objects; empty documents are skipped.
 /// Errors give the line and column, never a snippet of the input: a
 /// manifest may hold a Secret, and an error must not quote it.
 pub fn parse_documents(source: &str, text: &str) -> Result<Vec<Manifest>, RenderError> {
-    let mut options = serde_saphyr::Options::default();
-    options.budget = Some(budget());
-    options.with_snippet = false;
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| RenderError::Yaml {
-            path: source.to_string(),
-            message: e.to_string(),
-        })?;
+    let docs: Vec<Value> = parse_values(text).map_err(|message| RenderError::Yaml {
+        path: source.to_string(),
+        message,
+    })?;
     let mut out = Vec::new();
     for (i, value) in docs.into_iter().enumerate() {
         let index = i + 1;

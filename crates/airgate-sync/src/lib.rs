@@ -412,6 +412,16 @@ impl Syncer {
                 revision: revision.clone(),
                 message: relative(&e.to_string()),
             };
+            // Nothing outside the repository, nothing remote: checked in the
+            // kustomizations before kustomize runs.
+            airgate_render::confine::check_from(dir.path(), &dir.path().join(clean), &|p| {
+                relative(&p.display().to_string())
+            })
+            .map_err(|e| SyncError::Render {
+                path: path.clone(),
+                revision: revision.clone(),
+                message: e.to_string(),
+            })?;
             let mut manifests = renderer
                 .render(&[dir.path().join(clean)])
                 .map_err(render_error)?;

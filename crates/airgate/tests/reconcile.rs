@@ -1148,3 +1148,74 @@ async fn the_controller_reaches_only_the_apiserver_and_git_through_sync_drift_an
     assert!(found.is_empty(), "{found:#?}");
     Ok(())
 }
+
+/// A kustomize remote base made kustomize and git reach the network, and
+/// `resources: [../../../../some/dir]` rendered the controller's own files
+/// and applied them. Both are refused before kustomize runs, naming the
+/// file, and nothing is applied.
+#[tokio::test]
+async fn kustomize_may_not_reach_outside_the_repository() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-confine").await?;
+    // A file on the controller's machine, outside any repository.
+    let outside = t.dir.path().join("outside");
+    std::fs::create_dir_all(&outside)?;
+    std::fs::write(
+        outside.join("kustomization.yaml"),
+        "resources: [stolen.yaml]\n",
+    )?;
+    std::fs::write(
+        outside.join("stolen.yaml"),
+        config_map("stolen", "from-the-controller"),
+    )?;
+    let escape = format!(
+        "{}{}",
+        "../".repeat(40),
+        outside.display().to_string().trim_start_matches('/')
+    );
+    t.write(
+        "envs/prod/kustomization.yaml",
+        &format!("resources: [settings.yaml, {escape}]\n"),
+    )?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    t.push("an overlay that reaches out of the repository")?;
+    let c = t.start(json!({})).await?;
+    let app = t.until_reason("RenderFailed", &c).await?;
+    let message = ready_message(&app);
+    assert!(
+        message.contains("envs/prod/kustomization.yaml")
+            && message.contains("outside the repository"),
+        "{message}"
+    );
+    assert!(
+        t.config_map("stolen").await?.is_none(),
+        "the outside file was applied"
+    );
+    assert!(
+        t.config_map("settings").await?.is_none(),
+        "something was applied"
+    );
+
+    // A remote base (on this machine's loopback, so a regression reaches
+    // nothing real): refused as remote, with the hint to vendor it.
+    t.write(
+        "envs/prod/kustomization.yaml",
+        "resources: [settings.yaml, \"https://127.0.0.1:9/org/repo//base?ref=v1\"]\n",
+    )?;
+    t.push("a remote base")?;
+    let app = t
+        .until(
+            "shop",
+            "a remote base to be refused",
+            |a| ready_message(a).contains("is remote"),
+            &c,
+        )
+        .await?;
+    assert!(
+        ready_message(&app).contains("vendor"),
+        "{}",
+        ready_message(&app)
+    );
+    assert!(t.config_map("settings").await?.is_none());
+    Ok(())
+}
