@@ -112,6 +112,12 @@ pub struct InstallArgs {
         value_name = "REF"
     )]
     pub image: String,
+    /// Let the controller act only in this namespace (repeatable): it may
+    /// impersonate that namespace's ServiceAccounts, through a Role and
+    /// RoleBinding there, and no others. Without it, it may impersonate
+    /// every ServiceAccount in the cluster (a ClusterRole).
+    #[arg(long = "tenant-namespace", value_name = "NS")]
+    pub tenant_namespaces: Vec<String>,
 }
 
 #[derive(Debug, Args)]

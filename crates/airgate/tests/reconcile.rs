@@ -1219,3 +1219,62 @@ async fn kustomize_may_not_reach_outside_the_repository() -> Result<()> {
     assert!(t.config_map("settings").await?.is_none());
     Ok(())
 }
+
+/// `secretRef` was a confused deputy: the controller read any Secret an App
+/// named with its own cluster-wide `get`, and sent its username and
+/// password to the App's Git server. It now reads it as the App's
+/// ServiceAccount: an account that may not read the Secret gets nothing,
+/// and the App says why; the controller's own account reads no Secret.
+#[tokio::test]
+async fn an_app_can_use_only_a_secret_its_own_account_may_read() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-deputy").await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    t.push("settings")?;
+    // An account that may manage ConfigMaps here, and read no Secret.
+    let limited = [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "limited", "namespace": t.ns}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": "limited", "namespace": t.ns},
+               "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "limited", "namespace": t.ns},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "limited"},
+               "subjects": [{"kind": "ServiceAccount", "name": "limited", "namespace": t.ns}]}),
+    ];
+    let admin = airgate_kube::Applier::new(t.p.kube_client().await?, "perimeter-setup", &t.ns);
+    let objects: Vec<_> = limited
+        .iter()
+        .map(|o| ("setup".to_string(), o.clone()))
+        .collect();
+    admin.apply(&objects).await?;
+
+    let c = t.start(json!({"serviceAccountName": "limited"})).await?;
+    let app = t.until_reason("SourceFailed", &c).await?;
+    let message = ready_message(&app);
+    assert!(
+        message.contains("git-creds") && message.contains(&format!("{}/limited", t.ns)),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&t.p.git_password()?),
+        "the password is in the status"
+    );
+    assert!(t.config_map("settings").await?.is_none());
+
+    // The controller's own account may not read the Secret either
+    // (`kubectl auth can-i` says no, and exits 1 for it).
+    let can = Command::new(&t.p.kubectl)
+        .arg("--kubeconfig")
+        .arg(&t.p.kubeconfig)
+        .args(["auth", "can-i", "get", "secrets", "-n", &t.ns, "--as"])
+        .arg("system:serviceaccount:airgate-system:airgate-controller")
+        .output()?;
+    assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no");
+
+    // With an account that may read it, the same App syncs.
+    t.patch_app("shop", json!({"serviceAccountName": "deployer"}))
+        .await?;
+    t.until("shop", "Ready", ready, &c).await?;
+    Ok(())
+}

@@ -1,10 +1,12 @@
 //! `airgate install`: the manifests that install the controller.
 //!
 //! Least privilege is the point. The controller's own account may read
-//! Apps and the Secrets they name, write App status, Events and its Lease,
-//! and impersonate ServiceAccounts; nothing else. Everything an App
-//! applies, reads or watches is done as the App's ServiceAccount, so what
-//! an App may touch is exactly what its namespace's RBAC grants.
+//! Apps, write App status, Events and its Lease, and impersonate
+//! ServiceAccounts: those of every namespace (the default), or, with
+//! `--tenant-namespace`, only those of the namespaces named. It reads no
+//! Secret: everything an App applies, reads or watches, its Git Secret
+//! included, is done as the App's ServiceAccount, so what an App may touch
+//! is exactly what its namespace's RBAC grants.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -24,24 +26,42 @@ fn labels() -> Value {
 }
 
 /// The install manifests, grouped by file name.
-pub fn manifests(namespace: &str, image: &str) -> Result<Vec<(&'static str, Vec<Value>)>> {
+pub fn manifests(
+    namespace: &str,
+    image: &str,
+    tenants: &[String],
+) -> Result<Vec<(&'static str, Vec<Value>)>> {
     let crd = serde_json::to_value(App::crd()).context("serialising the App CRD")?;
     let namespace_obj = json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": namespace, "labels": labels()}});
     let account = json!({"apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": {"name": NAME, "namespace": namespace, "labels": labels()}});
+    // Every apply, read and watch of a sync (and the read of the App's Git
+    // Secret) runs as the App's account.
+    let impersonate =
+        json!({"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]});
+    let mut rules = vec![
+        json!({"apiGroups": ["airgate.dev"], "resources": ["apps"], "verbs": ["get", "list", "watch"]}),
+        json!({"apiGroups": ["airgate.dev"], "resources": ["apps/status"], "verbs": ["get", "patch", "update"]}),
+        json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
+    ];
+    if tenants.is_empty() {
+        rules.push(impersonate.clone());
+    }
     let cluster_role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-    "metadata": {"name": NAME, "labels": labels()},
-    "rules": [
-        {"apiGroups": ["airgate.dev"], "resources": ["apps"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["airgate.dev"], "resources": ["apps/status"], "verbs": ["get", "patch", "update"]},
-        // Only `get`: the controller reads the Secret an App names, and
-        // cannot list or watch Secrets.
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-        // Every apply, read and watch of a sync runs as the App's account.
-        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
-    ]});
+        "metadata": {"name": NAME, "labels": labels()}, "rules": rules});
+    let tenant_rbac = tenants.iter().flat_map(|tenant| {
+        let name = format!("{NAME}-impersonate");
+        [
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": name, "namespace": tenant, "labels": labels()},
+                "rules": [impersonate.clone()]}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": name, "namespace": tenant, "labels": labels()},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]}),
+        ]
+    });
     let cluster_binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": NAME, "labels": labels()},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
@@ -98,13 +118,16 @@ pub fn manifests(namespace: &str, image: &str) -> Result<Vec<(&'static str, Vec<
         ("namespace.yaml", vec![namespace_obj]),
         (
             "rbac.yaml",
-            vec![
+            [
                 account,
                 cluster_role,
                 cluster_binding,
                 lease_role,
                 lease_binding,
-            ],
+            ]
+            .into_iter()
+            .chain(tenant_rbac)
+            .collect(),
         ),
         ("controller.yaml", vec![data, deployment]),
     ])
@@ -120,7 +143,7 @@ fn yaml(objects: &[Value]) -> Result<String> {
 }
 
 pub fn run(args: InstallArgs) -> Result<ExitCode> {
-    let groups = manifests(&args.namespace, &args.image)?;
+    let groups = manifests(&args.namespace, &args.image, &args.tenant_namespaces)?;
     match &args.output {
         None => {
             let all: Vec<Value> = groups.into_iter().flat_map(|(_, o)| o).collect();
@@ -150,7 +173,7 @@ mod tests {
 
     #[test]
     fn the_controller_account_may_impersonate_but_not_write_workloads() -> Result<()> {
-        let groups = manifests("airgate-system", "registry.internal:5000/airgate:1")?;
+        let groups = manifests("airgate-system", "registry.internal:5000/airgate:1", &[])?;
         let role = groups
             .iter()
             .flat_map(|(_, o)| o)
@@ -171,13 +194,35 @@ mod tests {
                 .collect()
         };
         assert_eq!(verbs_on("serviceaccounts"), ["impersonate"]);
-        assert_eq!(verbs_on("secrets"), ["get"]);
+        // The App's Git Secret is read as the App's account, not the controller's.
+        assert!(verbs_on("secrets").is_empty());
         assert!(verbs_on("deployments").is_empty());
         assert!(!rules.iter().any(|r| {
             r["verbs"]
                 .as_array()
                 .is_some_and(|v| v.iter().any(|x| x == "*"))
         }));
+        Ok(())
+    }
+
+    #[test]
+    fn tenant_namespaces_get_impersonation_through_namespaced_roles_only() -> Result<()> {
+        let tenants = ["team-a".to_string(), "team-b".to_string()];
+        let groups = manifests("airgate-system", "r:1", &tenants)?;
+        let all: Vec<&Value> = groups.iter().flat_map(|(_, o)| o).collect();
+        let cluster_role = all.iter().find(|o| o["kind"] == "ClusterRole");
+        let cluster_impersonates = cluster_role.is_some_and(|r| {
+            r["rules"]
+                .as_array()
+                .is_some_and(|rules| rules.iter().any(|x| x["verbs"][0] == "impersonate"))
+        });
+        assert!(!cluster_impersonates, "impersonation stayed cluster-wide");
+        let roles: Vec<&str> = all
+            .iter()
+            .filter(|o| o["kind"] == "Role" && o["rules"][0]["verbs"][0] == "impersonate")
+            .filter_map(|o| o["metadata"]["namespace"].as_str())
+            .collect();
+        assert_eq!(roles, ["team-a", "team-b"]);
         Ok(())
     }
 }

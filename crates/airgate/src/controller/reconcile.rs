@@ -268,6 +268,19 @@ fn from_compact(s: &str) -> Option<ObjectRef> {
     })
 }
 
+/// A Kubernetes object name (RFC 1123 subdomain), as ServiceAccounts have.
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 /// The spec as the syncer wants it, without credentials yet.
 fn sync_spec(app: &App) -> Result<SyncSpec, String> {
     let namespace = app.namespace().unwrap_or_default();
@@ -276,6 +289,12 @@ fn sync_spec(app: &App) -> Result<SyncSpec, String> {
     app.spec.timeout()?;
     if app.spec.service_account_name.is_empty() {
         return Err("spec.serviceAccountName is empty: every apply runs as a ServiceAccount of the App's namespace".into());
+    }
+    if !is_dns_subdomain(&app.spec.service_account_name) {
+        return Err(format!(
+            "spec.serviceAccountName '{}' is not a ServiceAccount name (lowercase letters, digits, '-' and '.', at most 253)",
+            airgate_core::text::shown(&app.spec.service_account_name, 100)
+        ));
     }
     let url = &app.spec.source.url;
     if !(url.starts_with("https://") || url.starts_with("file://")) {
@@ -299,18 +318,26 @@ fn sync_spec(app: &App) -> Result<SyncSpec, String> {
     })
 }
 
-/// Git credentials and CA from `spec.source.secretRef`, read with the
-/// controller's own identity.
-async fn access(ctx: &Context, app: &App) -> Result<Access, String> {
+/// Git credentials and CA from `spec.source.secretRef`, read as the App's
+/// ServiceAccount: an App can use only a Secret its own account may read
+/// (the controller's account reads no Secret at all), so naming another
+/// team's Secret sends nothing anywhere.
+async fn access(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Access, String> {
     let Some(secret_ref) = &app.spec.source.secret_ref else {
         return Ok(Access::default());
     };
     let ns = app.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let client = ctx
+        .syncer
+        .applier(spec)
+        .map_err(|e| e.to_string())?
+        .client();
+    let secrets: Api<Secret> = Api::namespaced(client, &ns);
     let secret = secrets.get(&secret_ref.name).await.map_err(|e| {
         format!(
-            "reading Secret {ns}/{} (spec.source.secretRef): {}",
+            "reading Secret {ns}/{} (spec.source.secretRef) as ServiceAccount {ns}/{}: {}",
             secret_ref.name,
+            spec.service_account,
             match e {
                 kube::Error::Api(s) => s.message,
                 other => other.to_string(),
@@ -487,7 +514,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
 
     if fetch_due {
         ctx.with_state(&key, |s| s.next_fetch = Some(Instant::now() + interval));
-        let fetched = match access(&ctx, &app).await {
+        let fetched = match access(&ctx, &app, &spec).await {
             Ok(a) => {
                 spec.access = a;
                 ctx.syncer.fetch(&spec).await.map_err(|e| e.to_string())
