@@ -28,6 +28,30 @@ pub struct Access {
     pub ca_pem: Option<Vec<u8>>,
 }
 
+impl Access {
+    /// A digest of these credentials and CA: two fetches may share a result
+    /// only when they would have been made with the same access, so no App
+    /// gets content through another App's credentials.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.username.as_deref().map(str::as_bytes),
+            self.password.as_deref().map(str::as_bytes),
+            self.ca_pem.as_deref(),
+        ] {
+            match part {
+                Some(bytes) => {
+                    h.update([1u8]);
+                    h.update((bytes.len() as u64).to_be_bytes());
+                    h.update(bytes);
+                }
+                None => h.update([0u8]),
+            }
+        }
+        format!("{:x}", h.finalize())
+    }
+}
+
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Access")
@@ -364,5 +388,37 @@ fn configure<T: gix::protocol::transport::client::blocking_io::Transport>(
             }
             _ => Ok(None),
         });
+    }
+}
+
+#[cfg(test)]
+mod access_tests {
+    use super::*;
+
+    #[test]
+    fn fetches_are_shared_only_between_identical_credentials() {
+        let a = Access {
+            username: Some("team-a".into()),
+            password: Some("right".into()),
+            ca_pem: None,
+        };
+        let wrong = Access {
+            password: Some("wrong".into()),
+            ..a.clone()
+        };
+        let none = Access::default();
+        // A username with a ':' must not collide with the fields shifted.
+        let shifted = Access {
+            username: Some("team-a".into()),
+            password: None,
+            ca_pem: Some(b"right".to_vec()),
+        };
+        let prints = [&a, &wrong, &none, &shifted].map(Access::fingerprint);
+        for (i, x) in prints.iter().enumerate() {
+            for y in &prints[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        assert_eq!(a.fingerprint(), a.clone().fingerprint());
     }
 }

@@ -259,7 +259,10 @@ impl Syncer {
     }
 
     /// Fetches the App's ref; returns the commit it names. A fetch of the
-    /// same (URL, ref) that started after this call was made answers instead.
+    /// same (URL, ref) with the same credentials that started after this
+    /// call was made answers instead: an App never gets content through a
+    /// fetch made with another App's credentials (a tenant naming a private
+    /// URL without the right Secret fails, whatever others fetched).
     pub async fn fetch(&self, spec: &AppSpec) -> Result<Commit, SyncError> {
         let asked = Instant::now();
         let per_url = {
@@ -270,7 +273,7 @@ impl Syncer {
             all.entry(spec.url.clone()).or_default().clone()
         };
         let mut per_url = per_url.lock().await;
-        let key = spec.git_ref.to_string();
+        let key = format!("{} {}", spec.git_ref, spec.access.fingerprint());
         if let Some((started, commit)) = per_url.get(&key)
             && *started >= asked
         {
