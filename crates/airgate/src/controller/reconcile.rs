@@ -268,6 +268,13 @@ fn from_compact(s: &str) -> Option<ObjectRef> {
     })
 }
 
+/// Whether a URL names a user (and maybe a password) before its host.
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.contains('@')
+}
+
 /// A Kubernetes object name (RFC 1123 subdomain), as ServiceAccounts have.
 fn is_dns_subdomain(name: &str) -> bool {
     name.len() <= 253
@@ -297,9 +304,14 @@ fn sync_spec(app: &App) -> Result<SyncSpec, String> {
         ));
     }
     let url = &app.spec.source.url;
+    if has_userinfo(url) {
+        // Never echo it: the part before '@' is a credential.
+        return Err("spec.source.url carries credentials (user:password@); refusing it\nhint: put them in a Secret named by spec.source.secretRef".into());
+    }
     if !(url.starts_with("https://") || url.starts_with("file://")) {
         return Err(format!(
-            "spec.source.url '{url}' must start with https:// or file://"
+            "spec.source.url '{}' must start with https:// or file://",
+            airgate_core::text::shown(url, 200)
         ));
     }
     Ok(SyncSpec {
@@ -1025,6 +1037,23 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_git_url_are_refused_and_never_echoed() {
+        for (url, has) in [
+            ("https://u:pw@git.internal/x.git", true),
+            ("https://token@git.internal/x.git", true),
+            ("https://git.internal/x.git", false),
+            ("https://git.internal/a@b.git", false),
+            ("file:///srv/git/x.git", false),
+        ] {
+            assert_eq!(has_userinfo(url), has, "{url}");
+        }
+        assert!(is_dns_subdomain("shop-deployer"));
+        for bad in ["x:y", "", "Upper", "-a", "a..b", "a_b"] {
+            assert!(!is_dns_subdomain(bad), "{bad}");
+        }
+    }
 
     fn deployment() -> ObjectRef {
         ObjectRef {
