@@ -51,6 +51,8 @@ pub struct Perimeter {
     pub helm: PathBuf,
     /// The oras client, for checking carried referrers (OCI 1.1).
     pub oras: PathBuf,
+    /// cosign, for signing test images and verifying carried signatures.
+    pub cosign: PathBuf,
     /// The apiserver's audit log: one JSON line per request of a client
     /// (the control plane's own are not logged), rotated at 500 MB.
     pub audit_log: PathBuf,
@@ -125,6 +127,7 @@ impl Perimeter {
             kustomize: path("AIRGATE_KUSTOMIZE")?,
             helm: path("AIRGATE_HELM")?,
             oras: path("AIRGATE_ORAS")?,
+            cosign: path("AIRGATE_COSIGN")?,
             audit_log: path("AIRGATE_AUDIT_LOG")?,
         })
     }

@@ -81,6 +81,19 @@ fn key_generate_makes_both_files_or_neither() -> Result<()> {
     assert!(!out.status.success());
     assert!(!dir.path().join("p.key").exists());
     assert_eq!(std::fs::read_to_string(dir.path().join("p.pub"))?, "old");
+    // PREFIX.pub cannot be written (a directory is in the way): the key
+    // written first is taken back, not left behind alone.
+    std::fs::create_dir(dir.path().join("q.pub"))?;
+    std::fs::write(dir.path().join("q.pub/inside"), "x")?;
+    let out = airgate(&[
+        "key",
+        "generate",
+        "--out",
+        &s(&dir.path().join("q")),
+        "--force",
+    ])?;
+    assert!(!out.status.success());
+    assert!(!dir.path().join("q.key").exists(), "q.key was left behind");
     Ok(())
 }
 

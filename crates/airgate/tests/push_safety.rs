@@ -161,7 +161,6 @@ fn signatures_and_attestations_cross_with_the_image() -> Result<()> {
         &ImageSpec::single(&[layer(800, 10_000)]),
     )?;
     std::fs::write(env.path("sbom.json"), r#"{"spdxVersion":"SPDX-2.3"}"#)?;
-    std::fs::write(env.path("sig.json"), r#"{"critical":{}}"#)?;
     oras(
         &env,
         &[
@@ -179,13 +178,19 @@ fn signatures_and_attestations_cross_with_the_image() -> Result<()> {
         .rsplit_once(':')
         .map(|(r, _)| r)
         .unwrap_or_default();
-    oras(
+    // A real cosign signature (key pair, offline: no transparency log),
+    // stored as cosign stores it without the referrers API: the .sig tag.
+    cosign(&env, &["generate-key-pair"])?;
+    cosign(
         &env,
         &[
-            "push",
-            "--plain-http",
-            &format!("{upstream_repo}:{sig_tag}"),
-            "sig.json:application/vnd.dev.cosign.simplesigning.v1+json",
+            "sign",
+            "--key",
+            "cosign.key",
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--yes",
+            &format!("{upstream_repo}@{}", image.digest),
         ],
     )?;
     let discovered: serde_json::Value = serde_json::from_str(&oras(
@@ -271,5 +276,40 @@ fn signatures_and_attestations_cross_with_the_image() -> Result<()> {
     };
     assert_eq!(digest_of(&sig), digest_of(&upstream_sig));
     assert!(!digest_of(&sig).is_empty());
+    // cosign, the real consumer, verifies the carried signature inside.
+    let verified = std::process::Command::new(&env.p.cosign)
+        .args([
+            "verify",
+            "--key",
+            "cosign.pub",
+            "--insecure-ignore-tlog=true",
+            &internal_ref,
+        ])
+        .current_dir(env.dir.path())
+        .env("DOCKER_CONFIG", env.docker_config.path())
+        .env("SSL_CERT_FILE", &env.p.internal_registry_ca)
+        .output()?;
+    assert!(
+        verified.status.success(),
+        "cosign verify: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
     Ok(())
+}
+
+/// Runs cosign with `args` in the test's directory (no password on keys).
+fn cosign(env: &Env, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(&env.p.cosign)
+        .args(args)
+        .current_dir(env.dir.path())
+        .env("COSIGN_PASSWORD", "")
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "cosign {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
