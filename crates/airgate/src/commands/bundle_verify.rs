@@ -43,7 +43,13 @@ impl Report {
             images: verified.inventory.images.len(),
             blobs: verified.blobs.len(),
             files: verified.files.len(),
-            bytes: verified.inventory.carried_bytes(),
+            bytes: verified
+                .inventory
+                .files
+                .iter()
+                .fold(verified.inventory.carried_bytes(), |n, f| {
+                    n.saturating_add(f.size)
+                }),
         }
     }
 
