@@ -89,7 +89,14 @@ pub enum ApplyError {
         message: String,
     },
     #[error("{object}: the server-side dry-run failed, nothing was applied: {message}")]
-    DryRun { object: String, message: String },
+    DryRun {
+        object: String,
+        message: String,
+        /// The cluster may answer otherwise later: a webhook or the API
+        /// server unavailable or overloaded, or a permission (403) someone
+        /// may still grant. Not set for an invalid object.
+        retryable: bool,
+    },
     #[error("{object}: apply failed: {message}")]
     Apply { object: String, message: String },
     #[error("CustomResourceDefinition {name} was not Established within {seconds}s")]
@@ -186,6 +193,21 @@ const LIST_ABOVE: usize = 8;
 
 /// How long to wait for a CRD to be Established.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether the cluster may answer a request otherwise later (see
+/// [`ApplyError::DryRun`]): forbidden, throttled, a server or webhook
+/// error, or no answer at all.
+fn retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => {
+            status.code == 403
+                || status.code == 429
+                || status.code >= 500
+                || status.message.contains("failed calling webhook")
+        }
+        _ => true,
+    }
+}
 
 fn api_message(e: &kube::Error) -> String {
     match e {
@@ -298,6 +320,7 @@ impl Applier {
         if !message.contains("immutable") {
             return Err(ApplyError::DryRun {
                 object: reference.to_string(),
+                retryable: retryable(&e),
                 message,
             });
         }
@@ -306,6 +329,7 @@ impl Applier {
         }
         Err(ApplyError::DryRun {
             object: reference.to_string(),
+            retryable: false,
             message: format!(
                 "{message}\nhint: an immutable field changed; annotate the object \
                  {RECREATE_ANNOTATION}: enabled to let airgate delete and create it again"

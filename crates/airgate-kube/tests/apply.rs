@@ -166,7 +166,9 @@ async fn applies_as_the_service_account_and_is_refused_outside_its_rights() -> R
         config_map(&other, "settings", "a"),
     ]);
     match deployer.apply(&set).await {
-        Err(ApplyError::DryRun { object, message }) => {
+        Err(ApplyError::DryRun {
+            object, message, ..
+        }) => {
             assert_eq!(object, format!("ConfigMap/{other}/settings"));
             assert!(
                 message.contains("forbidden")
@@ -386,7 +388,9 @@ async fn an_immutable_change_is_refused_with_a_hint_unless_the_object_opts_in_to
         .await?;
 
     match applier.apply(&objects(&[frozen("b", false)])).await {
-        Err(ApplyError::DryRun { object, message }) => {
+        Err(ApplyError::DryRun {
+            object, message, ..
+        }) => {
             assert!(object.contains("frozen"), "{object}");
             assert!(message.contains("immutable"), "{message}");
             assert!(message.contains("airgate.dev/recreate"), "{message}");

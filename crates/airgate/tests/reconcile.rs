@@ -1278,3 +1278,140 @@ async fn an_app_can_use_only_a_secret_its_own_account_may_read() -> Result<()> {
     t.until("shop", "Ready", ready, &c).await?;
     Ok(())
 }
+
+/// Applies `objects` as the cluster's admin in the tenant's namespace.
+async fn admin_apply(t: &Tenant, objects: &[Value]) -> Result<()> {
+    let admin = airgate_kube::Applier::new(t.p.kube_client().await?, "perimeter-setup", &t.ns);
+    let objects: Vec<_> = objects
+        .iter()
+        .map(|o| ("setup".to_string(), o.clone()))
+        .collect();
+    admin.apply(&objects).await?;
+    Ok(())
+}
+
+fn role(ns: &str, name: &str, rules: Value) -> [Value; 2] {
+    [
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": name, "namespace": ns}, "rules": rules}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": name, "namespace": ns},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+               "subjects": [{"kind": "ServiceAccount", "name": "late", "namespace": ns}]}),
+    ]
+}
+
+/// A 403 fixed a minute later by a RoleBinding left the App Stalled until
+/// the next commit, and `airgate.dev/requested-at` did not retry. A failure
+/// that may pass is now retried with backoff (here well before the
+/// one-hour interval); one that cannot (a kind the cluster does not serve)
+/// waits, until requested-at asks again.
+#[tokio::test]
+async fn failures_that_pass_heal_without_a_new_commit() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-heal").await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    t.push("settings")?;
+    // An account that may read its Git Secret, and nothing else yet.
+    let mut setup = vec![json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                                "metadata": {"name": "late", "namespace": t.ns}})];
+    setup.extend(role(
+        &t.ns,
+        "late-git",
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                "resourceNames": ["git-creds"]}]),
+    ));
+    admin_apply(&t, &setup).await?;
+    let c = t
+        .start(json!({"serviceAccountName": "late", "interval": "1h"}))
+        .await?;
+    let app = t.until_reason("DryRunFailed", &c).await?;
+    let stalled = app
+        .status
+        .as_ref()
+        .and_then(|s| s.condition("Stalled"))
+        .is_some_and(|s| s.status == "True");
+    assert!(!stalled, "a 403 is not a reason to stop trying");
+    admin_apply(
+        &t,
+        &role(
+            &t.ns,
+            "late-configmaps",
+            json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]),
+        ),
+    )
+    .await?;
+    t.until("shop", "Ready after the RoleBinding", ready, &c)
+        .await?;
+
+    // A kind the cluster does not serve yet: blocked for good, and not
+    // tried again by itself even once the kind exists...
+    let group = format!("{}.airgate.test", t.ns);
+    t.write(
+        "envs/prod/widget.yaml",
+        &format!("apiVersion: {group}/v1\nkind: Widget\nmetadata: {{name: w}}\n"),
+    )?;
+    t.push("a widget")?;
+    // Look at Git every 2 s from now on: the blocked revision is seen again
+    // and again, and still not retried.
+    t.patch_app("shop", json!({"interval": "2s"})).await?;
+    t.until(
+        "shop",
+        "Stalled on the unknown kind",
+        |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.condition("Stalled"))
+                .is_some_and(|s| s.status == "True")
+        },
+        &c,
+    )
+    .await?;
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("widgets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                          "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    admin_apply(&t, &[crd]).await?;
+    kubectl(
+        &t.p,
+        &[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/widgets.{group}"),
+        ],
+    )?;
+    admin_apply(
+        &t,
+        &role(
+            &t.ns,
+            "late-widgets",
+            json!([{"apiGroups": [group], "resources": ["widgets"], "verbs": ["*"]}]),
+        ),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let apps = t.apps().await?;
+    assert!(
+        !ready(&apps.get("shop").await?),
+        "a blocked revision was retried by itself"
+    );
+    // ...until someone asks.
+    kubectl(
+        &t.p,
+        &[
+            "-n",
+            &t.ns,
+            "annotate",
+            "apps.airgate.dev",
+            "shop",
+            "--overwrite",
+            "airgate.dev/requested-at=now",
+        ],
+    )?;
+    t.until("shop", "Ready after requested-at", ready, &c)
+        .await?;
+    Ok(())
+}

@@ -155,6 +155,8 @@ pub struct AppState {
     pub syncing: bool,
     /// The last [`REQUEST_ANNOTATION`] value acted on.
     pub requested: Option<String>,
+    /// Syncs that failed in a row for a reason that may pass.
+    pub failures: u32,
     pub suspended: bool,
     /// Health of the objects of whole-object watches, from their events.
     pub seen: HashMap<ObjectRef, Seen>,
@@ -501,6 +503,10 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
         let spec_changed = s.observed_generation != generation;
         let asked = requested.is_some() && requested != s.requested;
         s.requested = requested.clone();
+        if asked {
+            // Asked by hand: whatever failed before is tried again.
+            s.failed = None;
+        }
         let fetch_due = spec_changed || asked || s.next_fetch.is_none_or(|t| t <= Instant::now());
         (
             spec_changed,
@@ -592,6 +598,33 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
     Ok(Action::requeue(wait.max(Duration::from_millis(500))))
 }
 
+/// Whether a failed sync cannot succeed again without a change in Git or
+/// the spec: a render error, a policy violation, an invalid object. A
+/// dry-run the cluster may answer otherwise later (a webhook down, a 403
+/// until someone grants a RoleBinding, an overloaded API server) is not.
+fn is_permanent(error: &SyncError) -> bool {
+    use airgate_kube::ApplyError;
+    match error {
+        SyncError::Render { .. } | SyncError::Policy(_) => true,
+        SyncError::Apply(ApplyError::DryRun { retryable, .. }) => !retryable,
+        SyncError::Apply(ApplyError::Object(_) | ApplyError::UnknownKind { .. }) => true,
+        _ => false,
+    }
+}
+
+/// How long after the `failures`-th failure in a row a sync that may pass
+/// is tried again: 5 s, doubling, at most `interval`.
+fn retry_backoff(failures: u32, interval: Duration) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    Duration::from_secs(5)
+        .saturating_mul(1u32 << exponent)
+        .min(interval)
+}
+
+fn spec_interval(app: &App) -> Duration {
+    app.spec.interval().unwrap_or(Duration::from_secs(60))
+}
+
 /// A whole sync of the fetched revision.
 async fn sync(
     ctx: &Arc<Context>,
@@ -649,6 +682,7 @@ async fn sync(
                 s.syncing = false;
                 s.synced = true;
                 s.failed = None;
+                s.failures = 0;
                 s.observed_generation = generation;
                 s.last_applied = Some(rev.clone());
                 s.inventory = inventory.clone();
@@ -703,14 +737,7 @@ async fn sync(
             }
         }
         Err(error) => {
-            let permanent = matches!(
-                error,
-                SyncError::Render { .. }
-                    | SyncError::Policy(_)
-                    | SyncError::Apply(airgate_kube::ApplyError::DryRun { .. })
-                    | SyncError::Apply(airgate_kube::ApplyError::Object(_))
-                    | SyncError::Apply(airgate_kube::ApplyError::UnknownKind { .. })
-            );
+            let permanent = is_permanent(&error);
             let result = if permanent { "blocked" } else { "failed" };
             let message = error.to_string();
             report.record(&SyncRecord {
@@ -735,6 +762,17 @@ async fn sync(
                 s.syncing = false;
                 s.observed_generation = generation;
                 s.failed = permanent.then(|| revision.clone());
+                // A failure that may pass is tried again soon, then less
+                // and less often, never less often than the interval.
+                s.failures = if permanent {
+                    0
+                } else {
+                    s.failures.saturating_add(1)
+                };
+                if !permanent {
+                    let again = Instant::now() + retry_backoff(s.failures, spec_interval(app));
+                    s.next_fetch = Some(s.next_fetch.map_or(again, |t| t.min(again)));
+                }
             });
             status.last_attempted_revision = Some(revision.clone());
             status.set_condition("Ready", "False", error.reason(), &message, now);
@@ -1037,6 +1075,40 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_that_may_pass_are_retried_with_backoff_and_the_rest_wait_for_a_change() {
+        use airgate_kube::ApplyError;
+        let dry_run = |retryable| {
+            SyncError::Apply(ApplyError::DryRun {
+                object: "ConfigMap/x".into(),
+                message: "m".into(),
+                retryable,
+            })
+        };
+        let cases = [
+            (dry_run(true), false),
+            (dry_run(false), true),
+            (SyncError::Policy(vec![]), true),
+            (SyncError::Apply(ApplyError::Object("bad".into())), true),
+            (
+                SyncError::Apply(ApplyError::Apply {
+                    object: "x".into(),
+                    message: "conn reset".into(),
+                }),
+                false,
+            ),
+        ];
+        for (error, permanent) in &cases {
+            assert_eq!(is_permanent(error), *permanent, "{error}");
+        }
+        let minute = Duration::from_secs(60);
+        let backoff: Vec<u64> = (1..=6)
+            .map(|n| retry_backoff(n, minute).as_secs())
+            .collect();
+        assert_eq!(backoff, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(retry_backoff(u32::MAX, minute), minute);
+    }
 
     #[test]
     fn credentials_in_a_git_url_are_refused_and_never_echoed() {
