@@ -180,7 +180,7 @@ impl Mirror {
             .map_err(|e| fail(e.to_string()))?;
         let mut connection = remote
             .connect(gix::remote::Direction::Fetch)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(chain(&e)))?;
         configure(&mut connection, access);
         // gix says so in words only: no ref on the remote matched.
         let classify = |e: String| {
@@ -195,13 +195,13 @@ impl Mirror {
         };
         let mut prepare = connection
             .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| classify(e.to_string()))?;
+            .map_err(|e| classify(chain(&e)))?;
         if shallow && let Some(one) = std::num::NonZeroU32::new(1) {
             prepare = prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(one));
         }
         let outcome = prepare
             .receive(gix::progress::Discard, &AtomicBool::new(false))
-            .map_err(|e| classify(e.to_string()))?;
+            .map_err(|e| classify(chain(&e)))?;
         match git_ref {
             GitRef::Branch(_) | GitRef::Tag(_) => {
                 if outcome.ref_map.mappings.is_empty() {
@@ -326,6 +326,22 @@ impl Mirror {
         }
         Ok(files)
     }
+}
+
+/// An error with its causes: gix says "Transport handshake failed" and
+/// keeps "Connection refused" or the HTTP status in its sources.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 fn find_commit<'r>(

@@ -185,3 +185,19 @@ fn tree_entries_that_could_escape_the_checkout_are_refused() -> Result<()> {
     }
     Ok(())
 }
+
+/// A refused connection said only "Transport handshake failed"; the cause
+/// is named now (nothing listens on port 9 of this machine).
+#[test]
+fn a_refused_connection_says_so() -> Result<()> {
+    let cache = tempfile::tempdir()?;
+    let mirror = Mirror::new(cache.path());
+    let url = "https://127.0.0.1:9/nothing.git";
+    match mirror.fetch(url, &GitRef::Branch("main".into()), &Access::default()) {
+        Err(GitError::Fetch { message, .. }) => {
+            assert!(message.to_lowercase().contains("refused"), "{message}");
+        }
+        other => bail!("expected a fetch error: {other:?}"),
+    }
+    Ok(())
+}
