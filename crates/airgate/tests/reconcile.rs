@@ -1276,6 +1276,18 @@ async fn an_app_can_use_only_a_secret_its_own_account_may_read() -> Result<()> {
     t.patch_app("shop", json!({"serviceAccountName": "deployer"}))
         .await?;
     t.until("shop", "Ready", ready, &c).await?;
+
+    // `get apps -o yaml` hides managedFields, as kubectl does.
+    let out = airgate()
+        .args(["get", "apps", "-n", &t.ns, "-o", "yaml"])
+        .env("KUBECONFIG", &t.p.kubeconfig)
+        .output()?;
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && yaml.contains("serviceAccountName"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("managedFields"), "{yaml}");
     Ok(())
 }
 
