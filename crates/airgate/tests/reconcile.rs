@@ -1232,22 +1232,15 @@ async fn an_app_can_use_only_a_secret_its_own_account_may_read() -> Result<()> {
     t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
     t.push("settings")?;
     // An account that may manage ConfigMaps here, and read no Secret.
-    let limited = [
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "limited", "namespace": t.ns}}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-               "metadata": {"name": "limited", "namespace": t.ns},
-               "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "limited", "namespace": t.ns},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "limited"},
-               "subjects": [{"kind": "ServiceAccount", "name": "limited", "namespace": t.ns}]}),
-    ];
-    let admin = airgate_kube::Applier::new(t.p.kube_client().await?, "perimeter-setup", &t.ns);
-    let objects: Vec<_> = limited
-        .iter()
-        .map(|o| ("setup".to_string(), o.clone()))
-        .collect();
-    admin.apply(&objects).await?;
+    let mut limited = vec![json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                                  "metadata": {"name": "limited", "namespace": t.ns}})];
+    limited.extend(role(
+        &t.ns,
+        "limited",
+        "limited",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]),
+    ));
+    admin_apply(&t, &limited).await?;
 
     let c = t.start(json!({"serviceAccountName": "limited"})).await?;
     let app = t.until_reason("SourceFailed", &c).await?;
@@ -1302,14 +1295,15 @@ async fn admin_apply(t: &Tenant, objects: &[Value]) -> Result<()> {
     Ok(())
 }
 
-fn role(ns: &str, name: &str, rules: Value) -> [Value; 2] {
+/// A Role `name` with `rules` in `ns`, bound to ServiceAccount `account`.
+fn role(ns: &str, account: &str, name: &str, rules: Value) -> [Value; 2] {
     [
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
                "metadata": {"name": name, "namespace": ns}, "rules": rules}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                "metadata": {"name": name, "namespace": ns},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-               "subjects": [{"kind": "ServiceAccount", "name": "late", "namespace": ns}]}),
+               "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}]}),
     ]
 }
 
@@ -1329,6 +1323,7 @@ async fn failures_that_pass_heal_without_a_new_commit() -> Result<()> {
                                 "metadata": {"name": "late", "namespace": t.ns}})];
     setup.extend(role(
         &t.ns,
+        "late",
         "late-git",
         json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
                 "resourceNames": ["git-creds"]}]),
@@ -1348,6 +1343,7 @@ async fn failures_that_pass_heal_without_a_new_commit() -> Result<()> {
         &t,
         &role(
             &t.ns,
+            "late",
             "late-configmaps",
             json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]),
         ),
@@ -1399,6 +1395,7 @@ async fn failures_that_pass_heal_without_a_new_commit() -> Result<()> {
         &t,
         &role(
             &t.ns,
+            "late",
             "late-widgets",
             json!([{"apiGroups": [group], "resources": ["widgets"], "verbs": ["*"]}]),
         ),
