@@ -46,6 +46,10 @@ pub enum Action {
     Deleted,
     /// Left the desired set, but carries `airgate.dev/prune: disabled`.
     Skipped,
+    /// Left the desired set, but no longer carries this App's labels
+    /// (another App took it over, or someone relabelled it): not deleted,
+    /// and no longer the App's.
+    Disowned,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -584,7 +588,9 @@ impl Applier {
 
     /// Deletes `stale` objects (from the inventory, see
     /// `Inventory::stale`), in order, except those annotated
-    /// `airgate.dev/prune: disabled`. Objects already gone are skipped.
+    /// `airgate.dev/prune: disabled` ([`Action::Skipped`]) and those that
+    /// do not carry this Applier's labels when they are read just before
+    /// the delete ([`Action::Disowned`]). Objects already gone are skipped.
     pub async fn prune(&self, stale: &[ObjectRef]) -> Result<ChangeSet, ApplyError> {
         let mut changes = ChangeSet::default();
         for reference in stale {
@@ -607,7 +613,16 @@ impl Applier {
                 .as_ref()
                 .and_then(|a| a.get(PRUNE_ANNOTATION))
                 .is_some_and(|v| v == "disabled");
-            let action = if opted_out {
+            // Delete only what carries this App's labels now: an inventory
+            // (a status anyone with access can edit) is not proof enough.
+            let live_labels = live.metadata.labels.unwrap_or_default();
+            let ours = self
+                .labels
+                .iter()
+                .all(|(k, v)| live_labels.get(k) == Some(v));
+            let action = if !ours {
+                Action::Disowned
+            } else if opted_out {
                 Action::Skipped
             } else {
                 api.delete(&reference.name, &kube::api::DeleteParams::background())

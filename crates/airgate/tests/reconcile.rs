@@ -1424,3 +1424,73 @@ async fn failures_that_pass_heal_without_a_new_commit() -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// Prune trusted its inventory: a hand-edited `status.inventory` made the
+/// controller delete an unrelated ConfigMap after a restart, and an App
+/// pruned an object someone else had taken over. Now it deletes only what
+/// carries the App's labels at the moment of deletion.
+#[tokio::test]
+async fn prune_deletes_only_what_still_carries_the_apps_labels() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-owner").await?;
+    t.write("envs/prod/a.yaml", &config_map("a", "1"))?;
+    t.write("envs/prod/b.yaml", &config_map("b", "1"))?;
+    t.push("a and b")?;
+    let lease = format!("{}-lease", t.ns);
+    let c = t.controller("c1", &lease).await?;
+    t.create_app("shop", json!({"drift": "warn"})).await?;
+    t.until("shop", "Ready", ready, &c).await?;
+    drop(c);
+
+    // Someone takes b over; a bystander nobody applied is slipped into the
+    // inventory by hand.
+    kubectl(
+        &t.p,
+        &[
+            "-n",
+            &t.ns,
+            "label",
+            "configmap",
+            "b",
+            "--overwrite",
+            "airgate.dev/app-name=someone-else",
+        ],
+    )?;
+    kubectl(&t.p, &["-n", &t.ns, "create", "configmap", "bystander"])?;
+    let apps = t.apps().await?;
+    let mut inventory = apps
+        .get("shop")
+        .await?
+        .status
+        .map(|s| s.inventory)
+        .unwrap_or_default();
+    inventory.push(format!("v1|ConfigMap|{}|bystander", t.ns));
+    apps.patch_status(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"inventory": inventory}})),
+    )
+    .await?;
+
+    // b leaves Git; a new controller starts from the edited inventory.
+    t.remove("envs/prod/b.yaml")?;
+    let second = t.push("drop b")?;
+    let c = t.controller("c2", &lease).await?;
+    t.until(
+        "shop",
+        "the commit without b applied",
+        |a| ready(a) && applied(a).as_deref() == Some(second.as_str()),
+        &c,
+    )
+    .await?;
+    assert!(
+        t.config_map("b").await?.is_some(),
+        "b was taken over, and deleted"
+    );
+    assert!(
+        t.config_map("bystander").await?.is_some(),
+        "the bystander was deleted"
+    );
+    assert!(t.config_map("a").await?.is_some());
+    Ok(())
+}

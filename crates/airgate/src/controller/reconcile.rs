@@ -425,14 +425,20 @@ impl Report<'_> {
 
 fn counts(changes: &[airgate_kube::Change]) -> String {
     let n = |a| changes.iter().filter(|c| c.action == a).count();
-    format!(
+    let mut text = format!(
         "{} created, {} configured, {} unchanged, {} recreated, {} deleted",
         n(ChangeAction::Created),
         n(ChangeAction::Configured),
         n(ChangeAction::Unchanged),
         n(ChangeAction::Recreated),
         n(ChangeAction::Deleted)
-    )
+    );
+    // Rare, and worth saying: left alone because it is no longer the App's.
+    let disowned = n(ChangeAction::Disowned);
+    if disowned > 0 {
+        text.push_str(&format!(", {disowned} not deleted (no longer this App's)"));
+    }
+    text
 }
 
 pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
