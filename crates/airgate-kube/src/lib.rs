@@ -198,6 +198,47 @@ const LIST_ABOVE: usize = 8;
 /// How long to wait for a CRD to be Established.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// `message` about `body` with every value of a Secret's `data` and
+/// `stringData` (and their decoded forms, and every string inside a value
+/// that is not one) replaced by `<redacted>`: the API server echoes invalid
+/// values, and a message goes to status, Events, logs and the records.
+pub fn scrubbed(body: &Value, message: String) -> String {
+    if body.get("kind").and_then(Value::as_str) != Some("Secret") {
+        return message;
+    }
+    let mut secrets: Vec<String> = Vec::new();
+    fn leaves(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|i| leaves(i, out)),
+            Value::Object(map) => map.values().for_each(|i| leaves(i, out)),
+            Value::Number(n) => out.push(n.to_string()),
+            _ => {}
+        }
+    }
+    for field in ["data", "stringData"] {
+        if let Some(v) = body.get(field) {
+            leaves(v, &mut secrets);
+        }
+    }
+    let decoded: Vec<String> = secrets
+        .iter()
+        .filter_map(|s| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(s).ok()
+        })
+        .filter_map(|b| String::from_utf8(b).ok())
+        .collect();
+    secrets.extend(decoded);
+    // Longest first, so a value containing another goes whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = message;
+    for s in secrets.iter().filter(|s| s.len() >= 3) {
+        out = out.replace(s.as_str(), "<redacted>");
+    }
+    out
+}
+
 /// Whether the cluster may answer a request otherwise later (see
 /// [`ApplyError::DryRun`]): forbidden, throttled, a server or webhook
 /// error, or no answer at all.
@@ -320,7 +361,7 @@ impl Applier {
             }
             Err(e) => e,
         };
-        let message = api_message(&e);
+        let message = scrubbed(planned.body, api_message(&e));
         if !message.contains("immutable") {
             return Err(ApplyError::DryRun {
                 object: reference.to_string(),
@@ -401,7 +442,7 @@ impl Applier {
         let (api, reference) = self.api(planned)?;
         let fail = |e: kube::Error| ApplyError::Apply {
             object: reference.to_string(),
-            message: api_message(&e),
+            message: scrubbed(planned.body, api_message(&e)),
         };
         let before = if read_before || planned.recreate {
             api.get_opt(&reference.name).await.map_err(fail)?

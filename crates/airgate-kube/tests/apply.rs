@@ -457,3 +457,32 @@ async fn workloads_apply_after_the_config_their_pods_name_and_the_change_set_kee
     );
     Ok(())
 }
+
+/// The API server echoes an invalid Secret value (here a `stringData` value
+/// that is a map) in its answer; the dry-run error names the object and
+/// the field, never the value.
+#[tokio::test]
+async fn a_secret_value_the_api_server_echoes_never_reaches_the_error() -> Result<()> {
+    let p = Perimeter::get();
+    let client = p.kube_client().await?;
+    let ns = unique_name("scrub");
+    Applier::new(client.clone(), "airgate", "default")
+        .apply(&objects(&[namespace(&ns)]))
+        .await?;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": ns},
+                        "stringData": {"password": {"nested": "hunter2-secret-value"}},
+                        "data": {"token": "aHVudGVyMy1vdGhlci12YWx1ZQ=="}});
+    match Applier::new(client, "airgate", "default")
+        .apply(&objects(&[secret]))
+        .await
+    {
+        Err(e) => {
+            let message = e.to_string();
+            assert!(message.contains(&format!("Secret/{ns}/db")), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(!message.contains("hunter3"), "{message}");
+        }
+        Ok(_) => bail!("a Secret with a map value was accepted"),
+    }
+    Ok(())
+}
