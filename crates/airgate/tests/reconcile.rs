@@ -1494,3 +1494,50 @@ async fn prune_deletes_only_what_still_carries_the_apps_labels() -> Result<()> {
     assert!(t.config_map("a").await?.is_some());
     Ok(())
 }
+
+/// Two Apps with the same object and `drift: correct` once wrote 2,074
+/// drift records in 80 s while both said Ready. Here another writer takes
+/// the object back every 300 ms for 12 s, as a second App would: a
+/// correction undone three times within a minute is not tried again until
+/// the next sync, and the App says why.
+#[tokio::test]
+async fn a_correction_that_keeps_being_undone_stops_and_says_so() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-fight").await?;
+    t.write("envs/prod/shared.yaml", &config_map("shared", "1"))?;
+    t.push("one object")?;
+    let c = t.ready(json!({"drift": "correct"})).await?;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        kubectl(
+            &t.p,
+            &[
+                "-n",
+                &t.ns,
+                "label",
+                "configmap",
+                "shared",
+                "--overwrite",
+                "airgate.dev/app-name=the-other-app",
+            ],
+        )?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let app = t.apps().await?.get("shop").await?;
+    let drifted = app
+        .status
+        .as_ref()
+        .and_then(|s| s.condition("Drifted"))
+        .cloned()
+        .context("no Drifted condition")?;
+    assert_eq!(drifted.reason, "CorrectionUndone", "{}", c.log());
+    assert!(drifted.message.contains("ConfigMap"), "{}", drifted.message);
+    let corrections = c
+        .records(&format!("{}/shop", t.ns))?
+        .into_iter()
+        .filter(|r| r.kind == "drift")
+        .count();
+    // Three corrections, then it stopped: about 40 takeovers happened.
+    assert!(corrections <= 4, "{corrections} drift records\n{}", c.log());
+    Ok(())
+}

@@ -17,7 +17,7 @@
 //!
 //! The status is written only when it changed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,6 +157,11 @@ pub struct AppState {
     pub requested: Option<String>,
     /// Syncs that failed in a row for a reason that may pass.
     pub failures: u32,
+    /// When each object's drift was last corrected (within a minute).
+    pub corrections: HashMap<ObjectRef, Vec<Instant>>,
+    /// Objects left alone because their corrections kept being undone,
+    /// until the next sync.
+    pub contested: HashSet<ObjectRef>,
     pub suspended: bool,
     /// Health of the objects of whole-object watches, from their events.
     pub seen: HashMap<ObjectRef, Seen>,
@@ -689,6 +694,8 @@ async fn sync(
                 s.synced = true;
                 s.failed = None;
                 s.failures = 0;
+                s.corrections.clear();
+                s.contested.clear();
                 s.observed_generation = generation;
                 s.last_applied = Some(rev.clone());
                 s.inventory = inventory.clone();
@@ -954,6 +961,33 @@ async fn handle_drift(
         return;
     };
     let correct = app.spec.drift == DriftMode::Correct;
+    // An object whose corrections are undone again and again (another App
+    // or controller applies it too) is left alone and reported once,
+    // instead of two writers taking turns for ever.
+    let drift = if correct {
+        let (fight, rest) = ctx.with_state(&key, |s| {
+            let now = Instant::now();
+            let (fight, rest): (Vec<_>, Vec<_>) = drift.into_iter().partition(|(o, _)| {
+                s.corrections
+                    .get(o)
+                    .is_some_and(|times| contested(times, now))
+            });
+            let new: Vec<_> = fight
+                .into_iter()
+                .filter(|(o, _)| s.contested.insert(o.clone()))
+                .collect();
+            (new, rest)
+        });
+        if !fight.is_empty() {
+            report_contested(&report, &fight, status, now).await;
+        }
+        if rest.is_empty() {
+            return;
+        }
+        rest
+    } else {
+        drift
+    };
     let started = Instant::now();
     let started_at = epoch_seconds();
     let objects: Vec<ObjectRef> = drift.iter().map(|(o, _)| o.clone()).collect();
@@ -991,8 +1025,12 @@ async fn handle_drift(
         match ctx.syncer.reapply(spec, &revision, &objects).await {
             Ok(changes) => {
                 ctx.with_state(&key, |s| {
+                    let at = Instant::now();
                     for c in &changes.changes {
                         s.expected.insert(c.object.clone(), Baseline::after(c));
+                        let times = s.corrections.entry(c.object.clone()).or_default();
+                        times.retain(|t| at.duration_since(*t) < CONTEST_WINDOW);
+                        times.push(at);
                     }
                 });
                 record.objects = airgate_sync::object_changes(&changes.changes);
@@ -1047,6 +1085,47 @@ async fn handle_drift(
         message: described.join("; "),
         duration_ms: record.duration_ms,
     });
+}
+
+/// How many corrections of one object within [`CONTEST_WINDOW`] mean that
+/// something else keeps undoing them.
+const CONTEST_CORRECTIONS: usize = 3;
+const CONTEST_WINDOW: Duration = Duration::from_secs(60);
+
+/// Whether corrections at `times` were undone too often to try again.
+fn contested(times: &[Instant], now: Instant) -> bool {
+    times
+        .iter()
+        .filter(|t| now.duration_since(**t) < CONTEST_WINDOW)
+        .count()
+        >= CONTEST_CORRECTIONS
+}
+
+/// Says once that `fight`'s corrections keep being undone.
+async fn report_contested(
+    report: &Report<'_>,
+    fight: &[(ObjectRef, Drifted)],
+    status: &mut AppStatus,
+    now: &str,
+) {
+    let described: Vec<String> = fight
+        .iter()
+        .map(|(o, d)| format!("{o} (by {})", d.managers.join(", ")))
+        .collect();
+    let message = format!(
+        "put back {CONTEST_CORRECTIONS} times within {}s and changed again each time, so not corrected again until the next sync: {}\nhint: another App or controller applies the same object; give it one owner",
+        CONTEST_WINDOW.as_secs(),
+        described.join("; ")
+    );
+    report.ctx.metrics.drift("contested");
+    log::warn(
+        "drift correction undone",
+        json!({"app": key(report.app), "drift": described}),
+    );
+    status.set_condition("Drifted", "True", "CorrectionUndone", &message, now);
+    report
+        .event(EventType::Warning, "CorrectionUndone", message)
+        .await;
 }
 
 /// Writes the status when it differs from what the App had.
@@ -1114,6 +1193,20 @@ mod tests {
             .collect();
         assert_eq!(backoff, [5, 10, 20, 40, 60, 60]);
         assert_eq!(retry_backoff(u32::MAX, minute), minute);
+    }
+
+    #[test]
+    fn a_correction_undone_three_times_in_a_minute_is_not_tried_again() {
+        let now = Instant::now();
+        let ago = |s: u64| now.checked_sub(Duration::from_secs(s)).unwrap_or(now);
+        for (times, fight) in [
+            (vec![], false),
+            (vec![ago(1), ago(2)], false),
+            (vec![ago(1), ago(2), ago(3)], true),
+            (vec![ago(1), ago(2), ago(90)], false),
+        ] {
+            assert_eq!(contested(&times, now), fight, "{times:?}");
+        }
     }
 
     #[test]
