@@ -92,7 +92,7 @@ pub enum ApplyError {
         kind: String,
         message: String,
     },
-    #[error("{object}: the server-side dry-run failed, nothing was applied: {message}")]
+    #[error("{object}: the server-side dry-run failed, so nothing after it was applied: {message}")]
     DryRun {
         object: String,
         message: String,
@@ -107,6 +107,53 @@ pub enum ApplyError {
     NotEstablished { name: String, seconds: u64 },
     #[error("{0}")]
     Client(String),
+    /// `source` happened after these objects were applied (stage 1, and
+    /// whatever of stage 2 had answered): they exist now, and belong in
+    /// the App's inventory.
+    #[error(
+        "{source}\napplied before that, and kept in the App's inventory: {}",
+        list(applied)
+    )]
+    Partial {
+        applied: Vec<ObjectRef>,
+        source: Box<ApplyError>,
+    },
+}
+
+fn list(objects: &[ObjectRef]) -> String {
+    let shown: Vec<String> = objects.iter().take(10).map(ToString::to_string).collect();
+    match objects.len() {
+        n if n > 10 => format!("{} and {} more", shown.join(", "), n - 10),
+        _ => shown.join(", "),
+    }
+}
+
+impl ApplyError {
+    /// The error itself, without what was applied before it.
+    pub fn cause(&self) -> &ApplyError {
+        match self {
+            ApplyError::Partial { source, .. } => source.cause(),
+            other => other,
+        }
+    }
+
+    /// Objects applied before the error (see [`ApplyError::Partial`]).
+    pub fn applied(&self) -> &[ObjectRef] {
+        match self {
+            ApplyError::Partial { applied, .. } => applied,
+            _ => &[],
+        }
+    }
+
+    fn after(self, changes: &ChangeSet) -> ApplyError {
+        if changes.changes.is_empty() {
+            return self;
+        }
+        ApplyError::Partial {
+            applied: changes.changes.iter().map(|c| c.object.clone()).collect(),
+            source: Box::new(self),
+        }
+    }
 }
 
 /// One object to apply, with where it lives in the API.
@@ -771,34 +818,43 @@ impl Applier {
         }
         self.dry_run_all(&mut planned, &now).await?;
 
-        // Stage 1: cluster definitions, then wait for new CRDs.
+        // Stage 1: cluster definitions, then wait for new CRDs. From here
+        // on an error says what was applied before it (ApplyError::Partial).
         let mut changes = ChangeSet::default();
         for p in planned
             .iter()
             .filter(|p| p.reference.is_cluster_definition())
         {
-            changes.changes.push(self.apply_one(p, true).await?);
+            let change = self
+                .apply_one(p, true)
+                .await
+                .map_err(|e| e.after(&changes))?;
+            changes.changes.push(change);
             if p.reference.kind == "CustomResourceDefinition" {
-                self.wait_established(&p.reference.name).await?;
+                self.wait_established(&p.reference.name)
+                    .await
+                    .map_err(|e| e.after(&changes))?;
             }
         }
         // The deferred objects can be checked now, before stage 2 writes.
         for &i in &deferred {
             if planned[i].resource.is_none() {
                 let reference = planned[i].reference.clone();
-                let found =
-                    self.resource(&reference)
-                        .await
-                        .map_err(|e| ApplyError::UnknownKind {
-                            object: reference.to_string(),
-                            api_version: reference.api_version.clone(),
-                            kind: reference.kind.clone(),
-                            message: api_message(&e),
-                        })?;
+                let found = self.resource(&reference).await.map_err(|e| {
+                    ApplyError::UnknownKind {
+                        object: reference.to_string(),
+                        api_version: reference.api_version.clone(),
+                        kind: reference.kind.clone(),
+                        message: api_message(&e),
+                    }
+                    .after(&changes)
+                })?;
                 planned[i].resource = Some(found);
             }
         }
-        self.dry_run_all(&mut planned, &deferred).await?;
+        self.dry_run_all(&mut planned, &deferred)
+            .await
+            .map_err(|e| e.after(&changes))?;
         // Stage 2: everything else, CONCURRENCY at a time, started in order;
         // workloads only once the rest is in (see ObjectRef::is_workload).
         // The change set lists them in order.
@@ -821,7 +877,13 @@ impl Applier {
             });
             let mut applied = futures_util::stream::iter(futures).buffer_unordered(CONCURRENCY);
             while let Some(change) = applied.next().await {
-                second.push(change?);
+                match change {
+                    Ok(c) => second.push(c),
+                    Err(e) => {
+                        changes.changes.extend(second.into_iter().map(|(_, c)| c));
+                        return Err(e.after(&changes));
+                    }
+                }
             }
         }
         second.sort_by_key(|(i, _)| *i);

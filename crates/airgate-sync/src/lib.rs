@@ -86,7 +86,7 @@ impl SyncError {
             SyncError::Source(_) => "SourceFailed",
             SyncError::Render { .. } => "RenderFailed",
             SyncError::Policy(_) => "PolicyViolation",
-            SyncError::Apply(ApplyError::DryRun { .. }) => "DryRunFailed",
+            SyncError::Apply(e) if matches!(e.cause(), ApplyError::DryRun { .. }) => "DryRunFailed",
             SyncError::Apply(_) => "ApplyFailed",
             SyncError::Internal(_) => "InternalError",
         }

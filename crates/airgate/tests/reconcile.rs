@@ -1541,3 +1541,74 @@ async fn a_correction_that_keeps_being_undone_stops_and_says_so() -> Result<()> 
     assert!(corrections <= 4, "{corrections} drift records\n{}", c.log());
     Ok(())
 }
+
+/// Stage 1 failed open: a new Namespace was applied, then the deferred
+/// dry-run of an object inside it failed, and the status said nothing was
+/// applied while the Namespace stayed, outside any inventory, never pruned.
+/// Now the status names what stage 1 applied, it joins the inventory, and
+/// it is pruned once it leaves Git.
+#[tokio::test]
+async fn what_stage_one_applied_before_a_failure_is_owned_and_pruned() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-stage1").await?;
+    let extra = format!("{}-extra", t.ns);
+    // This test's account may also manage Namespaces and ConfigMaps anywhere.
+    let grant = format!("{}-namespaces", t.ns);
+    admin_apply(
+        &t,
+        &[
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                   "metadata": {"name": grant},
+                   "rules": [{"apiGroups": [""], "resources": ["namespaces", "configmaps"], "verbs": ["*"]}]}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                   "metadata": {"name": grant},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": grant},
+                   "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": t.ns}]}),
+        ],
+    )
+    .await?;
+    t.write(
+        "envs/prod/namespace.yaml",
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {extra}}}\n"),
+    )?;
+    // A ConfigMap value that is a number: its dry-run fails, and it can only
+    // be dry-run once its Namespace exists.
+    t.write(
+        "envs/prod/bad.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: bad, namespace: {extra}}}\ndata: {{k: 1}}\n"),
+    )?;
+    t.push("a namespace and a bad object in it")?;
+    let c = t.start(json!({})).await?;
+    let app = t.until_reason("DryRunFailed", &c).await?;
+    let message = ready_message(&app);
+    assert!(
+        message.contains("applied before that") && message.contains(&format!("Namespace/{extra}")),
+        "{message}"
+    );
+    let inventory = app.status.map(|s| s.inventory).unwrap_or_default();
+    assert!(
+        inventory
+            .iter()
+            .any(|e| e == &format!("v1|Namespace||{extra}")),
+        "{inventory:?}"
+    );
+
+    t.remove("envs/prod/namespace.yaml")?;
+    t.remove("envs/prod/bad.yaml")?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    let fixed = t.push("fixed")?;
+    t.until(
+        "shop",
+        "the fixed commit applied",
+        |a| ready(a) && applied(a).as_deref() == Some(fixed.as_str()),
+        &c,
+    )
+    .await?;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(t.p.kube_client().await?);
+    let gone = namespaces
+        .get_opt(&extra)
+        .await?
+        .is_none_or(|n| n.metadata.deletion_timestamp.is_some());
+    assert!(gone, "the Namespace stage 1 applied was not pruned");
+    Ok(())
+}

@@ -617,8 +617,11 @@ fn is_permanent(error: &SyncError) -> bool {
     use airgate_kube::ApplyError;
     match error {
         SyncError::Render { .. } | SyncError::Policy(_) => true,
-        SyncError::Apply(ApplyError::DryRun { retryable, .. }) => !retryable,
-        SyncError::Apply(ApplyError::Object(_) | ApplyError::UnknownKind { .. }) => true,
+        SyncError::Apply(e) => match e.cause() {
+            ApplyError::DryRun { retryable, .. } => !retryable,
+            ApplyError::Object(_) | ApplyError::UnknownKind { .. } => true,
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -771,6 +774,19 @@ async fn sync(
             report
                 .event(EventType::Warning, error.reason(), message.clone())
                 .await;
+            // What was applied before the failure exists now: it joins
+            // the inventory, so a later sync prunes it when it leaves Git.
+            let applied = match &error {
+                SyncError::Apply(e) => e.applied().to_vec(),
+                _ => Vec::new(),
+            };
+            if !applied.is_empty() {
+                let inventory = ctx.with_state(&key, |s| {
+                    s.inventory.entries.extend(applied);
+                    s.inventory.clone()
+                });
+                status.inventory = inventory.entries.iter().map(compact).collect();
+            }
             ctx.with_state(&key, |s| {
                 s.syncing = false;
                 s.observed_generation = generation;
