@@ -389,6 +389,32 @@ impl Applier {
         Ok((api, reference))
     }
 
+    /// How the apply will name `p`: by its kind's scope when the cluster
+    /// knows the kind, else by the scope of the CRD in `all` that makes it.
+    fn intended_name(&self, p: &Planned, all: &[Planned]) -> ObjectRef {
+        if let Ok((_, reference)) = self.api(p) {
+            return reference;
+        }
+        let scope = all.iter().find_map(|crd| {
+            let spec = crd.body.get("spec")?;
+            (crd.reference.kind == "CustomResourceDefinition"
+                && spec.get("group")?.as_str()? == p.reference.group()
+                && spec.get("names")?.get("kind")?.as_str()? == p.reference.kind)
+                .then(|| spec.get("scope")?.as_str())
+                .flatten()
+        });
+        let mut reference = p.reference.clone();
+        match scope {
+            Some("Cluster") => reference.namespace = None,
+            _ => {
+                reference
+                    .namespace
+                    .get_or_insert_with(|| self.default_namespace.clone());
+            }
+        }
+        reference
+    }
+
     /// Dry-runs `planned`: whether it must be recreated (an immutable field
     /// changed and the object opted in), and the resourceVersion answered.
     async fn dry_run(&self, planned: &Planned<'_>) -> Result<(bool, Option<String>), ApplyError> {
@@ -680,6 +706,17 @@ impl Applier {
     /// do not carry this Applier's labels when they are read just before
     /// the delete ([`Action::Disowned`]). Objects already gone are skipped.
     pub async fn prune(&self, stale: &[ObjectRef]) -> Result<ChangeSet, ApplyError> {
+        self.prune_except(stale, &Default::default()).await
+    }
+
+    /// [`Applier::prune`], never deleting an object of `keep` however
+    /// `stale` spells it (an entry written ahead before the kind was known
+    /// may name it with a namespace its kind does not have).
+    pub async fn prune_except(
+        &self,
+        stale: &[ObjectRef],
+        keep: &airgate_core::inventory::Inventory,
+    ) -> Result<ChangeSet, ApplyError> {
         let mut changes = ChangeSet::default();
         for reference in stale {
             let planned = match self.located(reference).await {
@@ -688,6 +725,9 @@ impl Applier {
                 Err(_) => continue,
             };
             let (api, reference) = self.api(&planned)?;
+            if keep.entries.contains(&reference) {
+                continue;
+            }
             let fail = |e: kube::Error| ApplyError::Apply {
                 object: reference.to_string(),
                 message: api_message(&e),
@@ -736,6 +776,24 @@ impl Applier {
         &self,
         objects: &[(String, V)],
     ) -> Result<ChangeSet, ApplyError> {
+        self.apply_with(objects, |_| async { Ok(()) }).await
+    }
+
+    /// [`Applier::apply`], calling `before_write` with every object it is
+    /// about to apply, named as the apply will name them, after the dry-run
+    /// and before the first write: the caller records them first
+    /// (write-ahead), so a crash mid-apply leaves nothing it does not know
+    /// of. If `before_write` fails, nothing is written.
+    pub async fn apply_with<V, F, Fut>(
+        &self,
+        objects: &[(String, V)],
+        before_write: F,
+    ) -> Result<ChangeSet, ApplyError>
+    where
+        V: Borrow<Value> + Sync,
+        F: FnOnce(Vec<ObjectRef>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
         let mut planned = Vec::new();
         for (what, body) in objects {
             let body: &Value = body.borrow();
@@ -817,6 +875,13 @@ impl Applier {
             now.push(i);
         }
         self.dry_run_all(&mut planned, &now).await?;
+        let intended = planned
+            .iter()
+            .map(|p| self.intended_name(p, &planned))
+            .collect();
+        before_write(intended).await.map_err(|e| {
+            ApplyError::Client(format!("recording what is about to be applied: {e}"))
+        })?;
 
         // Stage 1: cluster definitions, then wait for new CRDs. From here
         // on an error says what was applied before it (ApplyError::Partial).

@@ -466,6 +466,25 @@ impl Syncer {
         commit: Commit,
         previous: &Inventory,
     ) -> Result<SyncOutcome, SyncError> {
+        self.sync_commit_with(spec, commit, previous, |_| async { Ok(()) })
+            .await
+    }
+
+    /// [`Syncer::sync_commit`], calling `before_write` with what the apply
+    /// is about to write, before the first write (see
+    /// `Applier::apply_with`): the controller records it in the App's
+    /// inventory first, so a crash mid-sync leaves no orphan.
+    pub async fn sync_commit_with<F, Fut>(
+        &self,
+        spec: &AppSpec,
+        commit: Commit,
+        previous: &Inventory,
+        before_write: F,
+    ) -> Result<SyncOutcome, SyncError>
+    where
+        F: FnOnce(Vec<ObjectRef>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
         let manifests = self.render(spec, &commit.id).await?;
 
         let mut found = Vec::new();
@@ -492,10 +511,12 @@ impl Syncer {
         let applier = self.applier(spec)?;
         let objects: Vec<(String, &Value)> =
             manifests.iter().map(|m| (m.origin(), &m.value)).collect();
-        let applied = applier.apply(&objects).await?;
+        let applied = applier.apply_with(&objects, before_write).await?;
         let inventory = Inventory::new(applied.changes.iter().map(|c| c.object.clone()));
         let pruned = if spec.prune {
-            applier.prune(&previous.stale(&inventory)).await?
+            applier
+                .prune_except(&previous.stale(&inventory), &inventory)
+                .await?
         } else {
             ChangeSet::default()
         };

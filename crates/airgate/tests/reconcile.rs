@@ -1612,3 +1612,64 @@ async fn what_stage_one_applied_before_a_failure_is_owned_and_pruned() -> Result
     assert!(gone, "the Namespace stage 1 applied was not pruned");
     Ok(())
 }
+
+/// kill -9 during a 300-object sync, then a new commit: 217 objects with
+/// the App's labels were never pruned. What a sync is about to apply is now
+/// written to the App's inventory before the first write, so a restarted
+/// controller prunes whatever the killed one left.
+#[tokio::test]
+async fn a_sync_killed_midway_leaves_no_orphan_after_a_restart() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-crash").await?;
+    const N: usize = 600;
+    let many: String = (0..N)
+        .map(|i| format!("---\n{}", config_map(&format!("cm-{i}"), "x")))
+        .collect();
+    t.write("envs/prod/many.yaml", &many)?;
+    t.push("many objects")?;
+    let lease = format!("{}-lease", t.ns);
+    let c = t.controller("c1", &lease).await?;
+    t.create_app("shop", json!({})).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(t.p.kube_client().await?, &t.ns);
+    let selector = kube::api::ListParams::default().labels("airgate.dev/app-name=shop");
+    let mut at_kill = 0;
+    for _ in 0..600 {
+        at_kill = cms.list_metadata(&selector).await?.items.len();
+        if at_kill > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(c); // SIGKILL, mid-apply
+    assert!(
+        at_kill > 0 && at_kill < N,
+        "the kill did not land mid-apply ({at_kill} of {N})"
+    );
+
+    t.remove("envs/prod/many.yaml")?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "a"))?;
+    let next = t.push("only settings")?;
+    let c = t.controller("c2", &lease).await?;
+    t.until(
+        "shop",
+        "the new commit applied",
+        |a| ready(a) && applied(a).as_deref() == Some(next.as_str()),
+        &c,
+    )
+    .await?;
+    let left: Vec<String> = cms
+        .list_metadata(&selector)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|m| m.metadata.name)
+        .filter(|n| n != "settings")
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{} orphans left, e.g. {:?}",
+        left.len(),
+        left.first()
+    );
+    Ok(())
+}

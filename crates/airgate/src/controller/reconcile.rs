@@ -658,7 +658,35 @@ async fn sync(
     let started = Instant::now();
     let started_at = epoch_seconds();
     let revision = commit.id.clone();
-    let result = ctx.syncer.sync_commit(spec, commit, &previous).await;
+    // Write-ahead: what is about to be applied joins the inventory, in
+    // memory and in the App's status, before the first write; a crash
+    // mid-sync then leaves nothing a restarted controller does not know of.
+    let (before, key_ref) = (&previous, &key);
+    let write_ahead = move |intended: Vec<ObjectRef>| {
+        let mut union = before.clone();
+        union.entries.extend(intended);
+        async move {
+            if union.entries == before.entries {
+                return Ok(());
+            }
+            ctx.with_state(key_ref, |s| s.inventory = union.clone());
+            let list: Vec<String> = union.entries.iter().map(compact).collect();
+            let api: Api<App> =
+                Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+            api.patch_status(
+                &app.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"inventory": list}})),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("writing the App's inventory: {e}"))
+        }
+    };
+    let result = ctx
+        .syncer
+        .sync_commit_with(spec, commit, &previous, write_ahead)
+        .await;
     let duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     let generation = app.metadata.generation;
     status.observed_generation = generation;
@@ -775,18 +803,17 @@ async fn sync(
                 .event(EventType::Warning, error.reason(), message.clone())
                 .await;
             // What was applied before the failure exists now: it joins
-            // the inventory, so a later sync prunes it when it leaves Git.
+            // the inventory (the write-ahead put it there already), so a
+            // later sync prunes it when it leaves Git.
             let applied = match &error {
                 SyncError::Apply(e) => e.applied().to_vec(),
                 _ => Vec::new(),
             };
-            if !applied.is_empty() {
-                let inventory = ctx.with_state(&key, |s| {
-                    s.inventory.entries.extend(applied);
-                    s.inventory.clone()
-                });
-                status.inventory = inventory.entries.iter().map(compact).collect();
-            }
+            let inventory = ctx.with_state(&key, |s| {
+                s.inventory.entries.extend(applied);
+                s.inventory.clone()
+            });
+            status.inventory = inventory.entries.iter().map(compact).collect();
             ctx.with_state(&key, |s| {
                 s.syncing = false;
                 s.observed_generation = generation;
