@@ -141,6 +141,62 @@ pub fn check(
     Ok(referred)
 }
 
+/// `text` with every `secretGenerator` literal of the kustomizations under
+/// `root` (whole, and its value after `=`) replaced by `<redacted>`:
+/// kustomize quotes a literal it cannot parse in its error.
+pub fn scrub_literals(root: &Path, text: String) -> String {
+    let mut secrets = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t)
+                    if t.is_file()
+                        && crate::KUSTOMIZATION_FILES
+                            .iter()
+                            .any(|k| path.file_name().is_some_and(|n| n == *k)) =>
+                {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    for doc in crate::parse_values(&text).unwrap_or_default() {
+                        literals(&doc, &mut secrets);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text;
+    for s in secrets.iter().filter(|s| s.len() >= 3) {
+        out = out.replace(s.as_str(), "<redacted>");
+    }
+    out
+}
+
+fn literals(doc: &Value, out: &mut Vec<String>) {
+    let generators = doc.get("secretGenerator").and_then(Value::as_array);
+    for g in generators.into_iter().flatten() {
+        for l in g
+            .get("literals")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(l) = l.as_str() {
+                out.push(l.to_string());
+                if let Some((_, value)) = l.split_once('=') {
+                    out.push(value.to_string());
+                }
+            }
+        }
+    }
+}
+
 /// Every `(field, path)` a kustomization names.
 fn references(doc: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -251,6 +307,24 @@ mod tests {
             "k",
         )
         .map(|_| ())
+    }
+
+    #[test]
+    fn secret_generator_literals_are_scrubbed_from_kustomize_errors() -> Result<(), std::io::Error>
+    {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            "secretGenerator:\n- name: s\n  literals: [hunter2-secret, \"user=also-secret\"]\n",
+        )?;
+        let stderr = "Error: loading KV pairs: literal sources [hunter2-secret]: invalid literal source hunter2-secret, expected key=value; also-secret".to_string();
+        let out = scrub_literals(dir.path(), stderr);
+        assert!(
+            !out.contains("hunter2") && !out.contains("also-secret"),
+            "{out}"
+        );
+        assert!(out.contains("invalid literal source <redacted>"), "{out}");
+        Ok(())
     }
 
     #[test]

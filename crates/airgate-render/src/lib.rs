@@ -115,7 +115,7 @@ impl Renderer {
         out: &mut Vec<Manifest>,
     ) -> Result<(), RenderError> {
         if KUSTOMIZATION_FILES.iter().any(|k| dir.join(k).is_file()) {
-            out.extend(self.kustomize_build(dir)?);
+            out.extend(self.kustomize_build(root, dir)?);
             return Ok(());
         }
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -176,7 +176,7 @@ impl Renderer {
             .find(|p| p.is_file())
     }
 
-    fn kustomize_build(&self, dir: &Path) -> Result<Vec<Manifest>, RenderError> {
+    fn kustomize_build(&self, root: &Path, dir: &Path) -> Result<Vec<Manifest>, RenderError> {
         let shown = dir.display().to_string();
         let Some(bin) = self.kustomize_binary() else {
             return Err(RenderError::NoKustomize { dir: shown });
@@ -187,9 +187,11 @@ impl Renderer {
             .output()
             .map_err(|source| io(&bin, source))?;
         if !out.status.success() {
+            // kustomize quotes a bad secretGenerator literal whole.
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
             return Err(RenderError::Kustomize {
                 dir: shown,
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                stderr: confine::scrub_literals(root, stderr),
             });
         }
         let text = String::from_utf8_lossy(&out.stdout);

@@ -1673,3 +1673,23 @@ async fn a_sync_killed_midway_leaves_no_orphan_after_a_restart() -> Result<()> {
     );
     Ok(())
 }
+
+/// kustomize quotes a `secretGenerator` literal it cannot parse; the
+/// message that reaches the status (and Events, logs, records) does not.
+#[tokio::test]
+async fn a_secret_literal_kustomize_quotes_never_reaches_the_status() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-literal").await?;
+    t.write(
+        "envs/prod/kustomization.yaml",
+        "secretGenerator:\n- name: db\n  literals: [hunter2-no-equals-sign]\n",
+    )?;
+    t.push("a literal without =")?;
+    let c = t.start(json!({})).await?;
+    let app = t.until_reason("RenderFailed", &c).await?;
+    let message = ready_message(&app);
+    assert!(message.contains("literal"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(!c.log().contains("hunter2"), "the log has it");
+    Ok(())
+}
