@@ -709,6 +709,20 @@ impl Applier {
         self.prune_except(stale, &Default::default()).await
     }
 
+    /// The object as it is now, or `None` when it (or its kind) is gone.
+    pub async fn live(&self, reference: &ObjectRef) -> Result<Option<DynamicObject>, ApplyError> {
+        let Ok(planned) = self.located(reference).await else {
+            return Ok(None);
+        };
+        let (api, reference) = self.api(&planned)?;
+        api.get_opt(&reference.name)
+            .await
+            .map_err(|e| ApplyError::Apply {
+                object: reference.to_string(),
+                message: api_message(&e),
+            })
+    }
+
     /// [`Applier::prune`], never deleting an object of `keep` however
     /// `stale` spells it (an entry written ahead before the kind was known
     /// may name it with a namespace its kind does not have).

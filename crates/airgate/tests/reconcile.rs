@@ -1532,6 +1532,12 @@ async fn a_correction_that_keeps_being_undone_stops_and_says_so() -> Result<()> 
         .context("no Drifted condition")?;
     assert_eq!(drifted.reason, "CorrectionUndone", "{}", c.log());
     assert!(drifted.message.contains("ConfigMap"), "{}", drifted.message);
+    // Relabelled, not deleted, and by whom (it once said "deleted by unknown").
+    assert!(
+        drifted.message.contains("kubectl") && drifted.message.contains("relabelled"),
+        "{}",
+        drifted.message
+    );
     let corrections = c
         .records(&format!("{}/shop", t.ns))?
         .into_iter()

@@ -1003,6 +1003,7 @@ async fn handle_drift(
     let Some(revision) = ctx.with_state(&key, |s| s.last_applied.clone()) else {
         return;
     };
+    let drift = relabelled(ctx, spec, drift).await;
     let correct = app.spec.drift == DriftMode::Correct;
     // An object whose corrections are undone again and again (another App
     // or controller applies it too) is left alone and reported once,
@@ -1128,6 +1129,42 @@ async fn handle_drift(
         message: described.join("; "),
         duration_ms: record.duration_ms,
     });
+}
+
+/// A watch loses an object both when it is deleted and when it is
+/// relabelled away from the App (the watch selects by the App's labels).
+/// For each one reported deleted, looks: if it is still there, it was
+/// relabelled, and the field managers of its labels say by whom.
+async fn relabelled(
+    ctx: &Context,
+    spec: &SyncSpec,
+    drift: Vec<(ObjectRef, Drifted)>,
+) -> Vec<(ObjectRef, Drifted)> {
+    let Ok(applier) = ctx.syncer.applier(spec) else {
+        return drift;
+    };
+    let mut out = Vec::with_capacity(drift.len());
+    for (object, mut d) in drift {
+        if d.fields.is_empty()
+            && let Ok(Some(live)) = applier.live(&object).await
+        {
+            let managed = serde_json::to_value(&live.metadata.managed_fields).unwrap_or_default();
+            let by: BTreeSet<String> = airgate_core::drift::owners(&managed)
+                .into_iter()
+                .filter(|o| o.manager != ctx.syncer.field_manager())
+                .filter(|o| o.fields.iter().any(|f| f.contains("f:labels")))
+                .map(|o| o.manager)
+                .collect();
+            let by = if by.is_empty() {
+                "unknown".to_string()
+            } else {
+                by.into_iter().collect::<Vec<_>>().join(", ")
+            };
+            d.managers = vec![format!("{by} (relabelled: no longer this App's)")];
+        }
+        out.push((object, d));
+    }
+    out
 }
 
 /// How many corrections of one object within [`CONTEST_WINDOW`] mean that
