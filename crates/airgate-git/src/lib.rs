@@ -101,7 +101,20 @@ pub enum GitError {
         dir: String,
         name: String,
     },
+    #[error(
+        "commit {commit}: '{path}' is {size} bytes; airgate reads at most {MAX_FILE} bytes a file and {MAX_TREE} bytes a tree for one App\nhint: keep large files out of configuration repositories"
+    )]
+    TooLarge {
+        commit: String,
+        path: String,
+        size: u64,
+    },
 }
+
+/// The largest file read from a tree.
+pub const MAX_FILE: u64 = 64 << 20;
+/// The most read from one tree for one render.
+pub const MAX_TREE: u64 = 256 << 20;
 
 /// Whether a Git tree entry's name is one a checkout could write safely:
 /// Git itself refuses the others on checkout, but a server stores whatever
@@ -297,6 +310,7 @@ impl Mirror {
             entry.object().map_err(|e| fail(&e))?.into_tree()
         };
         let mut files = BTreeMap::new();
+        let mut total = 0u64;
         let mut stack = vec![(String::new(), tree)];
         while let Some((prefix, tree)) = stack.pop() {
             for entry in tree.iter() {
@@ -319,6 +333,18 @@ impl Mirror {
                     let sub = repo.find_tree(entry.oid()).map_err(|e| fail(&e))?;
                     stack.push((format!("{name}/"), sub));
                 } else if mode.is_blob() {
+                    // Sizes from the object header, before the content is
+                    // loaded: one tenant's huge file must fail its own App,
+                    // not take the controller's memory from every App.
+                    let size = repo.find_header(entry.oid()).map_err(|e| fail(&e))?.size();
+                    total = total.saturating_add(size);
+                    if size > MAX_FILE || total > MAX_TREE {
+                        return Err(GitError::TooLarge {
+                            commit: commit.to_string(),
+                            path: name,
+                            size,
+                        });
+                    }
                     let blob = repo.find_blob(entry.oid()).map_err(|e| fail(&e))?;
                     files.insert(name, blob.data.clone());
                 }

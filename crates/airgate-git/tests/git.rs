@@ -201,3 +201,30 @@ fn a_refused_connection_says_so() -> Result<()> {
     }
     Ok(())
 }
+
+/// A 100 MB file in one repository took the controller to 633 MB and every
+/// tenant crash-looped. A file over the bound fails that read, naming the
+/// file, before its content is loaded.
+#[test]
+fn a_file_over_the_bound_is_refused_before_it_is_read() -> Result<()> {
+    let p = Perimeter::get();
+    let work = tempfile::tempdir()?;
+    let name = unique_name("big-file");
+    std::fs::create_dir_all(work.path().join("envs/prod"))?;
+    std::fs::write(work.path().join("envs/prod/app.yaml"), "kind: ConfigMap\n")?;
+    std::fs::create_dir_all(work.path().join("assets"))?;
+    let big = std::fs::File::create(work.path().join("assets/blob.bin"))?;
+    big.set_len(airgate_git::MAX_FILE + 1)?;
+    let commit = p.git_push(work.path(), &name, "main", "a big file")?;
+    let cache = tempfile::tempdir()?;
+    let mirror = Mirror::new(cache.path());
+    let url = format!("{}/{name}.git", p.git_url);
+    mirror.fetch(&url, &GitRef::Branch("main".into()), &access(&p)?)?;
+    match mirror.read_dir(&url, &commit, "") {
+        Err(GitError::TooLarge { path, .. }) => assert_eq!(path, "assets/blob.bin"),
+        other => bail!("expected TooLarge: {:?}", other.map(|f| f.len())),
+    }
+    // The App's own directory does not hold it: that read is fine.
+    assert_eq!(mirror.read_dir(&url, &commit, "envs/prod")?.len(), 1);
+    Ok(())
+}
