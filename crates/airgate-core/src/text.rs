@@ -34,6 +34,18 @@ pub fn shown(s: &str, max: usize) -> String {
     out
 }
 
+/// `text` with each of `secrets` (of 3 characters or more; the longest
+/// first, so a value holding another goes whole) replaced by `<redacted>`:
+/// for messages that may quote a Secret's value back.
+pub fn redact(text: String, mut secrets: Vec<String>) -> String {
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text;
+    for s in secrets.iter().filter(|s| s.chars().count() >= 3) {
+        out = out.replace(s.as_str(), "<redacted>");
+    }
+    out
+}
+
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
 }
@@ -49,6 +61,15 @@ mod tests {
         assert_eq!(cut("short", 300), "short");
         assert_eq!(cut("ééé", 2), "éé…");
         assert_eq!(cut("", 0), "");
+    }
+
+    #[test]
+    fn redact_replaces_the_longest_secret_first_and_leaves_short_ones() {
+        let secrets = vec!["pw".to_string(), "hunter".into(), "hunter2".into()];
+        assert_eq!(
+            redact("pw=hunter2 hunter".into(), secrets),
+            "pw=<redacted> <redacted>"
+        );
     }
 
     #[test]

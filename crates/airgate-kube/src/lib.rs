@@ -108,8 +108,8 @@ pub enum ApplyError {
     #[error("{0}")]
     Client(String),
     /// `source` happened after these objects were applied (stage 1, and
-    /// whatever of stage 2 had answered): they exist now, and belong in
-    /// the App's inventory.
+    /// whatever of stage 2 had answered): they exist now. The message names
+    /// them; the write-ahead of `apply_with` has put them in the inventory.
     #[error(
         "{source}\napplied before that, and kept in the App's inventory: {}",
         list(applied)
@@ -134,14 +134,6 @@ impl ApplyError {
         match self {
             ApplyError::Partial { source, .. } => source.cause(),
             other => other,
-        }
-    }
-
-    /// Objects applied before the error (see [`ApplyError::Partial`]).
-    pub fn applied(&self) -> &[ObjectRef] {
-        match self {
-            ApplyError::Partial { applied, .. } => applied,
-            _ => &[],
         }
     }
 
@@ -277,13 +269,7 @@ pub fn scrubbed(body: &Value, message: String) -> String {
         .filter_map(|b| String::from_utf8(b).ok())
         .collect();
     secrets.extend(decoded);
-    // Longest first, so a value containing another goes whole.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = message;
-    for s in secrets.iter().filter(|s| s.len() >= 3) {
-        out = out.replace(s.as_str(), "<redacted>");
-    }
-    out
+    airgate_core::text::redact(message, secrets)
 }
 
 /// Whether the cluster may answer a request otherwise later (see
@@ -700,15 +686,6 @@ impl Applier {
         }
     }
 
-    /// Deletes `stale` objects (from the inventory, see
-    /// `Inventory::stale`), in order, except those annotated
-    /// `airgate.dev/prune: disabled` ([`Action::Skipped`]) and those that
-    /// do not carry this Applier's labels when they are read just before
-    /// the delete ([`Action::Disowned`]). Objects already gone are skipped.
-    pub async fn prune(&self, stale: &[ObjectRef]) -> Result<ChangeSet, ApplyError> {
-        self.prune_except(stale, &Default::default()).await
-    }
-
     /// The object as it is now, or `None` when it (or its kind) is gone.
     pub async fn live(&self, reference: &ObjectRef) -> Result<Option<DynamicObject>, ApplyError> {
         let Ok(planned) = self.located(reference).await else {
@@ -723,10 +700,15 @@ impl Applier {
             })
     }
 
-    /// [`Applier::prune`], never deleting an object of `keep` however
-    /// `stale` spells it (an entry written ahead before the kind was known
-    /// may name it with a namespace its kind does not have).
-    pub async fn prune_except(
+    /// Deletes `stale` objects (from the inventory, see
+    /// `Inventory::stale`), in order, except those annotated
+    /// `airgate.dev/prune: disabled` ([`Action::Skipped`]) and those that
+    /// do not carry this Applier's labels when they are read just before
+    /// the delete ([`Action::Disowned`]). Objects already gone are skipped.
+    /// Never deletes an object of `keep`, however `stale` spells it (an
+    /// entry written ahead before its kind was known may name it with a
+    /// namespace its kind does not have).
+    pub async fn prune(
         &self,
         stale: &[ObjectRef],
         keep: &airgate_core::inventory::Inventory,

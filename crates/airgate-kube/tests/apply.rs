@@ -245,7 +245,7 @@ async fn health_follows_the_rollout_and_prune_deletes_only_what_left_unless_opte
     let new_inventory =
         Inventory::new(second.changes.iter().map(|c| c.object.clone()).chain([web]));
     let stale: Vec<ObjectRef> = old_inventory.stale(&new_inventory);
-    let pruned = applier.prune(&stale).await?;
+    let pruned = applier.prune(&stale, &Default::default()).await?;
     let summary: Vec<String> = pruned
         .changes
         .iter()

@@ -70,20 +70,9 @@ pub fn check_from(
         if !seen.insert(dir.clone()) {
             continue;
         }
-        let file = crate::KUSTOMIZATION_FILES
-            .iter()
-            .map(|k| dir.join(k))
-            .find(|f| f.is_file());
-        let Some(file) = file else {
+        let Some(file) = crate::kustomization_file(&dir) else {
             // A plain directory: the renderer walks into its subdirectories.
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    queue.push(entry.path());
-                }
-            }
+            queue.extend(subdirectories(&dir));
             continue;
         };
         let text = std::fs::read_to_string(&file).map_err(|e| ConfineError::Invalid {
@@ -148,34 +137,28 @@ pub fn scrub_literals(root: &Path, text: String) -> String {
     let mut secrets = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t)
-                    if t.is_file()
-                        && crate::KUSTOMIZATION_FILES
-                            .iter()
-                            .any(|k| path.file_name().is_some_and(|n| n == *k)) =>
-                {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    for doc in crate::parse_values(&text).unwrap_or_default() {
-                        literals(&doc, &mut secrets);
-                    }
-                }
-                _ => {}
+        if let Some(file) = crate::kustomization_file(&dir) {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for doc in crate::parse_values(&text).unwrap_or_default() {
+                literals(&doc, &mut secrets);
             }
         }
+        stack.extend(subdirectories(&dir));
     }
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = text;
-    for s in secrets.iter().filter(|s| s.len() >= 3) {
-        out = out.replace(s.as_str(), "<redacted>");
-    }
-    out
+    airgate_core::text::redact(text, secrets)
+}
+
+/// The directories directly in `dir` (not through links).
+fn subdirectories(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn literals(doc: &Value, out: &mut Vec<String>) {

@@ -66,8 +66,7 @@ pub enum RenderError {
 
 /// Files recognised inside directories (a file named explicitly is always read).
 const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
-pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
-    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// How to render: where the kustomize binary is.
 #[derive(Clone, Debug, Default)]
@@ -114,7 +113,7 @@ impl Renderer {
         dir: &Path,
         out: &mut Vec<Manifest>,
     ) -> Result<(), RenderError> {
-        if KUSTOMIZATION_FILES.iter().any(|k| dir.join(k).is_file()) {
+        if kustomization_file(dir).is_some() {
             out.extend(self.kustomize_build(root, dir)?);
             return Ok(());
         }
@@ -253,6 +252,14 @@ fn budget() -> serde_saphyr::Budget {
     budget.max_total_scalar_bytes = 512 << 20;
     budget.max_depth = 128;
     budget
+}
+
+/// The kustomization file of `dir`, if it has one.
+pub(crate) fn kustomization_file(dir: &Path) -> Option<PathBuf> {
+    KUSTOMIZATION_FILES
+        .iter()
+        .map(|k| dir.join(k))
+        .find(|f| f.is_file())
 }
 
 /// Untrusted text for a message: escaped and short.

@@ -515,7 +515,7 @@ impl Syncer {
         let inventory = Inventory::new(applied.changes.iter().map(|c| c.object.clone()));
         let pruned = if spec.prune {
             applier
-                .prune_except(&previous.stale(&inventory), &inventory)
+                .prune(&previous.stale(&inventory), &inventory)
                 .await?
         } else {
             ChangeSet::default()

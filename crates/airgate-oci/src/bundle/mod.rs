@@ -10,6 +10,6 @@ pub mod read;
 pub use create::{CarriedFile, CreateError, CreateRequest, CreateSummary, create, partial_path};
 pub use read::{
     InventoryEntry, MAX_INVENTORY, MAX_MANIFEST, MAX_SIGNATURE, Span, Trust, Unpack, Verified,
-    VerifyError, read_inventory, read_inventory_or_bundle, verify, verify_into, verify_parallel,
+    VerifyError, read_inventory, read_inventory_or_bundle, verify_into, verify_parallel,
     verify_stream,
 };

@@ -473,16 +473,8 @@ impl<'a> Checker<'a> {
     }
 }
 
-/// Verifies the whole bundle in one streaming pass (see the module docs).
-pub fn verify(path: &Path, trust: &Trust, progress: &Progress) -> Result<Verified, VerifyError> {
-    let file = std::fs::File::open(path).map_err(|source| VerifyError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    verify_stream(file, &path.display().to_string(), trust, progress)
-}
-
-/// Verifies a bundle read from `reader` (a file, a pipe, a data diode),
+/// Verifies the whole bundle in one streaming pass (see the module docs),
+/// read from `reader` (a file, a pipe, a data diode),
 /// named `shown` in messages. Spans in the result are stream offsets.
 pub fn verify_stream(
     reader: impl Read,

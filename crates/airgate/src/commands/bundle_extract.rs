@@ -7,7 +7,7 @@ use airgate_oci::bundle;
 use anyhow::Result;
 
 use crate::cli::{BundleExtractArgs, Output};
-use crate::commands::bundle_verify::{Report, shown_source, trust};
+use crate::commands::bundle_verify::{Report, open, shown_source, trust};
 use crate::progress_bar;
 
 pub fn run(args: BundleExtractArgs) -> Result<ExitCode> {
@@ -15,22 +15,8 @@ pub fn run(args: BundleExtractArgs) -> Result<ExitCode> {
     let trust = trust(&args.trust)?;
     let source = shown_source(&args.bundle);
     let (progress, bar) = progress_bar::bytes("extract");
-    let result = if args.bundle.as_os_str() == "-" {
-        bundle::extract::extract(
-            std::io::stdin().lock(),
-            &source,
-            &trust,
-            &args.output,
-            &progress,
-        )
-    } else {
-        std::fs::File::open(&args.bundle)
-            .map_err(|source| bundle::VerifyError::Io {
-                path: args.bundle.display().to_string(),
-                source,
-            })
-            .and_then(|f| bundle::extract::extract(f, &source, &trust, &args.output, &progress))
-    };
+    let result = open(&args.bundle)
+        .and_then(|r| bundle::extract::extract(r, &source, &trust, &args.output, &progress));
     progress_bar::finish(bar);
     let verified = result.map_err(|e| {
         anyhow::anyhow!(

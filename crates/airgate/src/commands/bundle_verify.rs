@@ -78,10 +78,9 @@ pub enum Pass {
 pub fn verify_with_progress(path: &std::path::Path, trust: &Trust, pass: Pass) -> Result<Verified> {
     let (progress, bar) = progress_bar::bytes("verify");
     let result = match pass {
-        Pass::Streaming if path.as_os_str() == "-" => {
-            bundle::verify_stream(std::io::stdin().lock(), "standard input", trust, &progress)
+        Pass::Streaming => {
+            open(path).and_then(|r| bundle::verify_stream(r, &shown_source(path), trust, &progress))
         }
-        Pass::Streaming => bundle::verify(path, trust, &progress),
         Pass::Parallel => {
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
             bundle::verify_parallel(path, trust, threads, &progress)
@@ -89,6 +88,19 @@ pub fn verify_with_progress(path: &std::path::Path, trust: &Trust, pass: Pass) -
     };
     progress_bar::finish(bar);
     result.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The bundle argument as a stream: the file, or standard input for `-`.
+pub fn open(path: &std::path::Path) -> Result<Box<dyn std::io::Read>, bundle::VerifyError> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    std::fs::File::open(path)
+        .map(|f| Box::new(f) as Box<dyn std::io::Read>)
+        .map_err(|source| bundle::VerifyError::Io {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// How a bundle argument is named in messages.

@@ -802,17 +802,10 @@ async fn sync(
             report
                 .event(EventType::Warning, error.reason(), message.clone())
                 .await;
-            // What was applied before the failure exists now: it joins
-            // the inventory (the write-ahead put it there already), so a
-            // later sync prunes it when it leaves Git.
-            let applied = match &error {
-                SyncError::Apply(e) => e.applied().to_vec(),
-                _ => Vec::new(),
-            };
-            let inventory = ctx.with_state(&key, |s| {
-                s.inventory.entries.extend(applied);
-                s.inventory.clone()
-            });
+            // Whatever the failed sync wrote is in the inventory already
+            // (the write-ahead put it there before the first write): the
+            // status shows it, so a later sync prunes it when it leaves Git.
+            let inventory = ctx.with_state(&key, |s| s.inventory.clone());
             status.inventory = inventory.entries.iter().map(compact).collect();
             ctx.with_state(&key, |s| {
                 s.syncing = false;
