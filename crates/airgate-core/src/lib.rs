@@ -15,6 +15,7 @@ pub mod lock;
 pub mod mirror;
 pub mod object;
 pub mod oci;
+pub mod ownership;
 pub mod policy;
 pub mod reference;
 pub mod rule;

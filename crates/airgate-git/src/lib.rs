@@ -276,12 +276,47 @@ impl Mirror {
 
     /// Every file under `path` (`""` or `.` for the whole tree) at `commit`,
     /// by path relative to it. Symbolic links and submodules are left out.
+    /// At most [`MAX_FILE`] bytes a file and [`MAX_TREE`] in all.
     pub fn read_dir(
         &self,
         url: &str,
         commit: &str,
         path: &str,
     ) -> Result<BTreeMap<String, Vec<u8>>, GitError> {
+        let mut budget = MAX_TREE;
+        let clean = path.trim_matches('/');
+        let clean = if clean == "." { "" } else { clean };
+        let files = self
+            .read_paths(url, commit, &[clean.to_string()], &mut budget)?
+            .ok_or_else(|| GitError::NoSuchPath {
+                commit: commit.to_string(),
+                path: clean.to_string(),
+            })?;
+        let prefix = if clean.is_empty() {
+            String::new()
+        } else {
+            format!("{clean}/")
+        };
+        Ok(files
+            .into_iter()
+            .filter_map(|(name, bytes)| Some((name.strip_prefix(&prefix)?.to_string(), bytes)))
+            .collect())
+    }
+
+    /// The files of `paths` at `commit` (each a directory, read whole, or a
+    /// file; `""` is the whole tree), by path from the repository's root:
+    /// what one App's render needs and nothing else. `None` when none of
+    /// `paths` exists. `budget` is what may still be read, in bytes, shared
+    /// by the caller's successive calls for one render; each file is at
+    /// most [`MAX_FILE`], judged from the object header before the content
+    /// is loaded. Symbolic links and submodules are left out.
+    pub fn read_paths(
+        &self,
+        url: &str,
+        commit: &str,
+        paths: &[String],
+        budget: &mut u64,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, GitError> {
         let repo = self.open_or_init(url)?;
         let fail = |e: &dyn std::fmt::Display| GitError::Repository {
             url: url.to_string(),
@@ -290,28 +325,31 @@ impl Mirror {
         let root = find_commit(&repo, url, commit)?
             .tree()
             .map_err(|e| fail(&e))?;
-        let clean = path.trim_matches('/');
-        let tree = if clean.is_empty() || clean == "." {
-            root
-        } else {
-            let entry = root
+        let mut files = BTreeMap::new();
+        let mut found = false;
+        let mut stack = Vec::new();
+        for path in paths {
+            let clean = path.trim_matches('/');
+            if clean.is_empty() || clean == "." {
+                stack.push((String::new(), root.clone()));
+                found = true;
+                continue;
+            }
+            let Some(entry) = root
                 .lookup_entry_by_path(Path::new(clean))
                 .map_err(|e| fail(&e))?
-                .ok_or_else(|| GitError::NoSuchPath {
-                    commit: commit.to_string(),
-                    path: clean.to_string(),
-                })?;
-            if !entry.mode().is_tree() {
-                return Err(GitError::NoSuchPath {
-                    commit: commit.to_string(),
-                    path: clean.to_string(),
-                });
+            else {
+                continue;
+            };
+            found = true;
+            if entry.mode().is_tree() {
+                let tree = entry.object().map_err(|e| fail(&e))?.into_tree();
+                stack.push((format!("{clean}/"), tree));
+            } else if entry.mode().is_blob() {
+                let blob = read_blob(&repo, entry.oid(), commit, clean, budget)?;
+                files.insert(clean.to_string(), blob);
             }
-            entry.object().map_err(|e| fail(&e))?.into_tree()
-        };
-        let mut files = BTreeMap::new();
-        let mut total = 0u64;
-        let mut stack = vec![(String::new(), tree)];
+        }
         while let Some((prefix, tree)) = stack.pop() {
             for entry in tree.iter() {
                 let entry = entry.map_err(|e| fail(&e))?;
@@ -332,26 +370,41 @@ impl Mirror {
                 if mode.is_tree() {
                     let sub = repo.find_tree(entry.oid()).map_err(|e| fail(&e))?;
                     stack.push((format!("{name}/"), sub));
-                } else if mode.is_blob() {
-                    // Sizes from the object header, before the content is
-                    // loaded: one tenant's huge file must fail its own App,
-                    // not take the controller's memory from every App.
-                    let size = repo.find_header(entry.oid()).map_err(|e| fail(&e))?.size();
-                    total = total.saturating_add(size);
-                    if size > MAX_FILE || total > MAX_TREE {
-                        return Err(GitError::TooLarge {
-                            commit: commit.to_string(),
-                            path: name,
-                            size,
-                        });
-                    }
-                    let blob = repo.find_blob(entry.oid()).map_err(|e| fail(&e))?;
-                    files.insert(name, blob.data.clone());
+                } else if mode.is_blob() && !files.contains_key(&name) {
+                    let blob = read_blob(&repo, entry.oid(), commit, &name, budget)?;
+                    files.insert(name, blob);
                 }
             }
         }
-        Ok(files)
+        Ok(found.then_some(files))
     }
+}
+
+/// The blob `oid` (at `path` of `commit`), if it fits in a file's bound and
+/// in `budget`, which it is taken from. Sizes come from the object header,
+/// before the content is loaded: one tenant's huge file must fail its own
+/// App, not take the controller's memory from every App.
+fn read_blob(
+    repo: &gix::Repository,
+    oid: &gix::oid,
+    commit: &str,
+    path: &str,
+    budget: &mut u64,
+) -> Result<Vec<u8>, GitError> {
+    let fail = |e: &dyn std::fmt::Display| GitError::Repository {
+        url: repo.git_dir().display().to_string(),
+        message: format!("commit {commit}: {path}: {e}"),
+    };
+    let size = repo.find_header(oid).map_err(|e| fail(&e))?.size();
+    if size > MAX_FILE || size > *budget {
+        return Err(GitError::TooLarge {
+            commit: commit.to_string(),
+            path: path.to_string(),
+            size,
+        });
+    }
+    *budget -= size;
+    Ok(repo.find_blob(oid).map_err(|e| fail(&e))?.data.clone())
 }
 
 /// An error with its causes: gix says "Transport handshake failed" and

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use airgate_core::inventory::Inventory;
+use airgate_core::object::ObjectRef;
 use airgate_core::source::GitRef;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -116,11 +118,72 @@ pub struct AppStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// What the App applied, compact: `apiVersion|Kind|namespace|name`.
+    /// Empty when the inventory is kept in `inventoryCompressed`; read and
+    /// write it with [`AppStatus::objects`] and [`AppStatus::set_objects`].
     #[serde(default)]
     pub inventory: Vec<String>,
+    /// An inventory of more than [`INVENTORY_PLAIN_MAX`] objects: its
+    /// compact entries, sorted, one per line, deflated (raw DEFLATE,
+    /// RFC 1951), in base64. Written as null otherwise, so a merge patch
+    /// clears it.
+    #[serde(default)]
+    pub inventory_compressed: Option<String>,
+    /// How many objects the inventory holds (both forms).
+    #[serde(default)]
+    pub inventory_count: u64,
     /// The most recent syncs, newest first (at most [`HISTORY_LIMIT`]).
     #[serde(default)]
     pub history: Vec<SyncSummary>,
+}
+
+/// Inventories of more objects than this are kept compressed in status.
+pub const INVENTORY_PLAIN_MAX: usize = 1000;
+
+/// The most the compressed inventory may take, in base64 bytes: with the
+/// rest of the App, a status write stays under etcd's 1.5 MiB request
+/// limit. About 200,000 objects with names of 20 characters fit.
+pub const INVENTORY_COMPRESSED_MAX: usize = 1 << 20;
+
+/// The most a compressed inventory may inflate to when read back: a status
+/// anyone with access can edit is not trusted with the controller's memory.
+const INVENTORY_INFLATED_MAX: usize = 64 << 20;
+
+/// An inventory entry in status: `apiVersion|Kind|namespace|name`.
+pub fn compact(r: &ObjectRef) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        r.api_version,
+        r.kind,
+        r.namespace.as_deref().unwrap_or(""),
+        r.name
+    )
+}
+
+/// The object a [`compact`] entry names; `None` when it is not one.
+pub fn from_compact(s: &str) -> Option<ObjectRef> {
+    let mut parts = s.splitn(4, '|');
+    let (api_version, kind, namespace, name) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (!api_version.is_empty() && !kind.is_empty() && !name.is_empty()).then(|| ObjectRef {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+        name: name.to_string(),
+    })
+}
+
+/// The status fields that hold `inventory`, as a merge patch of `status`
+/// writes them: the plain list up to [`INVENTORY_PLAIN_MAX`] objects, else
+/// the compressed form. Fails when even that is over
+/// [`INVENTORY_COMPRESSED_MAX`].
+pub fn inventory_fields(inventory: &Inventory) -> Result<serde_json::Value, String> {
+    let mut status = AppStatus::default();
+    status.set_objects(inventory)?;
+    Ok(serde_json::json!({
+        "inventory": status.inventory,
+        "inventoryCompressed": status.inventory_compressed,
+        "inventoryCount": status.inventory_count,
+    }))
 }
 
 /// How many syncs `status.history` keeps.
@@ -148,6 +211,62 @@ pub struct SyncSummary {
 }
 
 impl AppStatus {
+    /// The inventory, from whichever form holds it. Entries that do not
+    /// parse are left out; a compressed form that does not decode, or
+    /// inflates past 64 MiB, is an error.
+    pub fn objects(&self) -> Result<Inventory, String> {
+        let Some(compressed) = &self.inventory_compressed else {
+            return Ok(Inventory::new(
+                self.inventory.iter().filter_map(|e| from_compact(e)),
+            ));
+        };
+        use base64::Engine as _;
+        let deflated = base64::engine::general_purpose::STANDARD
+            .decode(compressed)
+            .map_err(|e| format!("status.inventoryCompressed is not base64: {e}"))?;
+        let text =
+            miniz_oxide::inflate::decompress_to_vec_with_limit(&deflated, INVENTORY_INFLATED_MAX)
+                .map_err(|e| {
+                format!(
+                    "status.inventoryCompressed does not inflate: {}",
+                    e.status as i32
+                )
+            })?;
+        let text = String::from_utf8(text)
+            .map_err(|_| "status.inventoryCompressed is not UTF-8".to_string())?;
+        Ok(Inventory::new(text.lines().filter_map(from_compact)))
+    }
+
+    /// Keeps `inventory` in status: the plain list up to
+    /// [`INVENTORY_PLAIN_MAX`] objects, compressed above. Fails, changing
+    /// nothing, when the compressed form is over
+    /// [`INVENTORY_COMPRESSED_MAX`].
+    pub fn set_objects(&mut self, inventory: &Inventory) -> Result<(), String> {
+        let entries: Vec<String> = inventory.entries.iter().map(compact).collect();
+        let count = entries.len() as u64;
+        if entries.len() <= INVENTORY_PLAIN_MAX {
+            self.inventory = entries;
+            self.inventory_compressed = None;
+            self.inventory_count = count;
+            return Ok(());
+        }
+        use base64::Engine as _;
+        let deflated = miniz_oxide::deflate::compress_to_vec(entries.join("\n").as_bytes(), 6);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(deflated);
+        if encoded.len() > INVENTORY_COMPRESSED_MAX {
+            return Err(format!(
+                "the App's inventory of {count} objects takes {} bytes compressed, over the \
+                 {INVENTORY_COMPRESSED_MAX} bytes an App's status can hold\nhint: split the App \
+                 into several, each with a path of its own",
+                encoded.len()
+            ));
+        }
+        self.inventory = Vec::new();
+        self.inventory_compressed = Some(encoded);
+        self.inventory_count = count;
+        Ok(())
+    }
+
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.type_ == type_)
     }
@@ -259,6 +378,88 @@ pub fn parse_duration(field: &str, s: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+
+    fn cm(i: usize) -> ObjectRef {
+        ObjectRef {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("large".into()),
+            name: format!("settings-{i:05}"),
+        }
+    }
+
+    /// A 50,000-object App once lost its inventory: the status patch was
+    /// over etcd's request limit. Above 1,000 objects it is compressed.
+    #[test]
+    fn a_large_inventory_is_kept_compressed_and_read_back_whole() -> Result<(), String> {
+        for n in [0, 1, INVENTORY_PLAIN_MAX, INVENTORY_PLAIN_MAX + 1, 50_000] {
+            let inventory = Inventory::new((0..n).map(cm));
+            let mut status = AppStatus::default();
+            status.set_objects(&inventory)?;
+            assert_eq!(status.inventory_count, n as u64);
+            assert_eq!(
+                status.inventory_compressed.is_some(),
+                n > INVENTORY_PLAIN_MAX,
+                "{n}"
+            );
+            assert_eq!(status.objects()?, inventory, "{n}");
+            // What a merge patch of the status sends, read back.
+            let json = serde_json::to_value(&status).map_err(|e| e.to_string())?;
+            let back: AppStatus = serde_json::from_value(json).map_err(|e| e.to_string())?;
+            assert_eq!(back.objects()?, inventory, "{n}");
+            if n == 50_000 {
+                let size = status.inventory_compressed.as_ref().map_or(0, String::len);
+                assert!(size < 400_000, "{size} bytes for 50,000 objects");
+            }
+        }
+        // From compressed back to plain: the compressed form is cleared.
+        let mut status = AppStatus::default();
+        status.set_objects(&Inventory::new((0..5000).map(cm)))?;
+        status.set_objects(&Inventory::new((0..2).map(cm)))?;
+        assert_eq!(status.inventory_compressed, None);
+        assert_eq!(status.inventory.len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn a_hostile_compressed_inventory_is_refused_not_inflated_without_bound() {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        // 100 MiB of zeros deflate to about 100 KB.
+        let bomb = miniz_oxide::deflate::compress_to_vec(&vec![0u8; 100 << 20], 9);
+        for (case, compressed) in [
+            ("not base64", "!!!".to_string()),
+            ("not deflate", b64(b"plain text")),
+            ("a bomb", b64(&bomb)),
+        ] {
+            let status = AppStatus {
+                inventory_compressed: Some(compressed),
+                ..AppStatus::default()
+            };
+            assert!(status.objects().is_err(), "{case}");
+        }
+    }
+
+    #[test]
+    fn an_inventory_too_large_even_compressed_is_refused_with_a_hint() {
+        // Names that do not compress: 40,000 of 64 random-looking characters.
+        let inventory = Inventory::new((0..40_000u64).map(|i| {
+            let mut name = String::new();
+            let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            for _ in 0..64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                name.push(char::from(b'a' + (x % 26) as u8));
+            }
+            ObjectRef { name, ..cm(0) }
+        }));
+        let mut status = AppStatus::default();
+        let e = status.set_objects(&inventory).err().unwrap_or_default();
+        assert!(e.contains("split the App"), "{e}");
+        assert_eq!(status, AppStatus::default(), "changed on failure");
+    }
+
     use super::*;
 
     fn spec(r: SourceRef) -> AppSpec {

@@ -19,13 +19,14 @@
 pub mod app;
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use airgate_core::drift;
 use airgate_core::health::{self, Health};
 use airgate_core::inventory::PRUNE_ANNOTATION;
 use airgate_core::object::ObjectRef;
+use airgate_core::ownership::{self, AppId, Claim, OWNER_ANNOTATION};
 use futures_util::StreamExt;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::discovery::{ApiCapabilities, Scope};
@@ -46,9 +47,10 @@ pub enum Action {
     Deleted,
     /// Left the desired set, but carries `airgate.dev/prune: disabled`.
     Skipped,
-    /// Left the desired set, but no longer carries this App's labels
-    /// (another App took it over, or someone relabelled it): not deleted,
-    /// and no longer the App's.
+    /// Left the desired set, but no longer carries this App's ownership
+    /// mark and labels (another App took it over, or someone relabelled
+    /// it; see `airgate_core::ownership`): not deleted, and no longer the
+    /// App's.
     Disowned,
 }
 
@@ -103,6 +105,10 @@ pub enum ApplyError {
     },
     #[error("{object}: apply failed: {message}")]
     Apply { object: String, message: String },
+    /// Objects that exist and are not this App's to apply over (see
+    /// `airgate_core::ownership`): nothing was written.
+    #[error("nothing was applied: {}", .0.join("; "))]
+    Ownership(Vec<String>),
     #[error("CustomResourceDefinition {name} was not Established within {seconds}s")]
     NotEstablished { name: String, seconds: u64 },
     #[error("{0}")]
@@ -197,6 +203,9 @@ pub struct Applier {
     client: Client,
     field_manager: String,
     default_namespace: String,
+    /// The App whose objects these are: what is applied carries its
+    /// ownership mark and labels, and is applied and pruned only as its own.
+    owner: Option<AppId>,
     labels: BTreeMap<String, String>,
     resources: tokio::sync::Mutex<HashMap<(String, String), (ApiResource, ApiCapabilities)>>,
 }
@@ -301,6 +310,7 @@ impl Applier {
             client,
             field_manager: field_manager.to_string(),
             default_namespace: default_namespace.to_string(),
+            owner: None,
             labels: BTreeMap::new(),
             resources: Default::default(),
         }
@@ -311,10 +321,15 @@ impl Applier {
         self.client.clone()
     }
 
-    /// Every object applied carries these labels too (airgate marks what an
-    /// App owns, so watches can select exactly that).
-    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Applier {
-        self.labels = labels;
+    /// Applies and prunes as `app`'s: every object applied carries its
+    /// ownership mark and labels (so watches can select exactly what an App
+    /// owns); an object that exists is applied over only when it is `app`'s
+    /// or marked for adoption by it, and pruned only when it carries its
+    /// mark and labels when it is read just before the delete (see
+    /// `airgate_core::ownership`).
+    pub fn with_owner(mut self, app: AppId) -> Applier {
+        self.labels = app.labels();
+        self.owner = Some(app);
         self
     }
 
@@ -448,6 +463,20 @@ impl Applier {
         };
         if let Some(ns) = &reference.namespace {
             meta.insert("namespace".to_string(), Value::String(ns.clone()));
+        }
+        if let Some(owner) = &self.owner {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !annotations.is_object() {
+                *annotations = Value::Object(Default::default());
+            }
+            if let Some(annotations) = annotations.as_object_mut() {
+                annotations.insert(
+                    OWNER_ANNOTATION.to_string(),
+                    Value::String(owner.mark(reference)),
+                );
+            }
         }
         if !self.labels.is_empty() {
             let labels = meta
@@ -622,14 +651,8 @@ impl Applier {
         let first = &objects[members[0]];
         let planned = self.located(first).await?;
         let (api, reference) = self.api(&planned)?;
-        let selector = self
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
         let listed = api
-            .list(&kube::api::ListParams::default().labels(&selector))
+            .list(&kube::api::ListParams::default().labels(&self.selector()))
             .await
             .map_err(|e| ApplyError::Apply {
                 object: reference.to_string(),
@@ -737,22 +760,33 @@ impl Applier {
                 .as_ref()
                 .and_then(|a| a.get(PRUNE_ANNOTATION))
                 .is_some_and(|v| v == "disabled");
-            // Delete only what carries this App's labels now: an inventory
-            // (a status anyone with access can edit) is not proof enough.
-            let live_labels = live.metadata.labels.unwrap_or_default();
-            let ours = self
-                .labels
-                .iter()
-                .all(|(k, v)| live_labels.get(k) == Some(v));
+            // Delete only what carries this App's mark and labels now: an
+            // inventory (a status anyone with access can edit) is not proof
+            // enough.
+            let ours = match &self.owner {
+                Some(app) => self.claim(app, &reference, &live.metadata).may_delete(),
+                None => true,
+            };
             let action = if !ours {
                 Action::Disowned
             } else if opted_out {
                 Action::Skipped
             } else {
-                api.delete(&reference.name, &kube::api::DeleteParams::background())
-                    .await
-                    .map_err(fail)?;
-                Action::Deleted
+                // The very object read: not one created since under its name.
+                let params = kube::api::DeleteParams {
+                    preconditions: Some(kube::api::Preconditions {
+                        uid: live.metadata.uid.clone(),
+                        resource_version: None,
+                    }),
+                    ..kube::api::DeleteParams::background()
+                };
+                match api.delete(&reference.name, &params).await {
+                    Ok(_) => Action::Deleted,
+                    Err(kube::Error::Api(s)) if s.code == 404 => continue,
+                    // Replaced since it was read: that object is not ours.
+                    Err(kube::Error::Api(s)) if s.code == 409 => Action::Disowned,
+                    Err(e) => return Err(fail(e)),
+                }
             };
             changes.changes.push(Change {
                 object: reference,
@@ -765,6 +799,127 @@ impl Applier {
         Ok(changes)
     }
 
+    /// The label selector of what this Applier applies.
+    fn selector(&self) -> String {
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.join(",")
+    }
+
+    /// Whose the live object `reference` is, as seen by `app`.
+    fn claim(&self, app: &AppId, reference: &ObjectRef, meta: &kube::api::ObjectMeta) -> Claim {
+        ownership::claim(
+            app,
+            reference,
+            &meta.annotations.clone().unwrap_or_default(),
+            &meta.labels.clone().unwrap_or_default(),
+        )
+    }
+
+    /// Refuses, before anything is written, to apply over an object of
+    /// `planned[i]` for `i` in `which` that exists (its dry-run answered
+    /// with a version), is not `vouched` for, and is not this App's (see
+    /// [`Applier::with_owner`]).
+    /// Objects of one kind in one namespace are read with one metadata list
+    /// of this App's objects when there are more than [`LIST_ABOVE`] of
+    /// them, and any the list does not show by name; never their content.
+    async fn check_ownership(
+        &self,
+        planned: &[Planned<'_>],
+        which: &[usize],
+        vouched: &HashSet<ObjectRef>,
+    ) -> Result<(), ApplyError> {
+        let Some(app) = &self.owner else {
+            return Ok(());
+        };
+        let mut groups: BTreeMap<(String, String, Option<String>), Vec<ObjectRef>> =
+            BTreeMap::new();
+        for &i in which {
+            if planned[i].dry_run_version.is_none() {
+                continue;
+            }
+            let (_, reference) = self.api(&planned[i])?;
+            if vouched.contains(&reference) {
+                continue;
+            }
+            groups
+                .entry((
+                    reference.api_version.clone(),
+                    reference.kind.clone(),
+                    reference.namespace.clone(),
+                ))
+                .or_default()
+                .push(reference);
+        }
+        // A small group is read one by one: each read is a request of its own.
+        let futures = groups
+            .into_values()
+            .flat_map(|members| {
+                if members.len() <= LIST_ABOVE {
+                    members.into_iter().map(|m| vec![m]).collect()
+                } else {
+                    vec![members]
+                }
+            })
+            .map(|members| self.metadata_of(members));
+        let mut read = futures_util::stream::iter(futures).buffer_unordered(CONCURRENCY);
+        let mut refused = Vec::new();
+        while let Some(group) = read.next().await {
+            for (reference, meta) in group? {
+                let Some(meta) = meta else { continue };
+                if let Some(why) = self.claim(app, &reference, &meta).refusal(app, &reference) {
+                    refused.push((reference, why));
+                }
+            }
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        refused.sort();
+        Err(ApplyError::Ownership(
+            refused.into_iter().map(|(_, why)| why).collect(),
+        ))
+    }
+
+    /// The live metadata of each of `members` (one kind, one namespace,
+    /// named as the apply names them), `None` for those that do not exist.
+    async fn metadata_of(
+        &self,
+        members: Vec<ObjectRef>,
+    ) -> Result<Vec<(ObjectRef, Option<kube::api::ObjectMeta>)>, ApplyError> {
+        let planned = self.located(&members[0]).await?;
+        let (api, first) = self.api(&planned)?;
+        let fail = |e: kube::Error| ApplyError::Apply {
+            object: first.to_string(),
+            message: format!("reading who owns it: {}", api_message(&e)),
+        };
+        let mut listed: HashMap<String, kube::api::ObjectMeta> = HashMap::new();
+        if members.len() > LIST_ABOVE {
+            let params = kube::api::ListParams::default().labels(&self.selector());
+            for item in api.list_metadata(&params).await.map_err(fail)?.items {
+                if let Some(name) = item.metadata.name.clone() {
+                    listed.insert(name, item.metadata);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(members.len());
+        for reference in members {
+            let meta = match listed.remove(&reference.name) {
+                Some(meta) => Some(meta),
+                None => api
+                    .get_metadata_opt(&reference.name)
+                    .await
+                    .map_err(fail)?
+                    .map(|m| m.metadata),
+            };
+            out.push((reference, meta));
+        }
+        Ok(out)
+    }
+
     /// Applies `objects` (see the crate docs). `objects` are (what, object)
     /// pairs, the objects owned or borrowed; `what` names the object's
     /// origin in errors.
@@ -772,7 +927,8 @@ impl Applier {
         &self,
         objects: &[(String, V)],
     ) -> Result<ChangeSet, ApplyError> {
-        self.apply_with(objects, |_| async { Ok(()) }).await
+        self.apply_with(objects, &HashSet::new(), |_| async { Ok(()) })
+            .await
     }
 
     /// [`Applier::apply`], calling `before_write` with every object it is
@@ -780,9 +936,16 @@ impl Applier {
     /// and before the first write: the caller records them first
     /// (write-ahead), so a crash mid-apply leaves nothing it does not know
     /// of. If `before_write` fails, nothing is written.
+    ///
+    /// `vouched`: objects the caller has seen carry this App's ownership
+    /// mark and labels since their last change (the controller's watches,
+    /// selected by those labels, saw them so): their ownership is not read
+    /// again. Every other object that exists is read (see
+    /// [`Applier::with_owner`]).
     pub async fn apply_with<V, F, Fut>(
         &self,
         objects: &[(String, V)],
+        vouched: &HashSet<ObjectRef>,
         before_write: F,
     ) -> Result<ChangeSet, ApplyError>
     where
@@ -871,6 +1034,7 @@ impl Applier {
             now.push(i);
         }
         self.dry_run_all(&mut planned, &now).await?;
+        self.check_ownership(&planned, &now, vouched).await?;
         let intended = planned
             .iter()
             .map(|p| self.intended_name(p, &planned))
@@ -914,6 +1078,9 @@ impl Applier {
             }
         }
         self.dry_run_all(&mut planned, &deferred)
+            .await
+            .map_err(|e| e.after(&changes))?;
+        self.check_ownership(&planned, &deferred, vouched)
             .await
             .map_err(|e| e.after(&changes))?;
         // Stage 2: everything else, CONCURRENCY at a time, started in order;

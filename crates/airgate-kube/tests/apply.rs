@@ -2,6 +2,8 @@
 //! sets, all-or-nothing dry-runs, CRDs before their objects, and apply under
 //! a ServiceAccount's identity.
 
+use airgate_core::object::ObjectRef;
+use airgate_core::ownership::AppId;
 use airgate_kube::{Action, Applier, ApplyError};
 use airgate_testkit::{Perimeter, unique_name};
 use anyhow::{Result, bail};
@@ -269,7 +271,6 @@ async fn health_of_many_objects_of_one_kind_finds_each_even_one_the_label_list_m
 -> Result<()> {
     use airgate_core::health::Health;
     use airgate_core::object::ObjectRef;
-    use std::collections::BTreeMap;
 
     let p = Perimeter::get();
     let client = p.kube_client().await?;
@@ -288,8 +289,8 @@ async fn health_of_many_objects_of_one_kind_finds_each_even_one_the_label_list_m
                    "containers": [{"name": "app", "image": "registry.internal/app:1"}]}),
         )
     }));
-    let labels = BTreeMap::from([("airgate.dev/app-name".to_string(), ns.clone())]);
-    let applier = Applier::new(client.clone(), "airgate", "default").with_labels(labels);
+    let applier =
+        Applier::new(client.clone(), "airgate", "default").with_owner(AppId::new(&ns, &ns));
     let applied = applier.apply(&objects(&set)).await?;
     // One has lost its label: the list does not see it, a read by name does.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
@@ -484,5 +485,122 @@ async fn a_secret_value_the_api_server_echoes_never_reaches_the_error() -> Resul
         }
         Ok(_) => bail!("a Secret with a map value was accepted"),
     }
+    Ok(())
+}
+
+/// Server-side apply with force took any object it was pointed at: an App
+/// silently adopted what kubectl or another App had created, and deleted it
+/// once it left Git. Now an object that exists is applied over only when it
+/// carries the App's ownership mark (or is marked for adoption by the App),
+/// and is pruned only while it carries the App's mark and labels.
+#[tokio::test]
+async fn an_app_neither_takes_over_nor_prunes_what_is_not_its_own() -> Result<()> {
+    let p = Perimeter::get();
+    let client = p.kube_client().await?;
+    let ns = unique_name("owner");
+    Applier::new(client.clone(), "airgate", "default")
+        .apply(&objects(&[namespace(&ns)]))
+        .await?;
+    let a = Applier::new(client.clone(), "airgate", &ns).with_owner(AppId::new(&ns, "a"));
+    let b = Applier::new(client.clone(), "airgate", &ns).with_owner(AppId::new(&ns, "b"));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+
+    // Created by someone else: refused, with the way to allow it.
+    cms.create(
+        &Default::default(),
+        &serde_json::from_value(config_map(&ns, "by-hand", "1"))?,
+    )
+    .await?;
+    let refused = a.apply(&objects(&[config_map(&ns, "by-hand", "a")])).await;
+    let Err(ApplyError::Ownership(why)) = refused else {
+        bail!("applied over an object nobody gave it: {refused:?}");
+    };
+    assert!(
+        why[0].contains(&format!(
+            "kubectl annotate configmap by-hand -n {ns} airgate.dev/adopt={ns}/a"
+        )),
+        "{why:?}"
+    );
+    let live = cms.get("by-hand").await?;
+    assert_eq!(
+        live.data.unwrap_or_default().get("k").map(String::as_str),
+        Some("1")
+    );
+
+    // Marked for adoption by A: A takes it.
+    cms.patch(
+        "by-hand",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            json!({"metadata": {"annotations": {"airgate.dev/adopt": format!("{ns}/a")}}}),
+        ),
+    )
+    .await?;
+    let adopted = a
+        .apply(&objects(&[
+            config_map(&ns, "by-hand", "a"),
+            config_map(&ns, "mine", "a"),
+        ]))
+        .await?;
+    assert_eq!(adopted.count(Action::Configured), 1, "{adopted:?}");
+    let marks = cms
+        .get("by-hand")
+        .await?
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert_eq!(
+        marks.get("airgate.dev/owner").map(String::as_str),
+        Some(format!("{ns}/a:/ConfigMap:{ns}/by-hand").as_str())
+    );
+
+    // B names A's objects: refused, naming A; nothing of B's set is written.
+    let refused = b
+        .apply(&objects(&[
+            config_map(&ns, "b-only", "b"),
+            config_map(&ns, "mine", "b"),
+        ]))
+        .await;
+    let Err(ApplyError::Ownership(why)) = refused else {
+        bail!("took over another App's object: {refused:?}");
+    };
+    assert!(
+        why[0].contains(&format!("belongs to App {ns}/a")),
+        "{why:?}"
+    );
+    assert!(
+        cms.get_opt("b-only").await?.is_none(),
+        "B wrote before refusing"
+    );
+
+    // A mark and labels copied onto an object B made do not make it A's:
+    // A's prune leaves it. A prune of A's own object deletes it.
+    let copy = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "copied", "namespace": ns,
+        "labels": {"airgate.dev/app-name": "a", "airgate.dev/app-namespace": ns},
+        "annotations": {"airgate.dev/owner": format!("{ns}/a:/ConfigMap:{ns}/mine")}}});
+    cms.create(&Default::default(), &serde_json::from_value(copy)?)
+        .await?;
+    let cm = |name: &str| ObjectRef {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        namespace: Some(ns.clone()),
+        name: name.into(),
+    };
+    let pruned = a
+        .prune(&[cm("copied"), cm("mine")], &Default::default())
+        .await?;
+    let actions: Vec<(String, Action)> = pruned
+        .changes
+        .iter()
+        .map(|c| (c.object.name.clone(), c.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("copied".to_string(), Action::Disowned),
+            ("mine".to_string(), Action::Deleted)
+        ]
+    );
+    assert!(cms.get_opt("copied").await?.is_some());
     Ok(())
 }

@@ -58,13 +58,17 @@ pub enum ConfineError {
 /// Checks every kustomization `kustomize build` of `start` would read:
 /// the one in `start` (or, for a plain directory, those in directories
 /// below it), and those of every directory they refer to, all under `root`
-/// (the repository as written out). `shown(path)` names a file in messages.
+/// (the repository as written out, perhaps only in part). `shown(path)`
+/// names a file in messages. Returns the paths referred to that are not
+/// written out (yet): the caller, which writes out only what an App needs,
+/// reads them from Git and checks again.
 pub fn check_from(
     root: &Path,
     start: &Path,
     shown: &dyn Fn(&Path) -> String,
-) -> Result<(), ConfineError> {
+) -> Result<Vec<PathBuf>, ConfineError> {
     let mut queue = vec![start.to_path_buf()];
+    let mut missing = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     while let Some(dir) = queue.pop() {
         if !seen.insert(dir.clone()) {
@@ -82,10 +86,12 @@ pub fn check_from(
         for referred in check(root, &file, &text, &shown(&file))? {
             if referred.is_dir() {
                 queue.push(referred);
+            } else if !referred.exists() {
+                missing.push(referred);
             }
         }
     }
-    Ok(())
+    Ok(missing)
 }
 
 /// Checks one kustomization file at `file` (under `root`) whose text is

@@ -16,8 +16,9 @@
 //!
 //! The outcome carries the new inventory and everything a sync record needs.
 //!
-//! Every object applied is labelled with its App ([`APP_NAME_LABEL`],
-//! [`APP_NAMESPACE_LABEL`]), so a watch can select exactly what an App owns.
+//! Every object applied carries its App's ownership mark and labels
+//! ([`airgate_core::ownership`]), so a watch can select exactly what an App
+//! owns, and an App neither takes over nor prunes another's objects.
 //! Fetches of one URL never overlap, and one fetch of a (URL, ref) answers
 //! every App that asked for it before it started: each App sees Git at least
 //! as new as its request, and Apps sharing a repository share its fetches.
@@ -32,6 +33,7 @@ use airgate_core::object::ObjectRef;
 
 use airgate_core::discover::{Document, images_in};
 use airgate_core::inventory::Inventory;
+use airgate_core::ownership::AppId;
 use airgate_core::policy::{Policy, Violation};
 use airgate_git::{Access, Commit, GitError, GitRef, Mirror};
 use airgate_kube::{Applier, ApplyError, ChangeSet};
@@ -39,10 +41,7 @@ use airgate_render::{Manifest, RenderError, Renderer};
 use airgate_store::{ObjectChange, Person, SyncRecord};
 use serde_json::Value;
 
-/// The label naming the App an applied object belongs to.
-pub const APP_NAME_LABEL: &str = "airgate.dev/app-name";
-/// The label naming that App's namespace.
-pub const APP_NAMESPACE_LABEL: &str = "airgate.dev/app-namespace";
+pub use airgate_core::ownership::{APP_NAME_LABEL, APP_NAMESPACE_LABEL};
 
 /// Everything one App asks for.
 #[derive(Clone, Debug)]
@@ -87,6 +86,9 @@ impl SyncError {
             SyncError::Render { .. } => "RenderFailed",
             SyncError::Policy(_) => "PolicyViolation",
             SyncError::Apply(e) if matches!(e.cause(), ApplyError::DryRun { .. }) => "DryRunFailed",
+            SyncError::Apply(e) if matches!(e.cause(), ApplyError::Ownership(_)) => {
+                "OwnershipConflict"
+            }
             SyncError::Apply(_) => "ApplyFailed",
             SyncError::Internal(_) => "InternalError",
         }
@@ -133,27 +135,33 @@ impl SyncOutcome {
     }
 }
 
+/// Writes `files` (paths from the repository's root, plain names checked
+/// by `airgate_git`) under `root`.
+fn write_out(root: &std::path::Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), SyncError> {
+    for (name, bytes) in files {
+        let target = root.join(name);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| SyncError::Internal(e.to_string()))?;
+        }
+        std::fs::write(&target, bytes).map_err(|e| SyncError::Internal(e.to_string()))?;
+    }
+    Ok(())
+}
+
 impl AppSpec {
     /// The App's name (the part of `app` after the namespace).
     pub fn name(&self) -> &str {
         self.app.rsplit_once('/').map_or(&self.app, |(_, n)| n)
     }
 
-    /// The labels every object of this App carries.
-    pub fn labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (APP_NAME_LABEL.to_string(), self.name().to_string()),
-            (APP_NAMESPACE_LABEL.to_string(), self.namespace.clone()),
-        ])
+    /// The App, as ownership marks and labels name it.
+    pub fn id(&self) -> AppId {
+        AppId::new(&self.namespace, self.name())
     }
 
-    /// The label selector for [`AppSpec::labels`].
+    /// The label selector of the App's objects.
     pub fn selector(&self) -> String {
-        format!(
-            "{APP_NAME_LABEL}={},{APP_NAMESPACE_LABEL}={}",
-            self.name(),
-            self.namespace
-        )
+        self.id().selector()
     }
 }
 
@@ -314,7 +322,7 @@ impl Syncer {
                 &spec.service_account,
                 &self.field_manager,
             )?
-            .with_labels(spec.labels()),
+            .with_owner(spec.id()),
         );
         // Another account for the same App replaces the old one.
         appliers.retain(|(app, _), _| *app != spec.app);
@@ -386,45 +394,57 @@ impl Syncer {
         let (mirror, renderer) = (self.mirror.clone(), self.renderer.clone());
         let (url, path, revision) = (spec.url.clone(), spec.path.clone(), commit.to_string());
         let manifests = tokio::task::spawn_blocking(move || -> Result<Vec<Manifest>, SyncError> {
-            // The whole tree: an overlay may refer to `../../base`.
-            let files = mirror.read_dir(&url, &revision, "")?;
             let clean = path.trim_matches('/');
-            if !clean.is_empty()
-                && clean != "."
-                && !files.keys().any(|f| f.starts_with(&format!("{clean}/")))
-            {
-                return Err(SyncError::Source(GitError::NoSuchPath {
-                    commit: revision.clone(),
-                    path: clean.to_string(),
-                }));
-            }
+            let clean = if clean == "." { "" } else { clean };
             let dir = tempfile::tempdir().map_err(|e| SyncError::Internal(e.to_string()))?;
-            for (name, bytes) in &files {
-                let target = dir.path().join(name);
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| SyncError::Internal(e.to_string()))?;
-                }
-                std::fs::write(&target, bytes).map_err(|e| SyncError::Internal(e.to_string()))?;
-            }
             let root = dir.path().display().to_string();
             // Paths in messages are the repository's, not the temporary copy's.
             let relative = |s: &str| s.replace(&format!("{root}/"), "").replace(&root, ".");
+            // Only what the App needs: its path, then what its
+            // kustomizations refer to elsewhere in the repository (an
+            // overlay's `../../base`), until nothing is missing. Nothing
+            // outside the repository, nothing remote: checked in each
+            // kustomization before kustomize runs.
+            let mut budget = airgate_git::MAX_TREE;
+            let mut wanted = vec![clean.to_string()];
+            let mut asked = std::collections::BTreeSet::new();
+            while !wanted.is_empty() {
+                asked.extend(wanted.iter().cloned());
+                let files = mirror.read_paths(&url, &revision, &wanted, &mut budget)?;
+                let files = match files {
+                    Some(files) => files,
+                    None if asked.len() == 1 => {
+                        return Err(SyncError::Source(GitError::NoSuchPath {
+                            commit: revision.clone(),
+                            path: clean.to_string(),
+                        }));
+                    }
+                    // kustomize names what it cannot find.
+                    None => Default::default(),
+                };
+                write_out(dir.path(), &files)?;
+                let missing = airgate_render::confine::check_from(
+                    dir.path(),
+                    &dir.path().join(clean),
+                    &|p| relative(&p.display().to_string()),
+                )
+                .map_err(|e| SyncError::Render {
+                    path: path.clone(),
+                    revision: revision.clone(),
+                    message: e.to_string(),
+                })?;
+                wanted = missing
+                    .iter()
+                    .filter_map(|m| m.strip_prefix(dir.path()).ok())
+                    .map(|m| m.display().to_string())
+                    .filter(|m| !asked.contains(m))
+                    .collect();
+            }
             let render_error = |e: RenderError| SyncError::Render {
                 path: path.clone(),
                 revision: revision.clone(),
                 message: relative(&e.to_string()),
             };
-            // Nothing outside the repository, nothing remote: checked in the
-            // kustomizations before kustomize runs.
-            airgate_render::confine::check_from(dir.path(), &dir.path().join(clean), &|p| {
-                relative(&p.display().to_string())
-            })
-            .map_err(|e| SyncError::Render {
-                path: path.clone(),
-                revision: revision.clone(),
-                message: e.to_string(),
-            })?;
             let mut manifests = renderer
                 .render(&[dir.path().join(clean)])
                 .map_err(render_error)?;
@@ -466,19 +486,23 @@ impl Syncer {
         commit: Commit,
         previous: &Inventory,
     ) -> Result<SyncOutcome, SyncError> {
-        self.sync_commit_with(spec, commit, previous, |_| async { Ok(()) })
+        let vouched = Default::default();
+        self.sync_commit_with(spec, commit, previous, &vouched, |_| async { Ok(()) })
             .await
     }
 
     /// [`Syncer::sync_commit`], calling `before_write` with what the apply
     /// is about to write, before the first write (see
     /// `Applier::apply_with`): the controller records it in the App's
-    /// inventory first, so a crash mid-sync leaves no orphan.
+    /// inventory first, so a crash mid-sync leaves no orphan. `vouched`:
+    /// objects the caller's watches saw carry the App's ownership mark (see
+    /// `Applier::apply_with`).
     pub async fn sync_commit_with<F, Fut>(
         &self,
         spec: &AppSpec,
         commit: Commit,
         previous: &Inventory,
+        vouched: &std::collections::HashSet<ObjectRef>,
         before_write: F,
     ) -> Result<SyncOutcome, SyncError>
     where
@@ -511,7 +535,7 @@ impl Syncer {
         let applier = self.applier(spec)?;
         let objects: Vec<(String, &Value)> =
             manifests.iter().map(|m| (m.origin(), &m.value)).collect();
-        let applied = applier.apply_with(&objects, before_write).await?;
+        let applied = applier.apply_with(&objects, vouched, before_write).await?;
         let inventory = Inventory::new(applied.changes.iter().map(|c| c.object.clone()));
         let pruned = if spec.prune {
             applier

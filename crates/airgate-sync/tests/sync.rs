@@ -172,3 +172,95 @@ async fn the_service_account_cannot_reach_outside_its_namespace() -> Result<()> 
     assert!(cms.get_opt("a").await?.is_none());
     Ok(())
 }
+
+/// Every render read the whole repository: a 100 MB file of one team took
+/// the controller past its memory limit for every App on that repository.
+/// Now a render reads the App's path and what its kustomizations refer to
+/// elsewhere in the repository (an overlay's base, and that base's), and
+/// nothing else: a file over the per-file bound in another directory does
+/// not stop this App, while the same file in its own path fails it by name.
+#[tokio::test]
+async fn a_render_reads_only_the_apps_path_and_what_its_kustomization_refers_to() -> Result<()> {
+    let p = Perimeter::get();
+    let ns = unique_name("sync-part");
+    tenant(&p, &ns).await?;
+    let work = tempfile::tempdir()?;
+    let files = [
+        (
+            "base/kustomization.yaml",
+            "resources: [cm.yaml, ../shared]\n".to_string(),
+        ),
+        (
+            "base/cm.yaml",
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: base, namespace: {ns}}}\ndata: {{from: base}}\n"
+            ),
+        ),
+        (
+            "shared/kustomization.yaml",
+            "resources: [cm.yaml]\n".to_string(),
+        ),
+        (
+            "shared/cm.yaml",
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared, namespace: {ns}}}\n"
+            ),
+        ),
+        (
+            "envs/prod/patch.yaml",
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: base, namespace: {ns}}}\ndata: {{patched: \"yes\"}}\n"
+            ),
+        ),
+        (
+            "envs/prod/kustomization.yaml",
+            "resources: [../../base]\npatches: [{path: patch.yaml}]\n".to_string(),
+        ),
+    ];
+    for (path, text) in &files {
+        let target = work.path().join(path);
+        std::fs::create_dir_all(target.parent().unwrap_or(work.path()))?;
+        std::fs::write(target, text)?;
+    }
+    // Over the 64 MiB bound for one file, in another team's directory.
+    let huge = work.path().join("other-team/huge.bin");
+    std::fs::create_dir_all(huge.parent().unwrap_or(work.path()))?;
+    std::fs::File::create(&huge)?.set_len(airgate_git::MAX_FILE + 1)?;
+    let repo = unique_name("partial");
+    p.git_push(
+        work.path(),
+        &repo,
+        "main",
+        "overlay, base, patch, and a huge file elsewhere",
+    )?;
+
+    let cache = tempfile::tempdir()?;
+    let syncer = Syncer::new(
+        cache.path().to_path_buf(),
+        Some(p.kustomize.clone()),
+        p.kube_config().await?,
+    );
+    let spec = spec(&p, &ns, &repo)?;
+    let one = syncer.sync(&spec, &Inventory::default()).await?;
+    assert_eq!(one.applied.count(Action::Created), 2, "{:?}", one.applied);
+    let cms: Api<ConfigMap> = Api::namespaced(p.kube_client().await?, &ns);
+    let data = cms.get("base").await?.data.unwrap_or_default();
+    assert_eq!(data.get("from").map(String::as_str), Some("base"));
+    assert_eq!(data.get("patched").map(String::as_str), Some("yes"));
+
+    // The same file inside the App's path fails this App, naming it.
+    std::fs::rename(&huge, work.path().join("envs/prod/huge.bin"))?;
+    p.git_push(
+        work.path(),
+        &repo,
+        "main",
+        "the huge file moves into the App",
+    )?;
+    match syncer.sync(&spec, &one.inventory).await {
+        Err(e @ SyncError::Source(_)) => {
+            assert!(e.to_string().contains("envs/prod/huge.bin"), "{e}");
+        }
+        other => bail!("expected the huge file to be refused, got {other:?}"),
+    }
+    Ok(())
+}

@@ -1428,9 +1428,9 @@ async fn failures_that_pass_heal_without_a_new_commit() -> Result<()> {
 /// Prune trusted its inventory: a hand-edited `status.inventory` made the
 /// controller delete an unrelated ConfigMap after a restart, and an App
 /// pruned an object someone else had taken over. Now it deletes only what
-/// carries the App's labels at the moment of deletion.
+/// carries the App's ownership mark and labels at the moment of deletion.
 #[tokio::test]
-async fn prune_deletes_only_what_still_carries_the_apps_labels() -> Result<()> {
+async fn prune_deletes_only_what_still_carries_the_apps_mark_and_labels() -> Result<()> {
     let _git = GIT.read().await;
     let t = Tenant::new("ctl-owner").await?;
     t.write("envs/prod/a.yaml", &config_map("a", "1"))?;
@@ -1492,6 +1492,48 @@ async fn prune_deletes_only_what_still_carries_the_apps_labels() -> Result<()> {
         "the bystander was deleted"
     );
     assert!(t.config_map("a").await?.is_some());
+    Ok(())
+}
+
+/// Two Apps naming the same object once both applied it with force, each
+/// taking it from the other (2,074 drift records in 80 s, both Ready). Now
+/// the second is refused before it writes anything, and says whose the
+/// object is; the first keeps it and sees no drift.
+#[tokio::test]
+async fn a_second_app_naming_an_object_is_refused_and_names_the_owner() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-two-apps").await?;
+    t.write("envs/prod/shared.yaml", &config_map("shared", "1"))?;
+    t.push("one object")?;
+    let c = t.ready(json!({"drift": "correct"})).await?;
+    t.create_app("copycat", json!({"drift": "correct"})).await?;
+    let refused = t
+        .until(
+            "copycat",
+            "copycat refused",
+            |a| reason(a) == "OwnershipConflict",
+            &c,
+        )
+        .await?;
+    let message = ready_message(&refused);
+    assert!(
+        message.contains(&format!("belongs to App {}/shop", t.ns)),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let live = t.config_map("shared").await?.context("shared is gone")?;
+    let owner = live.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        owner.get("airgate.dev/owner"),
+        Some(&format!("{}/shop:/ConfigMap:{}/shared", t.ns, t.ns))
+    );
+    let records = c.records(&format!("{}/shop", t.ns))?;
+    assert!(
+        records.iter().all(|r| r.kind != "drift"),
+        "the owner saw drift: {records:?}"
+    );
+    let shop = t.apps().await?.get("shop").await?;
+    assert!(ready(&shop), "{}", ready_message(&shop));
     Ok(())
 }
 

@@ -124,19 +124,15 @@ fn render(app: &App, events: &[Event]) -> String {
             c.type_, c.status, c.reason, c.message
         );
     }
-    let _ = writeln!(out, "\nInventory ({} objects):", status.inventory.len());
-    for entry in &status.inventory {
-        let parts: Vec<&str> = entry.splitn(4, '|').collect();
-        if let [_, kind, ns, name] = parts[..] {
-            let _ = writeln!(
-                out,
-                "  {kind}/{}{name}",
-                if ns.is_empty() {
-                    String::new()
-                } else {
-                    format!("{ns}/")
-                }
-            );
+    match status.objects() {
+        Ok(inventory) => {
+            let _ = writeln!(out, "\nInventory ({} objects):", inventory.entries.len());
+            for object in &inventory.entries {
+                let _ = writeln!(out, "  {object}");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "\nInventory: unreadable: {e}");
         }
     }
     let _ = writeln!(out, "\nRecent syncs:");

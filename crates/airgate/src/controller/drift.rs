@@ -27,6 +27,7 @@ use airgate_core::drift::{self, Drifted};
 use airgate_core::health::Health;
 use airgate_core::inventory::Inventory;
 use airgate_core::object::ObjectRef;
+use airgate_core::ownership;
 use airgate_kube::app::App;
 use airgate_sync::AppSpec as SyncSpec;
 use anyhow::Result;
@@ -120,7 +121,10 @@ pub async fn watch(ctx: &Arc<Context>, spec: &SyncSpec, inventory: &Inventory) -
     }
     set.stop();
     // Until a new watch has listed, no event is missing from what it saw.
-    ctx.with_state(&spec.app, |s| s.live.clear());
+    ctx.with_state(&spec.app, |s| {
+        s.live.clear();
+        s.marked.clear();
+    });
     for target in &targets {
         let k = &target.key;
         let Some((ar, _)) = resources.get(&(k.api_version.clone(), k.kind.clone())) else {
@@ -185,7 +189,7 @@ async fn follow<K>(
             // A (re)list: what happened since the last event may be missing
             // until it is done.
             Ok(watcher::Event::Init) => {
-                ctx.with_state(&app, |s| s.live.remove(key));
+                ctx.with_state(&app, |s| forget(s, key));
             }
             Ok(watcher::Event::InitDone) => {
                 if target.whole {
@@ -200,7 +204,7 @@ async fn follow<K>(
                 }
             }
             Err(e) => {
-                ctx.with_state(&app, |s| s.live.remove(key));
+                ctx.with_state(&app, |s| forget(s, key));
                 if !reported_error {
                     log::warn(
                         "drift watch failing",
@@ -212,6 +216,27 @@ async fn follow<K>(
             }
         }
     }
+}
+
+/// What a watch showed is no longer known to be current: it relists, or
+/// failed.
+fn forget(s: &mut super::reconcile::AppState, key: &WatchKey) {
+    s.live.remove(key);
+    s.marked.retain(|o| WatchKey::of(o) != *key);
+}
+
+/// Whether `m` carries `app`'s ownership mark and labels for `object`.
+fn marked(app: &str, object: &ObjectRef, m: &ObjectMeta) -> bool {
+    let Some((namespace, name)) = app.split_once('/') else {
+        return false;
+    };
+    let claim = ownership::claim(
+        &ownership::AppId::new(namespace, name),
+        object,
+        m.annotations.as_ref().unwrap_or(&Default::default()),
+        m.labels.as_ref().unwrap_or(&Default::default()),
+    );
+    claim == ownership::Claim::Ours
 }
 
 fn object(target: &Target, m: &ObjectMeta) -> ObjectRef {
@@ -241,7 +266,13 @@ fn queue(ctx: &Context, app: &str, object: ObjectRef, drifted: Drifted) {
 fn changed(ctx: &Context, app: &str, object: ObjectRef, m: &ObjectMeta, health: Option<Health>) {
     let rv: Option<u64> = m.resource_version.as_deref().and_then(|v| v.parse().ok());
     let manager = ctx.syncer.field_manager();
+    let ours = marked(app, &object, m);
     let (found, wake) = ctx.with_state(app, |s| {
+        if ours {
+            s.marked.insert(object.clone());
+        } else {
+            s.marked.remove(&object);
+        }
         let progressing = s
             .health
             .as_ref()
@@ -292,6 +323,7 @@ fn drift_in(
 fn deleted(ctx: &Context, app: &str, object: ObjectRef) {
     let ours = ctx.with_state(app, |s| {
         s.seen.remove(&object);
+        s.marked.remove(&object);
         !s.syncing && !s.suspended && s.expected.remove(&object).is_some()
     });
     if ours {

@@ -168,6 +168,9 @@ pub struct AppState {
     /// Whole-object watches that have listed and are running: an object of
     /// theirs with no event since its last [`Seen`] has not changed since.
     pub live: BTreeSet<drift::WatchKey>,
+    /// Objects whose last event, on a watch running since, showed this
+    /// App's ownership mark and labels: a sync need not read who owns them.
+    pub marked: HashSet<ObjectRef>,
 }
 
 impl AppState {
@@ -252,27 +255,16 @@ fn short(rev: &str) -> &str {
     &rev[..rev.len().min(12)]
 }
 
-/// The compact inventory form of the status: `apiVersion|Kind|namespace|name`.
-fn compact(r: &ObjectRef) -> String {
-    format!(
-        "{}|{}|{}|{}",
-        r.api_version,
-        r.kind,
-        r.namespace.as_deref().unwrap_or(""),
-        r.name
-    )
-}
-
-fn from_compact(s: &str) -> Option<ObjectRef> {
-    let mut parts = s.splitn(4, '|');
-    let (api_version, kind, namespace, name) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    Some(ObjectRef {
-        api_version: api_version.to_string(),
-        kind: kind.to_string(),
-        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
-        name: name.to_string(),
-    })
+/// Puts `inventory` in `status`; one too large for status (the
+/// write-ahead refused it before anything was applied) is logged and the
+/// status keeps the one it had.
+fn keep_inventory(status: &mut AppStatus, inventory: &Inventory, key: &str) {
+    if let Err(e) = status.set_objects(inventory) {
+        log::warn(
+            "inventory not kept in status",
+            json!({"app": key, "error": e}),
+        );
+    }
 }
 
 /// Whether a URL names a user (and maybe a password) before its host.
@@ -506,7 +498,11 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
             s.next_fetch = None;
         }
         if !s.synced && s.inventory.entries.is_empty() {
-            s.inventory = Inventory::new(status.inventory.iter().filter_map(|e| from_compact(e)));
+            // An inventory that does not read prunes nothing (it is logged).
+            s.inventory = status.objects().unwrap_or_else(|e| {
+                log::warn("inventory unreadable", json!({"app": key, "error": e}));
+                Inventory::default()
+            });
             s.last_applied = status.last_applied_revision.clone();
         }
         // A new process has seen no generation yet: its first pass syncs,
@@ -651,9 +647,9 @@ async fn sync(
 ) {
     let key = spec.app.clone();
     let report = Report { ctx, app };
-    let previous = ctx.with_state(&key, |s| {
+    let (previous, vouched) = ctx.with_state(&key, |s| {
         s.syncing = true;
-        s.inventory.clone()
+        (s.inventory.clone(), s.marked.clone())
     });
     let started = Instant::now();
     let started_at = epoch_seconds();
@@ -670,13 +666,13 @@ async fn sync(
                 return Ok(());
             }
             ctx.with_state(key_ref, |s| s.inventory = union.clone());
-            let list: Vec<String> = union.entries.iter().map(compact).collect();
+            let fields = airgate_kube::app::inventory_fields(&union)?;
             let api: Api<App> =
                 Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
             api.patch_status(
                 &app.name_any(),
                 &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"inventory": list}})),
+                &Patch::Merge(json!({ "status": fields })),
             )
             .await
             .map(|_| ())
@@ -685,7 +681,7 @@ async fn sync(
     };
     let result = ctx
         .syncer
-        .sync_commit_with(spec, commit, &previous, write_ahead)
+        .sync_commit_with(spec, commit, &previous, &vouched, write_ahead)
         .await;
     let duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     let generation = app.metadata.generation;
@@ -762,7 +758,7 @@ async fn sync(
             });
             status.last_applied_revision = Some(rev.clone());
             status.last_attempted_revision = Some(rev.clone());
-            status.inventory = inventory.entries.iter().map(compact).collect();
+            keep_inventory(status, &inventory, &key);
             status.clear_condition("Stalled");
             status.clear_condition("Drifted");
             status.push_history(SyncSummary {
@@ -806,7 +802,7 @@ async fn sync(
             // (the write-ahead put it there before the first write): the
             // status shows it, so a later sync prunes it when it leaves Git.
             let inventory = ctx.with_state(&key, |s| s.inventory.clone());
-            status.inventory = inventory.entries.iter().map(compact).collect();
+            keep_inventory(status, &inventory, &key);
             ctx.with_state(&key, |s| {
                 s.syncing = false;
                 s.observed_generation = generation;
@@ -911,7 +907,7 @@ async fn check_health(
         let message = format!(
             "revision {} applied; {} objects healthy",
             short(&rev),
-            status.inventory.len()
+            status.inventory_count
         );
         if status.condition("Ready").map(|c| c.status.as_str()) != Some("True") {
             report
