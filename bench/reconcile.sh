@@ -48,24 +48,12 @@ STEADY=${STEADY:-600}
 INTERVAL=${INTERVAL:-1m}
 NAMESPACES=5
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
-dev/tools all >&2
 dev/tools build source-controller kustomize-controller >&2
-dev/perimeter env >/dev/null 2>&1 || dev/perimeter up >&2
-# shellcheck disable=SC1091
-. target/perimeter/env
+perimeter_and_airgate
 [ -n "${AIRGATE_AUDIT_LOG:-}" ] || die "the perimeter has no audit log; restart it: dev/perimeter down && dev/perimeter up"
-# AIRGATE=PATH measures that binary instead of this checkout's (to compare
-# two builds in the same conditions).
-if [ -n "${AIRGATE:-}" ]; then
-  airgate=$AIRGATE
-else
-  cargo build --release --locked -p airgate >&2
-  airgate=$root/target/release/airgate
-fi
-kubectl() { "$AIRGATE_KUBECTL" "$@"; }
 
 work=$root/target/bench/reconcile
 rm -rf "$work" && mkdir -p "$work"
@@ -141,46 +129,7 @@ print(f"{total} ({detail})" if total else "0")
 PY
 }
 
-utc() { date -u +%Y-%m-%dT%H:%M:%S.%6NZ; }
-# cpu_seconds PID...: user + system CPU of the processes, added up.
-cpu_seconds() {
-  local pid
-  for pid in "$@"; do cat "/proc/$pid/stat"; done | awk '{t += $14 + $15} END {printf "%.2f", t / 100}'
-}
-# peak_rss_mib PID...: the processes' peak RSS (VmHWM), added up.
-peak_rss_mib() {
-  local pid
-  for pid in "$@"; do cat "/proc/$pid/status"; done | awk '/VmHWM/ {t += $2} END {printf "%.0f", t / 1024}'
-}
-now() { date +%s.%N; }
-since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
-
-git_() {
-  GIT_SSL_CAINFO=$AIRGATE_GIT_CA GIT_ASKPASS=$AIRGATE_GIT_ASKPASS GIT_TERMINAL_PROMPT=0 \
-    git -C "$1" -c user.name=Bench -c user.email=bench@perimeter.invalid -c commit.gpgsign=false "${@:2}"
-}
-
-# sa_kubeconfig FILE NAMESPACE ACCOUNT: a kubeconfig with a token of the
-# ServiceAccount.
-sa_kubeconfig() {
-  kubectl config --kubeconfig "$1" set-cluster perimeter \
-    --server "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')" \
-    --certificate-authority "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')" \
-    --embed-certs >/dev/null
-  kubectl config --kubeconfig "$1" set-credentials "$3" \
-    --token "$(kubectl -n "$2" create token "$3" --duration 6h)" >/dev/null
-  kubectl config --kubeconfig "$1" set-context "$3" --cluster perimeter --user "$3" >/dev/null
-  kubectl config --kubeconfig "$1" use-context "$3" >/dev/null
-}
-
-log "installing the App CRD and the controller's RBAC"
-"$airgate" install -o "$work/install" 2>/dev/null
-kubectl apply --server-side --field-manager=airgate-install -f "$work/install/crd.yaml" \
-  -f "$work/install/namespace.yaml" -f "$work/install/rbac.yaml" >/dev/null
-kubectl wait --for=condition=Established crd/apps.airgate.dev >/dev/null
-controller_user=system:serviceaccount:airgate-system:airgate-controller
-ckc=$work/controller.kubeconfig
-sa_kubeconfig "$ckc" airgate-system airgate-controller
+install_airgate
 
 # Flux's side: the CRDs both controllers ship, their ServiceAccounts bound to
 # cluster-admin, a kubeconfig each.
@@ -208,21 +157,6 @@ YAML
     sa_kubeconfig "$work/$sa.kubeconfig" flux-system "$sa"
   done
   flux_users=system:serviceaccount:flux-system:source-controller,system:serviceaccount:flux-system:kustomize-controller
-}
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# wait_ready KIND NS NAME REVISION TIMEOUT: until Ready=True at REVISION
-# (one read every 0.2 s or so: the figures are good to about a third of a
-# second).
-wait_ready() {
-  local deadline=$((SECONDS + $5)) seen
-  while [ $SECONDS -lt $deadline ]; do
-    seen=$(kubectl -n "$2" get "$1" "$3" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.lastAppliedRevision}' 2>/dev/null || true)
-    [ "$seen" = "True $4" ] && return 0
-    sleep 0.1
-  done
-  return 1
 }
 
 # new_repo DIR N PREFIX: version 1 of the N objects, pushed to PREFIX.git.
