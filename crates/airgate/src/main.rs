@@ -6,7 +6,6 @@
 
 mod cli;
 mod commands;
-mod controller;
 mod files;
 mod kube_client;
 mod manifests;

@@ -1,4 +1,5 @@
-//! `airgate controller`: run the reconciler (see `crate::controller`).
+//! `airgate controller`: run the reconciler (see `airgate_controller`):
+//! flags mapped to its settings.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -6,7 +7,9 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use crate::cli::ControllerArgs;
-use crate::controller::{self, Settings, log};
+use airgate_controller::{self as controller, Settings, log};
+
+use crate::cli::LogFormat;
 use crate::kube_client;
 
 /// `hostname-pid`: unique among controllers sharing a Lease.
@@ -21,7 +24,10 @@ fn default_identity() -> String {
 }
 
 pub fn run(args: ControllerArgs) -> Result<ExitCode> {
-    log::init(args.log_format);
+    log::init(match args.log_format {
+        LogFormat::Json => log::LogFormat::Json,
+        LogFormat::Text => log::LogFormat::Text,
+    });
     if args.lease_duration < 3 {
         bail!("--lease-duration must be at least 3 seconds");
     }

@@ -6,7 +6,14 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use crate::cli::LogFormat;
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Plain lines for people.
+    Text,
+}
 
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
