@@ -7,7 +7,7 @@ use airgate_core::oci;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(inv) = serde_json::from_slice::<Inventory>(data)
+    if let Ok(inv) = serde_json::from_slice::<BundleInventory>(data)
         && inv.validate().is_ok()
     {
         let _ = inv.carried_bytes();

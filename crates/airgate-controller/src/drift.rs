@@ -17,7 +17,7 @@
 //! The same watches drive health. An event on an object still on its way to
 //! Ready (a status update is an event too) triggers a pass. For kinds
 //! watched whole, the event itself carries the verdict (see
-//! [`Seen`](super::reconcile::Seen)), so a rollout is followed without a
+//! [`Seen`](super::state::Seen)), so a rollout is followed without a
 //! single read; objects of metadata-only watches are read by the pass.
 
 use std::collections::{BTreeSet, HashMap};
@@ -29,7 +29,7 @@ use airgate_core::inventory::Inventory;
 use airgate_core::object::ObjectRef;
 use airgate_core::ownership;
 use airgate_kube::app::App;
-use airgate_sync::AppSpec as SyncSpec;
+use airgate_sync::SyncSpec;
 use anyhow::Result;
 use futures_util::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -220,7 +220,7 @@ async fn follow<K>(
 
 /// What a watch showed is no longer known to be current: it relists, or
 /// failed.
-fn forget(s: &mut super::reconcile::AppState, key: &WatchKey) {
+fn forget(s: &mut super::AppState, key: &WatchKey) {
     s.live.remove(key);
     s.marked.retain(|o| WatchKey::of(o) != *key);
 }
@@ -295,7 +295,7 @@ fn changed(ctx: &Context, app: &str, object: ObjectRef, m: &ObjectMeta, health: 
 
 /// Drift in `object` as an event at `rv` shows it, if any.
 fn drift_in(
-    s: &mut super::reconcile::AppState,
+    s: &mut super::AppState,
     object: &ObjectRef,
     rv: Option<u64>,
     m: &ObjectMeta,

@@ -11,11 +11,17 @@
 //! request to the API server at all: it fetches from Git and compares
 //! commits. Every request of a sync impersonates the App's ServiceAccount.
 
+mod correct;
+mod decide;
 mod drift;
+mod health;
 mod lease;
 pub mod log;
 mod metrics;
+mod outcome;
 mod reconcile;
+mod spec;
+mod state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,7 +41,7 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-pub use reconcile::AppState;
+pub use state::AppState;
 
 /// What the controller needs to run.
 #[derive(Debug)]
@@ -87,6 +93,36 @@ impl Context {
     }
 }
 
+/// The context every pass and watch shares.
+fn context(
+    settings: &Settings,
+    client: Client,
+    store: Store,
+    metrics: Arc<metrics::Metrics>,
+    trigger: mpsc::UnboundedSender<AppRef<App>>,
+) -> Context {
+    Context {
+        client: client.clone(),
+        syncer: Syncer::new(
+            settings.data_dir.join("git"),
+            settings.kustomize.clone(),
+            settings.config.clone(),
+        ),
+        store: Mutex::new(store),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "airgate".to_string(),
+                instance: Some(settings.identity.clone()),
+            },
+        ),
+        metrics,
+        apps: Mutex::new(HashMap::new()),
+        trigger,
+        watches: Mutex::new(HashMap::new()),
+    }
+}
+
 /// Runs the controller until it loses its Lease or fails.
 pub async fn run(settings: Settings) -> Result<()> {
     let client = Client::try_from(settings.config.clone()).context("building the client")?;
@@ -126,26 +162,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         duration: settings.lease_duration,
     };
     let (trigger, triggered) = mpsc::unbounded_channel();
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        syncer: Syncer::new(
-            settings.data_dir.join("git"),
-            settings.kustomize.clone(),
-            settings.config.clone(),
-        ),
-        store: Mutex::new(store),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "airgate".to_string(),
-                instance: Some(settings.identity.clone()),
-            },
-        ),
-        metrics: metrics.clone(),
-        apps: Mutex::new(HashMap::new()),
-        trigger,
-        watches: Mutex::new(HashMap::new()),
-    });
+    let ctx = Arc::new(context(&settings, client, store, metrics.clone(), trigger));
     let served = ctx.clone();
     tokio::spawn(metrics::serve(listener, move || {
         served.metrics.render(served.syncer.fetch_count())

@@ -2,6 +2,7 @@
 //! `/metrics` in the Prometheus text format and `/healthz`. Two fixed
 //! read-only paths need no web framework.
 
+use airgate_core::status::RecordResult;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,8 +30,8 @@ fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
 }
 
 impl Metrics {
-    pub fn sync(&self, result: &str, duration_ms: u64) {
-        bump(&self.syncs, result);
+    pub fn sync(&self, result: RecordResult, duration_ms: u64) {
+        bump(&self.syncs, result.as_str());
         self.sync_seconds_sum_ms
             .fetch_add(duration_ms, Ordering::Relaxed);
     }
@@ -48,8 +49,8 @@ impl Metrics {
         }
     }
 
-    pub fn drift(&self, action: &str) {
-        bump(&self.drift, action);
+    pub fn drift(&self, result: RecordResult) {
+        bump(&self.drift, result.as_str());
     }
 
     pub fn reconcile(&self) {
@@ -58,13 +59,6 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self, git_fetches: u64) -> String {
-        let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for (labels, value) in samples {
-                out.push_str(&format!("{name}{labels} {value}\n"));
-            }
-        };
         let labelled = |map: &Mutex<BTreeMap<String, u64>>, label: &str| -> Vec<(String, String)> {
             map.lock()
                 .map(|m| {
@@ -74,78 +68,38 @@ impl Metrics {
                 })
                 .unwrap_or_default()
         };
-        let syncs = labelled(&self.syncs, "result");
+        let one = |value: String| vec![(String::new(), value)];
         let sync_count: u64 = self
             .syncs
             .lock()
             .map(|m| m.values().sum())
             .unwrap_or_default();
-        family("airgate_syncs_total", "counter", "Syncs by result.", syncs);
-        family(
-            "airgate_sync_duration_seconds_sum",
-            "counter",
-            "Total time spent in syncs.",
-            vec![(
-                String::new(),
-                format!(
-                    "{:.3}",
-                    self.sync_seconds_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0
-                ),
-            )],
-        );
-        family(
-            "airgate_sync_duration_seconds_count",
-            "counter",
-            "Number of syncs timed.",
-            vec![(String::new(), sync_count.to_string())],
-        );
-        family(
-            "airgate_drift_total",
-            "counter",
-            "Drift found on applied objects, by action.",
-            labelled(&self.drift, "action"),
-        );
-        family(
-            "airgate_reconciles_total",
-            "counter",
-            "Reconcile passes, including those with nothing to do.",
-            vec![(
-                String::new(),
-                self.reconciles.load(Ordering::Relaxed).to_string(),
-            )],
-        );
-        family(
-            "airgate_git_fetches_total",
-            "counter",
-            "Fetches from Git (one per URL and ref, shared by the Apps that use it).",
-            vec![(String::new(), git_fetches.to_string())],
-        );
+        let sync_seconds = self.sync_seconds_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0;
         let (apps, ready) = self
             .ready
             .lock()
             .map(|m| (m.len(), m.values().filter(|r| **r).count()))
             .unwrap_or_default();
-        family(
-            "airgate_apps",
-            "gauge",
-            "Apps this controller reconciles.",
-            vec![(String::new(), apps.to_string())],
-        );
-        family(
-            "airgate_apps_ready",
-            "gauge",
-            "Apps whose Ready condition is True.",
-            vec![(String::new(), ready.to_string())],
-        );
-        family(
-            "airgate_leader",
-            "gauge",
-            "1 while this controller holds the Lease.",
-            vec![(
-                String::new(),
-                u8::from(self.leader.load(Ordering::Relaxed)).to_string(),
-            )],
-        );
+        let leader = u8::from(self.leader.load(Ordering::Relaxed));
+        #[rustfmt::skip]
+        let families = [
+            ("airgate_syncs_total", "counter", "Syncs by result.", labelled(&self.syncs, "result")),
+            ("airgate_sync_duration_seconds_sum", "counter", "Total time spent in syncs.", one(format!("{sync_seconds:.3}"))),
+            ("airgate_sync_duration_seconds_count", "counter", "Number of syncs timed.", one(sync_count.to_string())),
+            ("airgate_drift_total", "counter", "Drift found on applied objects, by action.", labelled(&self.drift, "action")),
+            ("airgate_reconciles_total", "counter", "Reconcile passes, including those with nothing to do.", one(self.reconciles.load(Ordering::Relaxed).to_string())),
+            ("airgate_git_fetches_total", "counter", "Fetches from Git (one per URL and ref, shared by the Apps that use it).", one(git_fetches.to_string())),
+            ("airgate_apps", "gauge", "Apps this controller reconciles.", one(apps.to_string())),
+            ("airgate_apps_ready", "gauge", "Apps whose Ready condition is True.", one(ready.to_string())),
+            ("airgate_leader", "gauge", "1 while this controller holds the Lease.", one(leader.to_string())),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, samples) in families {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, value) in samples {
+                out.push_str(&format!("{name}{labels} {value}\n"));
+            }
+        }
         out
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Layout of the tar, in this order, so a reader can verify while streaming:
 //!
-//! 1. `airgate-bundle.json`, the [`Inventory`]: every image, blob, file and
+//! 1. `airgate-bundle.json`, the [`BundleInventory`]: every image, blob, file and
 //!    layout file with its digest and size;
 //! 2. `airgate-bundle.sig`, the Ed25519 signature of the inventory's exact
 //!    bytes (absent in an unsigned bundle);
@@ -36,7 +36,7 @@ pub const MAX_FILE_NAME: usize = 90;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Inventory {
+pub struct BundleInventory {
     pub api_version: String,
     pub kind: String,
     /// `airgate <version>`
@@ -180,7 +180,7 @@ pub fn validate_file_name(name: &str) -> Result<(), BundleError> {
     Ok(())
 }
 
-impl Inventory {
+impl BundleInventory {
     /// Checks the header, that nothing is listed twice, and that every
     /// image's digest is among the blobs.
     pub fn validate(&self) -> Result<(), BundleError> {
@@ -305,7 +305,7 @@ mod tests {
             media_type: None,
             carried: true,
         };
-        let mut inv = Inventory {
+        let mut inv = BundleInventory {
             api_version: API_VERSION.to_string(),
             kind: KIND.to_string(),
             created_by: "test".to_string(),

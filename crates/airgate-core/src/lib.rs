@@ -21,6 +21,7 @@ pub mod reference;
 pub mod rule;
 pub mod signing;
 pub mod source;
+pub mod status;
 pub mod text;
 
 pub use digest::Digest;

@@ -62,9 +62,9 @@ impl std::fmt::Debug for Access {
     }
 }
 
-/// Who made a commit, and when (seconds since the epoch, and the offset).
+/// Who made or committed a commit, and when (seconds since the epoch).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Person {
+pub struct Signature {
     pub name: String,
     pub email: String,
     pub time: i64,
@@ -74,8 +74,8 @@ pub struct Person {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Commit {
     pub id: String,
-    pub author: Person,
-    pub committer: Person,
+    pub author: Signature,
+    pub committer: Signature,
     pub message: String,
 }
 
@@ -258,8 +258,8 @@ impl Mirror {
             url: url.to_string(),
             message: format!("commit {commit}: {e}"),
         };
-        let person = |s: gix::actor::SignatureRef<'_>| -> Result<Person, GitError> {
-            Ok(Person {
+        let person = |s: gix::actor::SignatureRef<'_>| -> Result<Signature, GitError> {
+            Ok(Signature {
                 name: s.name.to_string(),
                 email: s.email.to_string(),
                 time: s.time().map_err(|e| fail(&e))?.seconds,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use airgate_core::inventory::Inventory;
 use airgate_core::object::ObjectRef;
 use airgate_core::source::GitRef;
+pub use airgate_core::status::{ConditionStatus, ConditionType, Reason, RecordKind, RecordResult};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -130,6 +131,7 @@ pub struct AppStatus {
     pub inventory_compressed: Option<String>,
     /// How many objects the inventory holds (both forms).
     #[serde(default)]
+    #[schemars(extend("format" = "int64", "minimum" = 0))]
     pub inventory_count: u64,
     /// The most recent syncs, newest first (at most [`HISTORY_LIMIT`]).
     #[serde(default)]
@@ -267,17 +269,29 @@ impl AppStatus {
         Ok(())
     }
 
-    pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.type_ == type_)
+    pub fn condition(&self, type_: ConditionType) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_.as_str())
+    }
+
+    /// Whether condition `type_` is there with `status`.
+    pub fn is(&self, type_: ConditionType, status: ConditionStatus) -> bool {
+        self.condition(type_)
+            .is_some_and(|c| c.status == status.as_str())
+    }
+
+    /// Whether condition `type_` is there with `reason`.
+    pub fn has_reason(&self, type_: ConditionType, reason: Reason) -> bool {
+        self.condition(type_)
+            .is_some_and(|c| c.reason == reason.as_str())
     }
 
     /// Sets condition `type_`; its transition time moves only when its
     /// status does.
     pub fn set_condition(
         &mut self,
-        type_: &str,
-        status: &str,
-        reason: &str,
+        type_: ConditionType,
+        status: ConditionStatus,
+        reason: Reason,
         message: &str,
         now: &str,
     ) {
@@ -288,8 +302,12 @@ impl AppStatus {
             message: message.to_string(),
             last_transition_time: now.to_string(),
         };
-        match self.conditions.iter_mut().find(|c| c.type_ == type_) {
-            Some(c) if c.status == status => {
+        match self
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == type_.as_str())
+        {
+            Some(c) if c.status == status.as_str() => {
                 c.reason = fresh.reason;
                 c.message = fresh.message;
             }
@@ -299,8 +317,8 @@ impl AppStatus {
     }
 
     /// Drops condition `type_`.
-    pub fn clear_condition(&mut self, type_: &str) {
-        self.conditions.retain(|c| c.type_ != type_);
+    pub fn clear_condition(&mut self, type_: ConditionType) {
+        self.conditions.retain(|c| c.type_ != type_.as_str());
     }
 
     /// Adds a sync to the front of the history, keeping [`HISTORY_LIMIT`].
@@ -483,17 +501,35 @@ mod tests {
     #[test]
     fn a_condition_keeps_its_transition_time_while_its_status_holds() {
         let mut status = AppStatus::default();
-        status.set_condition("Ready", "False", "Progressing", "a", "t1");
-        status.set_condition("Ready", "False", "HealthCheckFailed", "b", "t2");
-        let ready = status.condition("Ready").cloned();
+        status.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            Reason::Progressing,
+            "a",
+            "t1",
+        );
+        status.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            Reason::HealthCheckFailed,
+            "b",
+            "t2",
+        );
+        let ready = status.condition(ConditionType::Ready).cloned();
         assert_eq!(
             ready.map(|c| (c.reason, c.last_transition_time)),
             Some(("HealthCheckFailed".to_string(), "t1".to_string()))
         );
-        status.set_condition("Ready", "True", "Applied", "c", "t3");
+        status.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::True,
+            Reason::Succeeded,
+            "c",
+            "t3",
+        );
         assert_eq!(
             status
-                .condition("Ready")
+                .condition(ConditionType::Ready)
                 .map(|c| c.last_transition_time.as_str()),
             Some("t3")
         );

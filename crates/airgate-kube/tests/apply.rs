@@ -347,7 +347,7 @@ async fn the_app_crd_is_served_and_shows_revision_ready_and_age() -> Result<()> 
                  "serviceAccountName": "shop-deployer", "prune": true,
                  "policy": {"allowedRegistries": ["registry.internal:5000"], "requireDigests": true}}});
     // The CRD (new kind) and an App of it in a new namespace, in one staged apply.
-    Applier::new(client.clone(), "airgate", "default")
+    Applier::new(client.clone(), "airgate-install", "default")
         .apply(&objects(&[app, namespace(&ns), crd]))
         .await?;
     let apps: Api<App> = Api::namespaced(client, &ns);

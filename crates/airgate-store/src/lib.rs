@@ -6,6 +6,7 @@
 //! and [`Store::verify_chain`] finds the first break offline. The store
 //! never updates or deletes a row.
 
+use airgate_core::status::{RecordKind, RecordResult};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -50,8 +51,7 @@ pub struct Drift {
 pub struct SyncRecord {
     /// `namespace/name` of the App.
     pub app: String,
-    /// `sync` or `drift`
-    pub kind: String,
+    pub kind: RecordKind,
     pub revision: String,
     pub author: Person,
     pub committer: Person,
@@ -59,8 +59,7 @@ pub struct SyncRecord {
     /// Seconds since the epoch when the sync started.
     pub started_at: i64,
     pub duration_ms: u64,
-    /// succeeded, failed, blocked (policy or dry-run), suspended
-    pub result: String,
+    pub result: RecordResult,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub objects: Vec<ObjectChange>,
@@ -271,7 +270,7 @@ mod tests {
     fn record(app: &str, revision: &str) -> SyncRecord {
         SyncRecord {
             app: app.to_string(),
-            kind: "sync".to_string(),
+            kind: RecordKind::Sync,
             revision: revision.to_string(),
             author: Person {
                 name: "Ada".into(),
@@ -281,7 +280,7 @@ mod tests {
             message: "bump web to 1.2.4".into(),
             started_at: 1_700_000_000,
             duration_ms: 1200,
-            result: "succeeded".into(),
+            result: RecordResult::Succeeded,
             error: None,
             objects: vec![ObjectChange {
                 object: "Deployment/shop/web".into(),
@@ -290,6 +289,21 @@ mod tests {
             images: vec!["registry.internal/web:1.2.4@sha256:abc".into()],
             drift: vec![],
         }
+    }
+
+    /// Kinds and results became enums: a record's body must stay byte for
+    /// byte what the strings made, or chains written before stop verifying.
+    #[test]
+    fn a_records_body_is_byte_for_byte_what_it_was() -> Result<(), serde_json::Error> {
+        let mut drift = record("shop/web", "abc");
+        drift.kind = RecordKind::Drift;
+        drift.result = RecordResult::Blocked;
+        drift.error = Some("x".into());
+        assert_eq!(
+            serde_json::to_string(&drift)?,
+            r#"{"app":"shop/web","kind":"drift","revision":"abc","author":{"name":"Ada","email":"ada@example.invalid"},"committer":{"name":"","email":""},"message":"bump web to 1.2.4","startedAt":1700000000,"durationMs":1200,"result":"blocked","error":"x","objects":[{"object":"Deployment/shop/web","action":"configured"}],"images":["registry.internal/web:1.2.4@sha256:abc"],"drift":[]}"#
+        );
+        Ok(())
     }
 
     #[test]

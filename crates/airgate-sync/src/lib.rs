@@ -35,6 +35,7 @@ use airgate_core::discover::{Document, images_in};
 use airgate_core::inventory::Inventory;
 use airgate_core::ownership::AppId;
 use airgate_core::policy::{Policy, Violation};
+use airgate_core::status::{Reason, RecordKind, RecordResult};
 use airgate_git::{Access, Commit, GitError, GitRef, Mirror};
 use airgate_kube::{Applier, ApplyError, ChangeSet};
 use airgate_render::{Manifest, RenderError, Renderer};
@@ -45,7 +46,7 @@ pub use airgate_core::ownership::{APP_NAME_LABEL, APP_NAMESPACE_LABEL};
 
 /// Everything one App asks for.
 #[derive(Clone, Debug)]
-pub struct AppSpec {
+pub struct SyncSpec {
     /// `namespace/name`
     pub app: String,
     /// The App's namespace: where its ServiceAccount lives, and the default
@@ -79,18 +80,18 @@ pub enum SyncError {
 }
 
 impl SyncError {
-    /// A short machine reason, for conditions and records.
-    pub fn reason(&self) -> &'static str {
+    /// Why, for the App's conditions and Events.
+    pub fn reason(&self) -> Reason {
         match self {
-            SyncError::Source(_) => "SourceFailed",
-            SyncError::Render { .. } => "RenderFailed",
-            SyncError::Policy(_) => "PolicyViolation",
-            SyncError::Apply(e) if matches!(e.cause(), ApplyError::DryRun { .. }) => "DryRunFailed",
-            SyncError::Apply(e) if matches!(e.cause(), ApplyError::Ownership(_)) => {
-                "OwnershipConflict"
-            }
-            SyncError::Apply(_) => "ApplyFailed",
-            SyncError::Internal(_) => "InternalError",
+            SyncError::Source(_) => Reason::SourceFailed,
+            SyncError::Render { .. } => Reason::RenderFailed,
+            SyncError::Policy(_) => Reason::PolicyViolation,
+            SyncError::Apply(e) => match e.cause() {
+                ApplyError::DryRun { .. } => Reason::DryRunFailed,
+                ApplyError::Ownership(_) => Reason::OwnershipConflict,
+                _ => Reason::ApplyFailed,
+            },
+            SyncError::Internal(_) => Reason::InternalError,
         }
     }
 }
@@ -113,7 +114,7 @@ impl SyncOutcome {
         let changes = self.applied.changes.iter().chain(&self.pruned.changes);
         SyncRecord {
             app: app.to_string(),
-            kind: "sync".to_string(),
+            kind: RecordKind::Sync,
             revision: self.commit.id.clone(),
             author: Person {
                 name: self.commit.author.name.clone(),
@@ -126,7 +127,7 @@ impl SyncOutcome {
             message: self.commit.message.clone(),
             started_at,
             duration_ms,
-            result: "succeeded".to_string(),
+            result: RecordResult::Succeeded,
             error: None,
             objects: object_changes(changes),
             images: self.images.clone(),
@@ -148,7 +149,7 @@ fn write_out(root: &std::path::Path, files: &BTreeMap<String, Vec<u8>>) -> Resul
     Ok(())
 }
 
-impl AppSpec {
+impl SyncSpec {
     /// The App's name (the part of `app` after the namespace).
     pub fn name(&self) -> &str {
         self.app.rsplit_once('/').map_or(&self.app, |(_, n)| n)
@@ -271,7 +272,7 @@ impl Syncer {
     /// call was made answers instead: an App never gets content through a
     /// fetch made with another App's credentials (a tenant naming a private
     /// URL without the right Secret fails, whatever others fetched).
-    pub async fn fetch(&self, spec: &AppSpec) -> Result<Commit, SyncError> {
+    pub async fn fetch(&self, spec: &SyncSpec) -> Result<Commit, SyncError> {
         let asked = Instant::now();
         let per_url = {
             let mut all = self
@@ -306,7 +307,7 @@ impl Syncer {
     /// applies with the App. One per (App, ServiceAccount), kept: its
     /// connections and what it learnt by discovery serve every later sync
     /// and health read.
-    pub fn applier(&self, spec: &AppSpec) -> Result<Arc<Applier>, SyncError> {
+    pub fn applier(&self, spec: &SyncSpec) -> Result<Arc<Applier>, SyncError> {
         let key = (spec.app.clone(), spec.service_account.clone());
         let mut appliers = self
             .appliers
@@ -340,7 +341,7 @@ impl Syncer {
     /// The health of each of `objects`, read now as the App's ServiceAccount.
     pub async fn health(
         &self,
-        spec: &AppSpec,
+        spec: &SyncSpec,
         objects: &[ObjectRef],
     ) -> Result<Vec<(ObjectRef, Health)>, SyncError> {
         let healths = self.applier(spec)?.health_of(objects).await?;
@@ -351,7 +352,7 @@ impl Syncer {
     /// correction): dry-run first, as the App's ServiceAccount.
     pub async fn reapply(
         &self,
-        spec: &AppSpec,
+        spec: &SyncSpec,
         revision: &str,
         objects: &[ObjectRef],
     ) -> Result<ChangeSet, SyncError> {
@@ -379,7 +380,7 @@ impl Syncer {
     }
 
     /// The rendered objects of `path` at `commit`, from the cache when there.
-    pub async fn render(&self, spec: &AppSpec, commit: &str) -> Result<Vec<Manifest>, SyncError> {
+    pub async fn render(&self, spec: &SyncSpec, commit: &str) -> Result<Vec<Manifest>, SyncError> {
         let key = (spec.url.clone(), spec.path.clone());
         let hit = self
             .rendered
@@ -472,7 +473,7 @@ impl Syncer {
     /// successful sync left.
     pub async fn sync(
         &self,
-        spec: &AppSpec,
+        spec: &SyncSpec,
         previous: &Inventory,
     ) -> Result<SyncOutcome, SyncError> {
         let commit = self.fetch(spec).await?;
@@ -482,7 +483,7 @@ impl Syncer {
     /// [`Syncer::sync`] of a commit already fetched.
     pub async fn sync_commit(
         &self,
-        spec: &AppSpec,
+        spec: &SyncSpec,
         commit: Commit,
         previous: &Inventory,
     ) -> Result<SyncOutcome, SyncError> {
@@ -499,7 +500,7 @@ impl Syncer {
     /// `Applier::apply_with`).
     pub async fn sync_commit_with<F, Fut>(
         &self,
-        spec: &AppSpec,
+        spec: &SyncSpec,
         commit: Commit,
         previous: &Inventory,
         vouched: &std::collections::HashSet<ObjectRef>,

@@ -5,7 +5,7 @@ use airgate_core::inventory::Inventory;
 use airgate_core::policy::Policy;
 use airgate_git::{Access, GitRef};
 use airgate_kube::{Action, Applier};
-use airgate_sync::{AppSpec, SyncError, Syncer};
+use airgate_sync::{SyncError, SyncSpec, Syncer};
 use airgate_testkit::{Perimeter, unique_name};
 use anyhow::{Result, bail};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -41,8 +41,8 @@ fn deployment(ns: &str, image: &str, env: Option<(&str, &str)>) -> String {
     )
 }
 
-fn spec(p: &Perimeter, ns: &str, repo: &str) -> Result<AppSpec> {
-    Ok(AppSpec {
+fn spec(p: &Perimeter, ns: &str, repo: &str) -> Result<SyncSpec> {
+    Ok(SyncSpec {
         app: format!("{ns}/shop"),
         namespace: ns.to_string(),
         url: format!("{}/{repo}.git", p.git_url),
@@ -163,7 +163,7 @@ async fn the_service_account_cannot_reach_outside_its_namespace() -> Result<()> 
         .await
     {
         Err(e @ SyncError::Apply(_)) => {
-            assert_eq!(e.reason(), "DryRunFailed");
+            assert_eq!(e.reason().as_str(), "DryRunFailed");
             assert!(e.to_string().contains("ConfigMap/kube-system/b"), "{e}");
         }
         other => bail!("expected the dry-run to be refused, got {other:?}"),

@@ -7,6 +7,7 @@
 //! did is checked in the cluster with the admin identity, and in the sync
 //! record store it writes.
 
+use airgate_core::status::{ConditionType, RecordKind, RecordResult};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -53,7 +54,13 @@ fn installed(p: &Perimeter) -> Result<()> {
         let out = Command::new(&p.kubectl)
             .arg("--kubeconfig")
             .arg(&p.kubeconfig)
-            .args(["apply", "--server-side", "--field-manager=airgate-install"])
+            // Forced: the perimeter may hold the CRD of an older build.
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=airgate-install",
+            ])
             .args(["-f", "crd.yaml", "-f", "namespace.yaml", "-f", "rbac.yaml"])
             .current_dir(dir.path())
             .output()
@@ -393,14 +400,14 @@ fn config_map(name: &str, value: &str) -> String {
 fn ready(app: &App) -> bool {
     app.status
         .as_ref()
-        .and_then(|s| s.condition("Ready"))
+        .and_then(|s| s.condition(ConditionType::Ready))
         .is_some_and(|c| c.status == "True")
 }
 
 fn reason(app: &App) -> String {
     app.status
         .as_ref()
-        .and_then(|s| s.condition("Ready"))
+        .and_then(|s| s.condition(ConditionType::Ready))
         .map(|c| c.reason.clone())
         .unwrap_or_default()
 }
@@ -408,7 +415,7 @@ fn reason(app: &App) -> String {
 fn ready_message(app: &App) -> String {
     app.status
         .as_ref()
-        .and_then(|s| s.condition("Ready"))
+        .and_then(|s| s.condition(ConditionType::Ready))
         .map(|c| c.message.clone())
         .unwrap_or_default()
 }
@@ -515,7 +522,10 @@ async fn an_app_is_created_updated_and_pruned_from_git_and_every_sync_is_recorde
     // The record of every sync: commit, author, objects and images.
     let key = format!("{}/shop", t.ns);
     let records = c.records(&key)?;
-    let syncs: Vec<_> = records.iter().filter(|r| r.kind == "sync").collect();
+    let syncs: Vec<_> = records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Sync)
+        .collect();
     assert_eq!(syncs.len(), 3, "{records:#?}");
     assert_eq!(syncs[0].revision, third);
     assert_eq!(syncs[0].author.name, "Perimeter Test");
@@ -652,7 +662,7 @@ async fn drift_is_corrected_and_recorded_with_the_field_manager_that_made_it() -
                 .records(&key)
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .filter(|r| r.kind == "drift")
+                .filter(|r| r.kind == RecordKind::Drift)
                 .collect();
             if drift.is_empty() {
                 return Err("put back, no drift record yet".into());
@@ -712,7 +722,7 @@ async fn drift_is_only_reported_when_the_app_says_warn() -> Result<()> {
         |a| {
             a.status
                 .as_ref()
-                .and_then(|s| s.condition("Drifted"))
+                .and_then(|s| s.condition(ConditionType::Drifted))
                 .is_some_and(|c| c.status == "True" && c.message.contains("Deployment"))
         },
         &c,
@@ -729,7 +739,7 @@ async fn drift_is_only_reported_when_the_app_says_warn() -> Result<()> {
     let drift: Vec<_> = c
         .records(&key)?
         .into_iter()
-        .filter(|r| r.kind == "drift")
+        .filter(|r| r.kind == RecordKind::Drift)
         .collect();
     assert_eq!(drift.len(), 1, "{drift:#?}");
     assert!(!drift[0].drift[0].corrected);
@@ -837,12 +847,12 @@ async fn an_invalid_object_or_a_policy_violation_applies_nothing() -> Result<()>
     let status = app.status.unwrap_or_default();
     assert!(
         status
-            .condition("Stalled")
+            .condition(ConditionType::Stalled)
             .is_some_and(|c| c.status == "True")
     );
     assert!(
         status
-            .condition("Ready")
+            .condition(ConditionType::Ready)
             .is_some_and(|c| c.message.contains("bad"))
     );
     assert!(
@@ -878,7 +888,7 @@ async fn an_invalid_object_or_a_policy_violation_applies_nothing() -> Result<()>
         "one record per blocked revision: {records:#?}"
     );
     assert!(
-        records.iter().all(|r| r.result == "blocked"),
+        records.iter().all(|r| r.result == RecordResult::Blocked),
         "{records:#?}"
     );
     Ok(())
@@ -903,7 +913,7 @@ async fn with_git_down_the_cluster_keeps_the_last_revision_and_the_app_says_why(
         Some(first.as_str())
     );
     let message = status
-        .condition("Ready")
+        .condition(ConditionType::Ready)
         .map(|c| c.message.clone())
         .unwrap_or_default();
     assert!(message.contains("keeps revision"), "{message}");
@@ -985,7 +995,7 @@ async fn the_rollback_drill_returns_to_the_last_working_revision_through_git_alo
     let status = app.status.unwrap_or_default();
     assert!(
         status
-            .condition("Stalled")
+            .condition(ConditionType::Stalled)
             .is_some_and(|c| c.message.contains("Deployment"))
     );
 
@@ -1336,7 +1346,7 @@ async fn failures_that_pass_heal_without_a_new_commit() -> Result<()> {
     let stalled = app
         .status
         .as_ref()
-        .and_then(|s| s.condition("Stalled"))
+        .and_then(|s| s.condition(ConditionType::Stalled))
         .is_some_and(|s| s.status == "True");
     assert!(!stalled, "a 403 is not a reason to stop trying");
     admin_apply(
@@ -1369,7 +1379,7 @@ async fn failures_that_pass_heal_without_a_new_commit() -> Result<()> {
         |a| {
             a.status
                 .as_ref()
-                .and_then(|s| s.condition("Stalled"))
+                .and_then(|s| s.condition(ConditionType::Stalled))
                 .is_some_and(|s| s.status == "True")
         },
         &c,
@@ -1529,7 +1539,7 @@ async fn a_second_app_naming_an_object_is_refused_and_names_the_owner() -> Resul
     );
     let records = c.records(&format!("{}/shop", t.ns))?;
     assert!(
-        records.iter().all(|r| r.kind != "drift"),
+        records.iter().all(|r| r.kind != RecordKind::Drift),
         "the owner saw drift: {records:?}"
     );
     let shop = t.apps().await?.get("shop").await?;
@@ -1569,7 +1579,7 @@ async fn a_correction_that_keeps_being_undone_stops_and_says_so() -> Result<()> 
     let drifted = app
         .status
         .as_ref()
-        .and_then(|s| s.condition("Drifted"))
+        .and_then(|s| s.condition(ConditionType::Drifted))
         .cloned()
         .context("no Drifted condition")?;
     assert_eq!(drifted.reason, "CorrectionUndone", "{}", c.log());
@@ -1583,7 +1593,7 @@ async fn a_correction_that_keeps_being_undone_stops_and_says_so() -> Result<()> 
     let corrections = c
         .records(&format!("{}/shop", t.ns))?
         .into_iter()
-        .filter(|r| r.kind == "drift")
+        .filter(|r| r.kind == RecordKind::Drift)
         .count();
     // Three corrections, then it stopped: about 40 takeovers happened.
     assert!(corrections <= 4, "{corrections} drift records\n{}", c.log());

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airgate_core::archive;
-use airgate_core::bundle::{self, BundleBlob, BundleFile, BundleImage, Inventory, LayoutFile};
+use airgate_core::bundle::{
+    self, BundleBlob, BundleFile, BundleImage, BundleInventory, LayoutFile,
+};
 use airgate_core::lock::ImageLock;
 use airgate_core::oci::{self, Descriptor, Parsed};
 use airgate_core::signing;
@@ -61,7 +63,7 @@ pub struct CreateRequest<'a> {
     pub files: &'a [CarriedFile],
     /// The inventory of an earlier bundle, and its digest: leave out the
     /// blobs it carried.
-    pub since: Option<(&'a Inventory, Digest)>,
+    pub since: Option<(&'a BundleInventory, Digest)>,
     pub signing_key: Option<&'a SigningKey>,
     pub jobs: usize,
 }
@@ -286,7 +288,7 @@ pub async fn create(
             carried: !carried_before.contains(d),
         });
     }
-    let inventory = Inventory {
+    let inventory = BundleInventory {
         api_version: bundle::API_VERSION.to_string(),
         kind: bundle::KIND.to_string(),
         created_by: concat!("airgate ", env!("CARGO_PKG_VERSION")).to_string(),

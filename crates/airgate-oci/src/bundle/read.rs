@@ -19,7 +19,7 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 use airgate_core::Digest;
-use airgate_core::bundle::{self, BundleError, EntryKind, Inventory};
+use airgate_core::bundle::{self, BundleError, BundleInventory, EntryKind};
 use airgate_core::oci::{self, Parsed};
 use airgate_core::signing::{self, SignatureFile, SigningError};
 use ed25519_dalek::VerifyingKey;
@@ -115,7 +115,7 @@ pub struct Span {
 /// A bundle that passed verification, with what a push needs.
 #[derive(Clone, Debug)]
 pub struct Verified {
-    pub inventory: Inventory,
+    pub inventory: BundleInventory,
     /// Digest of the inventory's bytes (what a later delta names in `since`).
     pub inventory_digest: Digest,
     /// Key id of the signer, when the signature was checked with a key.
@@ -171,7 +171,7 @@ pub fn read_inventory(path: &Path) -> Result<InventoryEntry, VerifyError> {
 /// A bundle's first entries, read but not verified.
 #[derive(Clone, Debug)]
 pub struct InventoryEntry {
-    pub inventory: Inventory,
+    pub inventory: BundleInventory,
     pub digest: Digest,
     /// The inventory's exact bytes, which a signature covers.
     pub bytes: Vec<u8>,
@@ -180,7 +180,7 @@ pub struct InventoryEntry {
 }
 
 /// Reads an inventory from either a bundle or a bare inventory JSON file.
-pub fn read_inventory_or_bundle(path: &Path) -> Result<(Inventory, Digest), VerifyError> {
+pub fn read_inventory_or_bundle(path: &Path) -> Result<(BundleInventory, Digest), VerifyError> {
     let shown = path.display().to_string();
     let io = |source| VerifyError::Io {
         path: shown.clone(),
@@ -199,8 +199,8 @@ pub fn read_inventory_or_bundle(path: &Path) -> Result<(Inventory, Digest), Veri
     Ok((entry.inventory, entry.digest))
 }
 
-fn parse_inventory(bytes: &[u8]) -> Result<Inventory, VerifyError> {
-    let inv: Inventory =
+fn parse_inventory(bytes: &[u8]) -> Result<BundleInventory, VerifyError> {
+    let inv: BundleInventory =
         serde_json::from_slice(bytes).map_err(|e| VerifyError::Inventory(e.to_string()))?;
     inv.validate()?;
     Ok(inv)
@@ -241,7 +241,7 @@ struct Checker<'a> {
     progress: &'a Progress,
     /// The inventory's bytes, kept until the signature over them is checked.
     pending: Option<Vec<u8>>,
-    inventory: Option<(Inventory, Digest)>,
+    inventory: Option<(BundleInventory, Digest)>,
     /// Position of each blob in the inventory, built once.
     blob_index: BTreeMap<Digest, usize>,
     signed_by: Option<Digest>,

@@ -98,7 +98,7 @@ pub fn apps(args: GetAppsArgs) -> Result<ExitCode> {
                 rows.push(header.iter().map(|s| s.to_string()).collect());
                 for app in &list {
                     let status = app.status.clone().unwrap_or_default();
-                    let ready = status.condition("Ready");
+                    let ready = status.condition(airgate_kube::app::ConditionType::Ready);
                     let mut message = ready.map(|c| c.message.clone()).unwrap_or_default();
                     if message.chars().count() > 80 {
                         message = message.chars().take(77).collect::<String>() + "...";

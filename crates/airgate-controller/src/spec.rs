@@ -1,0 +1,137 @@
+//! The App's spec, checked, as the syncer wants it; and its Git
+//! credentials, read as the App's ServiceAccount.
+
+use airgate_core::policy::Policy;
+use airgate_git::Access;
+use airgate_kube::app::App;
+use airgate_sync::SyncSpec;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
+
+use super::Context;
+use super::reconcile::key;
+
+/// Whether a URL names a user (and maybe a password) before its host.
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.contains('@')
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain), as ServiceAccounts have.
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// The spec as the syncer wants it, without credentials yet.
+pub fn sync_spec(app: &App) -> Result<SyncSpec, String> {
+    let namespace = app.namespace().unwrap_or_default();
+    let git_ref = app.spec.git_ref()?;
+    app.spec.interval()?;
+    app.spec.timeout()?;
+    if app.spec.service_account_name.is_empty() {
+        return Err("spec.serviceAccountName is empty: every apply runs as a ServiceAccount of the App's namespace".into());
+    }
+    if !is_dns_subdomain(&app.spec.service_account_name) {
+        return Err(format!(
+            "spec.serviceAccountName '{}' is not a ServiceAccount name (lowercase letters, digits, '-' and '.', at most 253)",
+            airgate_core::text::shown(&app.spec.service_account_name, 100)
+        ));
+    }
+    let url = &app.spec.source.url;
+    if has_userinfo(url) {
+        // Never echo it: the part before '@' is a credential.
+        return Err("spec.source.url carries credentials (user:password@); refusing it\nhint: put them in a Secret named by spec.source.secretRef".into());
+    }
+    if !(url.starts_with("https://") || url.starts_with("file://")) {
+        return Err(format!(
+            "spec.source.url '{}' must start with https:// or file://",
+            airgate_core::text::shown(url, 200)
+        ));
+    }
+    Ok(SyncSpec {
+        app: key(app),
+        namespace,
+        url: url.clone(),
+        git_ref,
+        path: app.spec.source.path.clone(),
+        access: Access::default(),
+        service_account: app.spec.service_account_name.clone(),
+        policy: Policy {
+            allowed_registries: app.spec.policy.allowed_registries.clone(),
+            require_digests: app.spec.policy.require_digests,
+        },
+        prune: app.spec.prune,
+    })
+}
+
+/// Git credentials and CA from `spec.source.secretRef`, read as the App's
+/// ServiceAccount: an App can use only a Secret its own account may read
+/// (the controller's account reads no Secret at all), so naming another
+/// team's Secret sends nothing anywhere.
+pub async fn access(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Access, String> {
+    let Some(secret_ref) = &app.spec.source.secret_ref else {
+        return Ok(Access::default());
+    };
+    let ns = app.namespace().unwrap_or_default();
+    let client = ctx
+        .syncer
+        .applier(spec)
+        .map_err(|e| e.to_string())?
+        .client();
+    let secrets: Api<Secret> = Api::namespaced(client, &ns);
+    let secret = secrets.get(&secret_ref.name).await.map_err(|e| {
+        format!(
+            "reading Secret {ns}/{} (spec.source.secretRef) as ServiceAccount {ns}/{}: {}",
+            secret_ref.name,
+            spec.service_account,
+            match e {
+                kube::Error::Api(s) => s.message,
+                other => other.to_string(),
+            }
+        )
+    })?;
+    let data = secret.data.unwrap_or_default();
+    let text = |k: &str| {
+        data.get(k).map(|b| {
+            String::from_utf8_lossy(&b.0)
+                .trim_end_matches('\n')
+                .to_string()
+        })
+    };
+    Ok(Access {
+        username: text("username"),
+        password: text("password"),
+        ca_pem: data.get("ca.crt").map(|b| b.0.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_git_url_are_refused_and_never_echoed() {
+        for (url, has) in [
+            ("https://u:pw@git.internal/x.git", true),
+            ("https://token@git.internal/x.git", true),
+            ("https://git.internal/x.git", false),
+            ("https://git.internal/a@b.git", false),
+            ("file:///srv/git/x.git", false),
+        ] {
+            assert_eq!(has_userinfo(url), has, "{url}");
+        }
+        assert!(is_dns_subdomain("shop-deployer"));
+        for bad in ["x:y", "", "Upper", "-a", "a..b", "a_b"] {
+            assert!(!is_dns_subdomain(bad), "{bad}");
+        }
+    }
+}
