@@ -19,8 +19,7 @@ use airgate_sync::SyncSpec;
 
 use super::Context;
 use super::decide::{self, CONTEST_CORRECTIONS, CONTEST_WINDOW};
-use super::outcome::{self, Outcome};
-use super::reconcile::epoch_seconds;
+use super::outcome::{self, Outcome, epoch_seconds};
 use super::state::Baseline;
 
 /// Drift found on objects, as the watches queue it.
@@ -39,7 +38,7 @@ pub async fn handle(
     if drift.is_empty() {
         return outcomes;
     }
-    let Some(revision) = ctx.with_state(&key, |s| s.last_applied.clone()) else {
+    let Some(revision) = ctx.with_state(&key, |s| s.owned.last_applied.clone()) else {
         return outcomes;
     };
     let drift = relabelled(ctx, spec, drift).await;
@@ -75,8 +74,10 @@ pub async fn handle(
                 ctx.with_state(&key, |s| {
                     let at = Instant::now();
                     for c in &changes.changes {
-                        s.expected.insert(c.object.clone(), Baseline::after(c));
-                        let times = s.corrections.entry(c.object.clone()).or_default();
+                        s.owned
+                            .expected
+                            .insert(c.object.clone(), Baseline::after(c));
+                        let times = s.owned.corrections.entry(c.object.clone()).or_default();
                         times.retain(|t| at.duration_since(*t) < CONTEST_WINDOW);
                         times.push(at);
                     }
@@ -117,13 +118,14 @@ fn uncontested(ctx: &Context, key: &str, drift: Vec<(ObjectRef, Drifted)>) -> (F
     ctx.with_state(key, |s| {
         let now = Instant::now();
         let (fight, rest): (Vec<_>, Vec<_>) = drift.into_iter().partition(|(o, _)| {
-            s.corrections
+            s.owned
+                .corrections
                 .get(o)
                 .is_some_and(|times| decide::contested(times, now))
         });
         let new: Vec<_> = fight
             .into_iter()
-            .filter(|(o, _)| s.contested.insert(o.clone()))
+            .filter(|(o, _)| s.owned.contested.insert(o.clone()))
             .collect();
         (new, rest)
     })

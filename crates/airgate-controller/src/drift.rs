@@ -41,6 +41,7 @@ use kube::runtime::reflector::{ObjectRef as AppRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
+use super::state::{Baseline, WatchKey};
 use super::{Context, log};
 
 /// One watch: a kind in a namespace (or cluster-wide for cluster kinds).
@@ -49,25 +50,6 @@ struct Target {
     key: WatchKey,
     /// Whole objects (the kind has a status), not just their metadata.
     whole: bool,
-}
-
-/// Which watch sees an object: its kind, and its namespace for namespaced
-/// kinds (an inventory entry of a cluster kind has no namespace).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct WatchKey {
-    api_version: String,
-    kind: String,
-    namespace: Option<String>,
-}
-
-impl WatchKey {
-    pub fn of(o: &ObjectRef) -> WatchKey {
-        WatchKey {
-            api_version: o.api_version.clone(),
-            kind: o.kind.clone(),
-            namespace: o.namespace.clone(),
-        }
-    }
 }
 
 /// The watches of one App.
@@ -122,8 +104,8 @@ pub async fn watch(ctx: &Arc<Context>, spec: &SyncSpec, inventory: &Inventory) -
     set.stop();
     // Until a new watch has listed, no event is missing from what it saw.
     ctx.with_state(&spec.app, |s| {
-        s.live.clear();
-        s.marked.clear();
+        s.observed.live.clear();
+        s.observed.marked.clear();
     });
     for target in &targets {
         let k = &target.key;
@@ -189,13 +171,13 @@ async fn follow<K>(
             // A (re)list: what happened since the last event may be missing
             // until it is done.
             Ok(watcher::Event::Init) => {
-                ctx.with_state(&app, |s| forget(s, key));
+                ctx.with_state(&app, |s| s.observed.forget(key));
             }
             Ok(watcher::Event::InitDone) => {
                 if target.whole {
                     let waiting = ctx.with_state(&app, |s| {
-                        s.live.insert(key.clone());
-                        s.health.is_some()
+                        s.observed.live.insert(key.clone());
+                        s.owned.health.is_some()
                     });
                     // What was pending may be known now.
                     if waiting {
@@ -204,7 +186,7 @@ async fn follow<K>(
                 }
             }
             Err(e) => {
-                ctx.with_state(&app, |s| forget(s, key));
+                ctx.with_state(&app, |s| s.observed.forget(key));
                 if !reported_error {
                     log::warn(
                         "drift watch failing",
@@ -216,13 +198,6 @@ async fn follow<K>(
             }
         }
     }
-}
-
-/// What a watch showed is no longer known to be current: it relists, or
-/// failed.
-fn forget(s: &mut super::AppState, key: &WatchKey) {
-    s.live.remove(key);
-    s.marked.retain(|o| WatchKey::of(o) != *key);
 }
 
 /// Whether `m` carries `app`'s ownership mark and labels for `object`.
@@ -255,8 +230,8 @@ fn app_ref(app: &str) -> AppRef<App> {
 
 fn queue(ctx: &Context, app: &str, object: ObjectRef, drifted: Drifted) {
     ctx.with_state(app, |s| {
-        s.drift.retain(|(o, _)| *o != object);
-        s.drift.push((object, drifted));
+        s.observed.drift.retain(|(o, _)| *o != object);
+        s.observed.drift.push((object, drifted));
     });
     let _ = ctx.trigger.send(app_ref(app));
 }
@@ -269,11 +244,13 @@ fn changed(ctx: &Context, app: &str, object: ObjectRef, m: &ObjectMeta, health: 
     let ours = marked(app, &object, m);
     let (found, wake) = ctx.with_state(app, |s| {
         if ours {
-            s.marked.insert(object.clone());
+            s.observed.marked.insert(object.clone());
         } else {
-            s.marked.remove(&object);
+            s.observed.marked.remove(&object);
         }
+        s.observed.gone.remove(&object);
         let progressing = s
+            .owned
             .health
             .as_ref()
             .is_some_and(|h| h.pending.contains(&object));
@@ -281,7 +258,7 @@ fn changed(ctx: &Context, app: &str, object: ObjectRef, m: &ObjectMeta, health: 
         // moved: always for metadata-only watches, and for whole ones
         // when it did (not on every status update of a rollout).
         let wake = match (health, rv) {
-            (Some(health), Some(rv)) => s.saw(&object, rv, health) && progressing,
+            (Some(health), Some(rv)) => s.observed.saw(&object, rv, health) && progressing,
             _ => progressing,
         };
         (drift_in(s, &object, rv, m, manager), wake)
@@ -301,10 +278,15 @@ fn drift_in(
     m: &ObjectMeta,
     manager: &str,
 ) -> Option<Drifted> {
-    if s.syncing || s.suspended {
+    if s.owned.syncing || s.owned.suspended {
         return None;
     }
-    let baseline = s.expected.get_mut(object)?;
+    let expected = s.owned.expected.get(object)?;
+    // What this watch already reported past airgate's write, if anything.
+    let baseline = match s.observed.reported.get(object) {
+        Some(r) if r.resource_version >= expected.resource_version => r,
+        _ => expected,
+    };
     if let (Some(seen), Some(ours)) = (rv, baseline.resource_version)
         && seen <= ours
     {
@@ -315,16 +297,24 @@ fn drift_in(
     let drifted = drift::detect(&baseline.fields, &owners, manager)?;
     // From now on, compare with what airgate still owns: one report per
     // change, not one per later event.
-    baseline.fields = drift::applied_fields(&owners, manager);
-    baseline.resource_version = rv;
+    let still = Baseline {
+        fields: drift::applied_fields(&owners, manager),
+        resource_version: rv,
+        answer: None,
+    };
+    s.observed.reported.insert(object.clone(), still);
     Some(drifted)
 }
 
 fn deleted(ctx: &Context, app: &str, object: ObjectRef) {
     let ours = ctx.with_state(app, |s| {
-        s.seen.remove(&object);
-        s.marked.remove(&object);
-        !s.syncing && !s.suspended && s.expected.remove(&object).is_some()
+        s.observed.seen.remove(&object);
+        s.observed.marked.remove(&object);
+        s.observed.reported.remove(&object);
+        !s.owned.syncing
+            && !s.owned.suspended
+            && s.owned.expected.contains_key(&object)
+            && s.observed.gone.insert(object.clone())
     });
     if ours {
         queue(
@@ -346,11 +336,7 @@ pub async fn forget_deleted_apps(ctx: Arc<Context>, apps: Store<App>) {
     }
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
-        let live: BTreeSet<String> = apps
-            .state()
-            .iter()
-            .map(|a| super::reconcile::key(a))
-            .collect();
+        let live: BTreeSet<String> = apps.state().iter().map(|a| super::key(a)).collect();
         if let Ok(mut watches) = ctx.watches.lock() {
             watches.retain(|app, set| {
                 let keep = live.contains(app);

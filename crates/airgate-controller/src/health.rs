@@ -18,8 +18,7 @@ use airgate_sync::SyncSpec;
 use serde_json::json;
 
 use super::decide::{self, Verdict};
-use super::outcome::{self, Outcome, short};
-use super::reconcile::epoch_seconds;
+use super::outcome::{self, Outcome, epoch_seconds, short};
 use super::{Context, log};
 
 /// Looks at the health of what is still progressing; `None` when nothing
@@ -32,9 +31,9 @@ pub async fn check(
 ) -> Option<Outcome> {
     let key = spec.app.clone();
     let (wait, watched) = ctx.with_state(&key, |s| {
-        let pending = &s.health.as_ref()?.pending;
+        let pending = &s.owned.health.as_ref()?.pending;
         let watched: Vec<Option<Health>> = pending.iter().map(|o| s.watched(o)).collect();
-        let h = s.health.as_mut()?;
+        let h = s.owned.health.as_mut()?;
         h.checked = Some((Instant::now(), watched.iter().any(Option::is_none)));
         Some((h.clone(), watched))
     })?;
@@ -91,7 +90,7 @@ fn outcome_of(
     };
     match verdict {
         Verdict::Healthy => {
-            ctx.with_state(key, |s| s.health = None);
+            ctx.with_state(key, |s| s.owned.health = None);
             let message = format!(
                 "revision {} applied; {} objects healthy",
                 short(&rev),
@@ -103,11 +102,11 @@ fn outcome_of(
             }
         }
         Verdict::Failed(culprit) => {
-            ctx.with_state(key, |s| s.health = None);
+            ctx.with_state(key, |s| s.owned.health = None);
             unhealthy(format!("revision {}: {culprit}", short(&rev)))
         }
         Verdict::TimedOut(culprit) => {
-            ctx.with_state(key, |s| s.health = None);
+            ctx.with_state(key, |s| s.owned.health = None);
             unhealthy(format!(
                 "revision {} not healthy within {}: {culprit}",
                 short(&rev),
@@ -122,7 +121,7 @@ fn outcome_of(
             );
             let progressing = status.has_reason(ConditionType::Ready, Reason::Progressing);
             let due = ctx.with_state(key, |s| {
-                s.health.as_mut().is_some_and(|h| {
+                s.owned.health.as_mut().is_some_and(|h| {
                     h.pending = pending;
                     h.report_due() || !progressing
                 })

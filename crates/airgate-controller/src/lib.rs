@@ -93,6 +93,12 @@ impl Context {
     }
 }
 
+/// An App's key: `namespace/name`.
+pub fn key(app: &App) -> String {
+    use kube::ResourceExt;
+    format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
+}
+
 /// The context every pass and watch shares.
 fn context(
     settings: &Settings,

@@ -64,7 +64,7 @@ impl Reporter<'_> {
     pub async fn report(&self, outcome: Outcome, status: &mut AppStatus) {
         use ConditionStatus::{False, True, Unknown};
         use ConditionType::{Drifted, Ready, Reconciling, Stalled};
-        let key = super::reconcile::key(self.app);
+        let key = super::key(self.app);
         match outcome {
             Outcome::InvalidSpec { message } => {
                 status.set_condition(Ready, False, Reason::InvalidSpec, &message, self.now);
@@ -281,11 +281,16 @@ impl Reporter<'_> {
         {
             log::warn(
                 "event not published",
-                json!({"app": super::reconcile::key(self.app), "reason": reason,
+                json!({"app": super::key(self.app), "reason": reason,
                        "error": e.to_string()}),
             );
         }
     }
+}
+
+/// Seconds since the epoch, now.
+pub fn epoch_seconds() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_second()
 }
 
 /// The first 12 characters of a commit id.

@@ -35,9 +35,9 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::decide::{self, Due};
-use super::outcome::{self, Outcome, Reporter, short};
-use super::state::{Baseline, HealthWait, written};
-use super::{Context, correct, drift, health, log, spec};
+use super::outcome::{self, Outcome, Reporter, epoch_seconds, short};
+use super::state::{Baseline, HealthWait};
+use super::{Context, correct, drift, health, key, log, spec};
 
 /// Setting this annotation on an App to a new value (a timestamp, say)
 /// makes the next pass fetch from Git now instead of at the interval.
@@ -61,19 +61,11 @@ pub fn error_policy(app: Arc<App>, err: &ReconcileError, _ctx: Arc<Context>) -> 
     Action::requeue(Duration::from_secs(10))
 }
 
-pub fn key(app: &App) -> String {
-    format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
-}
-
 fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now()
         .round(k8s_openapi::jiff::Unit::Second)
         .map(|t| t.to_string())
         .unwrap_or_default()
-}
-
-pub fn epoch_seconds() -> i64 {
-    k8s_openapi::jiff::Timestamp::now().as_second()
 }
 
 fn spec_interval(app: &App) -> Duration {
@@ -108,7 +100,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
         }
     };
     if app.spec.suspend {
-        let was = ctx.with_state(&key, |s| std::mem::replace(&mut s.suspended, true));
+        let was = ctx.with_state(&key, |s| std::mem::replace(&mut s.owned.suspended, true));
         reporter
             .report(Outcome::Suspended { first: !was }, &mut status)
             .await;
@@ -120,7 +112,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
     if !due.fetch && drift.is_empty() {
         match health {
             None => {
-                let wait = ctx.with_state(&key, |s| s.until_fetch(spec_interval(&app)));
+                let wait = ctx.with_state(&key, |s| s.owned.until_fetch(spec_interval(&app)));
                 return Ok(Action::requeue(wait.max(Duration::from_secs(1))));
             }
             Some(later) if !later.is_zero() => return Ok(Action::requeue(later)),
@@ -139,10 +131,10 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
     write_status(&ctx, &app, &before, status).await?;
 
     let wait = ctx.with_state(&key, |s| {
-        if s.health.is_some() {
+        if s.owned.health.is_some() {
             return HEALTH_POLL;
         }
-        s.until_fetch(spec_interval(&app))
+        s.owned.until_fetch(spec_interval(&app))
     });
     Ok(Action::requeue(wait.max(Duration::from_millis(500))))
 }
@@ -160,35 +152,35 @@ fn take_due(
     let requested = app.annotations().get(REQUEST_ANNOTATION).cloned();
     let generation = app.metadata.generation;
     ctx.with_state(&key, |s| {
-        if s.suspended {
-            s.suspended = false;
-            s.next_fetch = None;
+        if s.owned.suspended {
+            s.owned.suspended = false;
+            s.owned.next_fetch = None;
         }
-        if !s.synced && s.inventory.entries.is_empty() {
+        if !s.owned.synced && s.owned.inventory.entries.is_empty() {
             // An inventory that does not read prunes nothing (it is logged).
-            s.inventory = status.objects().unwrap_or_else(|e| {
+            s.owned.inventory = status.objects().unwrap_or_else(|e| {
                 log::warn("inventory unreadable", json!({"app": key, "error": e}));
                 Inventory::default()
             });
-            s.last_applied = status.last_applied_revision.clone();
+            s.owned.last_applied = status.last_applied_revision.clone();
         }
         let due = decide::due(
-            s.observed_generation,
+            s.owned.observed_generation,
             generation,
-            s.requested.as_deref(),
+            s.owned.requested.as_deref(),
             requested.as_deref(),
-            s.next_fetch,
+            s.owned.next_fetch,
             Instant::now(),
         );
-        s.requested = requested.clone();
+        s.owned.requested = requested.clone();
         if due.asked {
             // Asked by hand: whatever failed before is tried again.
-            s.failed = None;
+            s.owned.failed = None;
         }
         (
             due,
-            std::mem::take(&mut s.drift),
-            s.health.as_ref().map(HealthWait::spacing_left),
+            std::mem::take(&mut s.observed.drift),
+            s.owned.health.as_ref().map(HealthWait::spacing_left),
         )
     })
 }
@@ -205,7 +197,7 @@ async fn fetch_and_sync(
     let app = reporter.app;
     let key = spec.app.clone();
     ctx.with_state(&key, |s| {
-        s.next_fetch = Some(Instant::now() + spec_interval(app))
+        s.owned.next_fetch = Some(Instant::now() + spec_interval(app))
     });
     let fetched = match spec::access(ctx, app, spec).await {
         Ok(a) => {
@@ -224,7 +216,7 @@ async fn fetch_and_sync(
                 .map(|r| format!("; the cluster keeps revision {}", short(r)))
                 .unwrap_or_default();
             let generation = app.metadata.generation;
-            ctx.with_state(&key, |s| s.observed_generation = generation);
+            ctx.with_state(&key, |s| s.owned.observed_generation = generation);
             status.observed_generation = generation;
             let message = format!("{message}{kept}");
             let outcome = Outcome::SourceFailed {
@@ -236,7 +228,11 @@ async fn fetch_and_sync(
         }
     };
     let (last, failed, synced) = ctx.with_state(&key, |s| {
-        (s.last_applied.clone(), s.failed.clone(), s.synced)
+        (
+            s.owned.last_applied.clone(),
+            s.owned.failed.clone(),
+            s.owned.synced,
+        )
     });
     if decide::needs_sync(
         due.spec_changed,
@@ -252,9 +248,9 @@ async fn fetch_and_sync(
         // cluster says, so read health again.
         let timeout = spec_timeout(app);
         ctx.with_state(&key, |s| {
-            s.health = Some(HealthWait::new(
+            s.owned.health = Some(HealthWait::new(
                 timeout,
-                s.inventory.entries.iter().cloned().collect(),
+                s.owned.inventory.entries.iter().cloned().collect(),
             ));
         });
     }
@@ -273,8 +269,8 @@ async fn sync(
 ) -> Outcome {
     let key = spec.app.clone();
     let (previous, vouched) = ctx.with_state(&key, |s| {
-        s.syncing = true;
-        (s.inventory.clone(), s.marked.clone())
+        s.owned.syncing = true;
+        (s.owned.inventory.clone(), s.observed.marked.clone())
     });
     let started = Instant::now();
     let started_at = epoch_seconds();
@@ -288,7 +284,7 @@ async fn sync(
             if union.entries == before.entries {
                 return Ok(());
             }
-            ctx.with_state(key_ref, |s| s.inventory = union.clone());
+            ctx.with_state(key_ref, |s| s.owned.inventory = union.clone());
             write_inventory(ctx, app, &union).await
         }
     };
@@ -316,7 +312,7 @@ async fn sync(
             // status shows it, so a later sync prunes it when it leaves Git.
             let inventory = ctx.with_state(&key, |s| {
                 failed(s, app, generation, permanent.then(|| revision.clone()));
-                s.inventory.clone()
+                s.owned.inventory.clone()
             });
             keep_inventory(status, &inventory, &key);
             return Outcome::SyncFailed {
@@ -385,17 +381,17 @@ fn synced(
     generation: Option<i64>,
     timeout: Duration,
 ) {
-    s.syncing = false;
-    s.synced = true;
-    s.failed = None;
-    s.failures = 0;
-    s.corrections.clear();
-    s.contested.clear();
-    s.observed_generation = generation;
-    s.last_applied = Some(outcome.commit.id.clone());
-    s.inventory = outcome.inventory.clone();
+    s.owned.syncing = false;
+    s.owned.synced = true;
+    s.owned.failed = None;
+    s.owned.failures = 0;
+    s.owned.corrections.clear();
+    s.owned.contested.clear();
+    s.owned.observed_generation = generation;
+    s.owned.last_applied = Some(outcome.commit.id.clone());
+    s.owned.inventory = outcome.inventory.clone();
     let applied = &outcome.applied.changes;
-    s.expected = applied
+    s.owned.expected = applied
         .iter()
         .map(|c| (c.object.clone(), Baseline::after(c)))
         .collect();
@@ -404,19 +400,11 @@ fn synced(
         .filter(|c| c.health != Some(Health::Ready))
         .map(|c| c.object.clone())
         .collect();
-    s.health = Some(HealthWait::new(timeout, pending));
-    s.drift.clear();
-    s.seen.retain(|o, _| outcome.inventory.entries.contains(o));
-    // An apply's answer is the object as of airgate's write: what a watch
-    // shows from then on is newer. (Only for what is still on its way: the
-    // rest is not waited for.)
-    for c in applied {
-        if let (Some(health), Some(rv)) = (&c.health, written(c))
-            && *health != Health::Ready
-        {
-            s.saw(&c.object, rv, health.clone());
-        }
-    }
+    s.owned.health = Some(HealthWait::new(timeout, pending));
+    // Drift queued before this sync is about what it replaced. (What the
+    // apply's answers showed of health is in the baselines: see
+    // `AppState::watched`.)
+    s.observed.drift.clear();
 }
 
 /// What a failed sync leaves in the App's state: a revision that failed
@@ -424,17 +412,17 @@ fn synced(
 /// may pass is tried again soon, then less and less often, never less
 /// often than the interval.
 fn failed(s: &mut super::AppState, app: &App, generation: Option<i64>, blocked: Option<String>) {
-    s.syncing = false;
-    s.observed_generation = generation;
+    s.owned.syncing = false;
+    s.owned.observed_generation = generation;
     let permanent = blocked.is_some();
-    s.failed = blocked;
+    s.owned.failed = blocked;
     if permanent {
-        s.failures = 0;
+        s.owned.failures = 0;
         return;
     }
-    s.failures = s.failures.saturating_add(1);
-    let again = Instant::now() + decide::retry_backoff(s.failures, spec_interval(app));
-    s.next_fetch = Some(s.next_fetch.map_or(again, |t| t.min(again)));
+    s.owned.failures = s.owned.failures.saturating_add(1);
+    let again = Instant::now() + decide::retry_backoff(s.owned.failures, spec_interval(app));
+    s.owned.next_fetch = Some(s.owned.next_fetch.map_or(again, |t| t.min(again)));
 }
 
 /// Puts `inventory` in `status`; one too large for status (the
@@ -475,7 +463,7 @@ async fn write_status(
     status: AppStatus,
 ) -> Result<(), ReconcileError> {
     let ready = status.is(ConditionType::Ready, ConditionStatus::True);
-    ctx.with_state(&key(app), |s| s.suspended = app.spec.suspend);
+    ctx.with_state(&key(app), |s| s.owned.suspended = app.spec.suspend);
     ctx.metrics.set_ready(&key(app), ready);
     if &status == before {
         return Ok(());

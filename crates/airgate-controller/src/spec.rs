@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 
 use super::Context;
-use super::reconcile::key;
+use super::key;
 
 /// Whether a URL names a user (and maybe a password) before its host.
 fn has_userinfo(url: &str) -> bool {
