@@ -1,0 +1,206 @@
+//! Whose an object is, before it is applied over and before it is
+//! deleted (see `airgate_core::ownership`): existing objects read as
+//! metadata only, and prune.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use airgate_core::inventory::PRUNE_ANNOTATION;
+use airgate_core::object::ObjectRef;
+use airgate_core::ownership::{self, AppId, Claim};
+use futures_util::StreamExt;
+
+use super::*;
+
+impl Applier {
+    /// Whose the live object `reference` is, as seen by `app`.
+    pub(crate) fn claim(
+        &self,
+        app: &AppId,
+        reference: &ObjectRef,
+        meta: &kube::api::ObjectMeta,
+    ) -> Claim {
+        ownership::claim(
+            app,
+            reference,
+            &meta.annotations.clone().unwrap_or_default(),
+            &meta.labels.clone().unwrap_or_default(),
+        )
+    }
+
+    /// Refuses, before anything is written, to apply over an object of
+    /// `planned[i]` for `i` in `which` that exists (its dry-run answered
+    /// with a version), is not `vouched` for, and is not this App's (see
+    /// [`Applier::with_owner`]).
+    /// Objects of one kind in one namespace are read with one metadata list
+    /// of this App's objects when there are more than [`LIST_ABOVE`] of
+    /// them, and any the list does not show by name; never their content.
+    pub(crate) async fn check_ownership(
+        &self,
+        planned: &[Planned<'_>],
+        which: &[usize],
+        vouched: &HashSet<ObjectRef>,
+    ) -> Result<(), ApplyError> {
+        let Some(app) = &self.owner else {
+            return Ok(());
+        };
+        let mut groups: BTreeMap<(String, String, Option<String>), Vec<ObjectRef>> =
+            BTreeMap::new();
+        for &i in which {
+            if planned[i].dry_run_version.is_none() {
+                continue;
+            }
+            let (_, reference) = self.api(&planned[i])?;
+            if vouched.contains(&reference) {
+                continue;
+            }
+            groups
+                .entry((
+                    reference.api_version.clone(),
+                    reference.kind.clone(),
+                    reference.namespace.clone(),
+                ))
+                .or_default()
+                .push(reference);
+        }
+        // A small group is read one by one: each read is a request of its own.
+        let futures = groups
+            .into_values()
+            .flat_map(|members| {
+                if members.len() <= LIST_ABOVE {
+                    members.into_iter().map(|m| vec![m]).collect()
+                } else {
+                    vec![members]
+                }
+            })
+            .map(|members| self.metadata_of(members));
+        let mut read = futures_util::stream::iter(futures).buffer_unordered(CONCURRENCY);
+        let mut refused = Vec::new();
+        while let Some(group) = read.next().await {
+            for (reference, meta) in group? {
+                let Some(meta) = meta else { continue };
+                if let Some(why) = self.claim(app, &reference, &meta).refusal(app, &reference) {
+                    refused.push((reference, why));
+                }
+            }
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        refused.sort();
+        Err(ApplyError::Ownership(
+            refused.into_iter().map(|(_, why)| why).collect(),
+        ))
+    }
+
+    /// The live metadata of each of `members` (one kind, one namespace,
+    /// named as the apply names them), `None` for those that do not exist.
+    pub(crate) async fn metadata_of(
+        &self,
+        members: Vec<ObjectRef>,
+    ) -> Result<Vec<(ObjectRef, Option<kube::api::ObjectMeta>)>, ApplyError> {
+        let planned = self.located(&members[0]).await?;
+        let (api, first) = self.api(&planned)?;
+        let fail = |e: kube::Error| ApplyError::Apply {
+            object: first.to_string(),
+            message: format!("reading who owns it: {}", api_message(&e)),
+        };
+        let mut listed: HashMap<String, kube::api::ObjectMeta> = HashMap::new();
+        if members.len() > LIST_ABOVE {
+            let params = kube::api::ListParams::default().labels(&self.selector());
+            for item in api.list_metadata(&params).await.map_err(fail)?.items {
+                if let Some(name) = item.metadata.name.clone() {
+                    listed.insert(name, item.metadata);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(members.len());
+        for reference in members {
+            let meta = match listed.remove(&reference.name) {
+                Some(meta) => Some(meta),
+                None => api
+                    .get_metadata_opt(&reference.name)
+                    .await
+                    .map_err(fail)?
+                    .map(|m| m.metadata),
+            };
+            out.push((reference, meta));
+        }
+        Ok(out)
+    }
+
+    /// Deletes `stale` objects (from the inventory, see
+    /// `Inventory::stale`), in order, except those annotated
+    /// `airgate.dev/prune: disabled` ([`Action::Skipped`]) and those that
+    /// do not carry this Applier's labels when they are read just before
+    /// the delete ([`Action::Disowned`]). Objects already gone are skipped.
+    /// Never deletes an object of `keep`, however `stale` spells it (an
+    /// entry written ahead before its kind was known may name it with a
+    /// namespace its kind does not have).
+    pub async fn prune(
+        &self,
+        stale: &[ObjectRef],
+        keep: &airgate_core::inventory::Inventory,
+    ) -> Result<ChangeSet, ApplyError> {
+        let mut changes = ChangeSet::default();
+        for reference in stale {
+            let planned = match self.located(reference).await {
+                Ok(p) => p,
+                // The kind itself is gone (its CRD was pruned): so is the object.
+                Err(_) => continue,
+            };
+            let (api, reference) = self.api(&planned)?;
+            if keep.entries.contains(&reference) {
+                continue;
+            }
+            let fail = |e: kube::Error| ApplyError::Apply {
+                object: reference.to_string(),
+                message: api_message(&e),
+            };
+            let Some(live) = api.get_opt(&reference.name).await.map_err(fail)? else {
+                continue;
+            };
+            let opted_out = live
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PRUNE_ANNOTATION))
+                .is_some_and(|v| v == "disabled");
+            // Delete only what carries this App's mark and labels now: an
+            // inventory (a status anyone with access can edit) is not proof
+            // enough.
+            let ours = match &self.owner {
+                Some(app) => self.claim(app, &reference, &live.metadata).may_delete(),
+                None => true,
+            };
+            let action = if !ours {
+                Action::Disowned
+            } else if opted_out {
+                Action::Skipped
+            } else {
+                // The very object read: not one created since under its name.
+                let params = kube::api::DeleteParams {
+                    preconditions: Some(kube::api::Preconditions {
+                        uid: live.metadata.uid.clone(),
+                        resource_version: None,
+                    }),
+                    ..kube::api::DeleteParams::background()
+                };
+                match api.delete(&reference.name, &params).await {
+                    Ok(_) => Action::Deleted,
+                    Err(kube::Error::Api(s)) if s.code == 404 => continue,
+                    // Replaced since it was read: that object is not ours.
+                    Err(kube::Error::Api(s)) if s.code == 409 => Action::Disowned,
+                    Err(e) => return Err(fail(e)),
+                }
+            };
+            changes.changes.push(Change {
+                object: reference,
+                action,
+                owned: BTreeSet::new(),
+                resource_version: None,
+                health: None,
+            });
+        }
+        Ok(changes)
+    }
+}
