@@ -264,3 +264,41 @@ async fn a_render_reads_only_the_apps_path_and_what_its_kustomization_refers_to(
     }
     Ok(())
 }
+
+/// One fetch per URL and ref served every App that asked before it
+/// started: a tenant naming another tenant's private repository, without
+/// its credentials, got the commit fetched with the other tenant's. Here a
+/// fetch holds the URL while a tenant with the credentials and then one
+/// without queue behind it; the one with the credentials fetches, and the
+/// one without must not be answered by that fetch.
+#[tokio::test]
+async fn a_fetch_is_shared_only_with_apps_that_have_the_same_credentials() -> Result<()> {
+    let p = Perimeter::get();
+    let ns = unique_name("sync-share");
+    let work = tempfile::tempdir()?;
+    std::fs::create_dir_all(work.path().join("envs/prod"))?;
+    std::fs::write(
+        work.path().join("envs/prod/cm.yaml"),
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: private, namespace: {ns}}}\n"),
+    )?;
+    let repo = unique_name("private");
+    p.git_push(work.path(), &repo, "main", "private")?;
+    let cache = tempfile::tempdir()?;
+    let syncer = Syncer::new(cache.path().to_path_buf(), None, p.kube_config().await?);
+    let owner = spec(&p, &ns, &repo)?;
+    let mut stranger = spec(&p, &format!("{ns}-x"), &repo)?;
+    stranger.app = format!("{ns}-x/shop");
+    stranger.access.password = Some("not-the-password".into());
+    let (first, second, theirs) = tokio::join!(
+        syncer.fetch(&owner),
+        syncer.fetch(&owner),
+        syncer.fetch(&stranger)
+    );
+    first?;
+    second?;
+    match theirs {
+        Err(SyncError::Source(_)) => {}
+        other => bail!("a tenant without the credentials was answered: {other:?}"),
+    }
+    Ok(())
+}
