@@ -243,6 +243,9 @@ const CONCURRENCY: usize = 16;
 /// than this is listed instead of read one by one.
 const LIST_ABOVE: usize = 8;
 
+/// Listing objects, at most this many a page.
+const LIST_PAGE: u32 = 500;
+
 /// How long to wait for a CRD to be Established.
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -72,13 +72,13 @@ impl Applier {
                     vec![members]
                 }
             })
-            .map(|members| self.metadata_of(members));
+            .map(|members| self.claims_of(app, members));
         let mut read = futures_util::stream::iter(futures).buffer_unordered(CONCURRENCY);
         let mut refused = Vec::new();
         while let Some(group) = read.next().await {
-            for (reference, meta) in group? {
-                let Some(meta) = meta else { continue };
-                if let Some(why) = self.claim(app, &reference, &meta).refusal(app, &reference) {
+            for (reference, claim) in group? {
+                let Some(claim) = claim else { continue };
+                if let Some(why) = claim.refusal(app, &reference) {
                     refused.push((reference, why));
                 }
             }
@@ -92,38 +92,53 @@ impl Applier {
         ))
     }
 
-    /// The live metadata of each of `members` (one kind, one namespace,
-    /// named as the apply names them), `None` for those that do not exist.
-    pub(crate) async fn metadata_of(
+    /// Whose each of `members` is (one kind, one namespace, named as the
+    /// apply names them), `None` for those that do not exist. A list of the
+    /// App's objects is read a page at a time and only claims are kept:
+    /// an App of 50,000 objects never holds all their metadata at once.
+    pub(crate) async fn claims_of(
         &self,
+        app: &AppId,
         members: Vec<ObjectRef>,
-    ) -> Result<Vec<(ObjectRef, Option<kube::api::ObjectMeta>)>, ApplyError> {
+    ) -> Result<Vec<(ObjectRef, Option<Claim>)>, ApplyError> {
         let planned = self.located(&members[0]).await?;
         let (api, first) = self.api(&planned)?;
         let fail = |e: kube::Error| ApplyError::Apply {
             object: first.to_string(),
             message: format!("reading who owns it: {}", api_message(&e)),
         };
-        let mut listed: HashMap<String, kube::api::ObjectMeta> = HashMap::new();
+        let mut found: HashMap<&str, Claim> = HashMap::new();
         if members.len() > LIST_ABOVE {
-            let params = kube::api::ListParams::default().labels(&self.selector());
-            for item in api.list_metadata(&params).await.map_err(fail)?.items {
-                if let Some(name) = item.metadata.name.clone() {
-                    listed.insert(name, item.metadata);
+            let wanted: HashMap<&str, &ObjectRef> =
+                members.iter().map(|m| (m.name.as_str(), m)).collect();
+            let mut params = kube::api::ListParams::default()
+                .labels(&self.selector())
+                .limit(LIST_PAGE);
+            loop {
+                let page = api.list_metadata(&params).await.map_err(fail)?;
+                for item in &page.items {
+                    let name = item.metadata.name.as_deref().unwrap_or_default();
+                    if let Some((name, reference)) = wanted.get_key_value(name) {
+                        found.insert(name, self.claim(app, reference, &item.metadata));
+                    }
+                }
+                match page.metadata.continue_ {
+                    Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                    _ => break,
                 }
             }
         }
         let mut out = Vec::with_capacity(members.len());
-        for reference in members {
-            let meta = match listed.remove(&reference.name) {
-                Some(meta) => Some(meta),
+        for reference in &members {
+            let claim = match found.remove(reference.name.as_str()) {
+                Some(claim) => Some(claim),
                 None => api
                     .get_metadata_opt(&reference.name)
                     .await
                     .map_err(fail)?
-                    .map(|m| m.metadata),
+                    .map(|m| self.claim(app, reference, &m.metadata)),
             };
-            out.push((reference, meta));
+            out.push((reference.clone(), claim));
         }
         Ok(out)
     }

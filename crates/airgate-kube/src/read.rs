@@ -61,23 +61,36 @@ impl Applier {
         let first = &objects[members[0]];
         let planned = self.located(first).await?;
         let (api, reference) = self.api(&planned)?;
-        let listed = api
-            .list(&kube::api::ListParams::default().labels(&self.selector()))
-            .await
-            .map_err(|e| ApplyError::Apply {
+        // A page at a time, keeping only the verdicts asked for.
+        let wanted: HashMap<&str, usize> = members
+            .iter()
+            .map(|&i| (objects[i].name.as_str(), i))
+            .collect();
+        let mut by_name: HashMap<&str, Health> = HashMap::new();
+        let mut params = kube::api::ListParams::default()
+            .labels(&self.selector())
+            .limit(LIST_PAGE);
+        loop {
+            let page = api.list(&params).await.map_err(|e| ApplyError::Apply {
                 object: reference.to_string(),
                 message: format!("listing {}s: {}", reference.kind, api_message(&e)),
             })?;
-        let by_name: HashMap<String, &DynamicObject> = listed
-            .items
-            .iter()
-            .filter_map(|o| Some((o.metadata.name.clone()?, o)))
-            .collect();
+            for o in &page.items {
+                let name = o.metadata.name.as_deref().unwrap_or_default();
+                if let Some((name, &i)) = wanted.get_key_value(name) {
+                    // A list's items carry no kind: judged by the one asked for.
+                    by_name.insert(name, judged(&objects[i], o));
+                }
+            }
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => break,
+            }
+        }
         let mut out = Vec::with_capacity(members.len());
         for i in members {
-            let health = match by_name.get(&objects[i].name) {
-                // A list's items carry no kind: judged by the one asked for.
-                Some(obj) => judged(&objects[i], obj),
+            let health = match by_name.remove(objects[i].name.as_str()) {
+                Some(health) => health,
                 // Not selected: someone took the labels away (drift the
                 // watches report), or it is gone. Read it by name.
                 None => self.health(&objects[i]).await?,
