@@ -51,7 +51,8 @@ NAMESPACES=5
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
 
-dev/tools build source-controller kustomize-controller >&2
+# Flux is built only when it runs.
+case " $TOOLS " in *" flux "*) dev/tools build source-controller kustomize-controller >&2 ;; esac
 perimeter_and_airgate
 [ -n "${AIRGATE_AUDIT_LOG:-}" ] || die "the perimeter has no audit log; restart it: dev/perimeter down && dev/perimeter up"
 
