@@ -188,7 +188,13 @@ tenant() {
       printf 'subjects: [{kind: ServiceAccount, name: deployer, namespace: %s}]\n---\n' "$apps"
     done
     printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n---\n' "$apps"
-    printf 'apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: deployer, namespace: %s}\n' "$apps"
+    printf 'apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: deployer, namespace: %s}\n---\n' "$apps"
+    # airgate reads the App's Git Secret as the App's ServiceAccount.
+    printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: read-git-creds, namespace: %s}\n' "$apps"
+    printf 'rules: [{apiGroups: [""], resources: [secrets], resourceNames: [git-creds], verbs: [get]}]\n---\n'
+    printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: read-git-creds, namespace: %s}\n' "$apps"
+    printf 'roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-git-creds}\n'
+    printf 'subjects: [{kind: ServiceAccount, name: deployer, namespace: %s}]\n' "$apps"
   } | kubectl apply --server-side --field-manager=bench -f - >/dev/null
   kubectl -n "$apps" create secret generic git-creds --dry-run=client -o yaml \
     --from-literal=username="$AIRGATE_GIT_USER" --from-file=password="$AIRGATE_GIT_PASSWORD_FILE" \

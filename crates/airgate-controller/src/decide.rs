@@ -97,6 +97,16 @@ pub fn contested(times: &[Instant], now: Instant) -> bool {
         >= CONTEST_CORRECTIONS
 }
 
+/// Whether a pass starts from the status this controller last wrote (at
+/// resourceVersion `written`) rather than the one on the App it was handed
+/// (at `seen`): only when the App is older than that write. A status
+/// computed from a stale App and written back once undid a sync's
+/// `lastAppliedRevision` and history, and the App said Ready at the
+/// revision before.
+pub fn start_from_written(seen: Option<u64>, written: Option<u64>) -> bool {
+    matches!((seen, written), (Some(seen), Some(written)) if seen < written)
+}
+
 /// What the health of the objects waited for says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -243,6 +253,23 @@ mod tests {
             (vec![ago(1), ago(2), ago(90)], false),
         ] {
             assert_eq!(contested(&times, now), fight, "{times:?}");
+        }
+    }
+
+    #[test]
+    fn a_pass_handed_an_app_older_than_its_own_write_starts_from_that_write() {
+        for (seen, written, want) in [
+            (Some(10), None, false),
+            (Some(10), Some(12), true),
+            (Some(12), Some(12), false),
+            (Some(15), Some(12), false),
+            (None, Some(12), false),
+        ] {
+            assert_eq!(
+                start_from_written(seen, written),
+                want,
+                "{seen:?} {written:?}"
+            );
         }
     }
 

@@ -85,7 +85,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
         app: &app,
         now: &now,
     };
-    let mut status = app.status.clone().unwrap_or_default();
+    let mut status = base_status(&ctx, &app);
     let before = status.clone();
 
     let mut spec = match spec::sync_spec(&app) {
@@ -137,6 +137,21 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
         s.owned.until_fetch(spec_interval(&app))
     });
     Ok(Action::requeue(wait.max(Duration::from_millis(500))))
+}
+
+/// The status a pass starts from: the App's, unless this controller has
+/// written a newer one than the App it was handed shows.
+fn base_status(ctx: &Context, app: &App) -> AppStatus {
+    let seen = resource_version(app);
+    let live = app.status.clone().unwrap_or_default();
+    ctx.with_state(&key(app), |s| match &s.owned.written {
+        Some((ours, status)) if decide::start_from_written(seen, Some(*ours)) => status.clone(),
+        _ => live,
+    })
+}
+
+fn resource_version(app: &App) -> Option<u64> {
+    app.metadata.resource_version.as_deref()?.parse().ok()
 }
 
 /// What is due for `app` (see [`decide::due`]), the drift the watches
@@ -469,15 +484,19 @@ async fn write_status(
         return Ok(());
     }
     let api: Api<App> = Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    api.patch_status(
-        &app.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| ReconcileError::Status {
-        app: key(app),
-        message: e.to_string(),
-    })
+    let written = api
+        .patch_status(
+            &app.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .map_err(|e| ReconcileError::Status {
+            app: key(app),
+            message: e.to_string(),
+        })?;
+    if let Some(rv) = resource_version(&written) {
+        ctx.with_state(&key(app), |s| s.owned.written = Some((rv, status)));
+    }
+    Ok(())
 }

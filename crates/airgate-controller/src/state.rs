@@ -16,6 +16,7 @@ use airgate_core::drift::Drifted;
 use airgate_core::health::Health;
 use airgate_core::inventory::Inventory;
 use airgate_core::object::ObjectRef;
+use airgate_kube::app::AppStatus;
 
 /// Two reads of health are at least this far apart, however many watch
 /// events a rollout sends.
@@ -161,6 +162,11 @@ pub struct Owned {
     /// until the next sync.
     pub contested: HashSet<ObjectRef>,
     pub suspended: bool,
+    /// The status this controller last wrote, and the App's resourceVersion
+    /// after that write: a pass handed an older App (the watch has not
+    /// caught up with airgate's own write) starts from this, not from the
+    /// stale status, which it would otherwise write back.
+    pub written: Option<(u64, AppStatus)>,
 }
 
 /// What the watches saw; only they write these (the reconciler takes the
