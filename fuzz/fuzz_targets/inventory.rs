@@ -2,7 +2,7 @@
 //! overflow.
 #![no_main]
 
-use airgate_core::bundle::Inventory;
+use airgate_core::bundle::BundleInventory;
 use airgate_core::oci;
 use libfuzzer_sys::fuzz_target;
 
