@@ -144,10 +144,13 @@ impl Applier {
     }
 
     /// Deletes `stale` objects (from the inventory, see
-    /// `Inventory::stale`), in order, except those annotated
-    /// `airgate.dev/prune: disabled` ([`Action::Skipped`]) and those that
-    /// do not carry this Applier's labels when they are read just before
-    /// the delete ([`Action::Disowned`]). Objects already gone are skipped.
+    /// `Inventory::stale`), except those annotated `airgate.dev/prune:
+    /// disabled` ([`Action::Skipped`]) and those that do not carry this
+    /// App's ownership mark and labels when they are read just before the
+    /// delete ([`Action::Disowned`]). Objects already gone are skipped.
+    /// Objects inside cluster definitions go first, [`CONCURRENCY`] at a
+    /// time; Namespaces and CRDs last, one by one. The change set keeps
+    /// `stale`'s order.
     /// Never deletes an object of `keep`, however `stale` spells it (an
     /// entry written ahead before its kind was known may name it with a
     /// namespace its kind does not have).
@@ -156,66 +159,95 @@ impl Applier {
         stale: &[ObjectRef],
         keep: &airgate_core::inventory::Inventory,
     ) -> Result<ChangeSet, ApplyError> {
+        // What lives in the cluster's definitions first, CONCURRENCY at a
+        // time; then the definitions (Namespaces, CRDs), one by one, last.
+        let (inside, definitions): (Vec<&ObjectRef>, Vec<&ObjectRef>) =
+            stale.iter().partition(|r| !r.is_cluster_definition());
+        // By index: a closure over references would keep the stream from
+        // being provably Send (see stage two of the apply).
+        let inside = &inside;
+        let futures = (0..inside.len())
+            .map(move |i| async move { (i, self.prune_one(inside[i], keep).await) });
+        let mut done: Vec<(usize, Option<Change>)> = Vec::with_capacity(inside.len());
+        let mut pruning = futures_util::stream::iter(futures).buffer_unordered(CONCURRENCY);
+        while let Some((i, result)) = pruning.next().await {
+            done.push((i, result?));
+        }
+        done.sort_by_key(|(i, _)| *i);
         let mut changes = ChangeSet::default();
-        for reference in stale {
-            let planned = match self.located(reference).await {
-                Ok(p) => p,
-                // The kind itself is gone (its CRD was pruned): so is the object.
-                Err(_) => continue,
-            };
-            let (api, reference) = self.api(&planned)?;
-            if keep.entries.contains(&reference) {
-                continue;
-            }
-            let fail = |e: kube::Error| ApplyError::Apply {
-                object: reference.to_string(),
-                message: api_message(&e),
-            };
-            let Some(live) = api.get_opt(&reference.name).await.map_err(fail)? else {
-                continue;
-            };
-            let opted_out = live
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(PRUNE_ANNOTATION))
-                .is_some_and(|v| v == "disabled");
-            // Delete only what carries this App's mark and labels now: an
-            // inventory (a status anyone with access can edit) is not proof
-            // enough.
-            let ours = match &self.owner {
-                Some(app) => self.claim(app, &reference, &live.metadata).may_delete(),
-                None => true,
-            };
-            let action = if !ours {
-                Action::Disowned
-            } else if opted_out {
-                Action::Skipped
-            } else {
-                // The very object read: not one created since under its name.
-                let params = kube::api::DeleteParams {
-                    preconditions: Some(kube::api::Preconditions {
-                        uid: live.metadata.uid.clone(),
-                        resource_version: None,
-                    }),
-                    ..kube::api::DeleteParams::background()
-                };
-                match api.delete(&reference.name, &params).await {
-                    Ok(_) => Action::Deleted,
-                    Err(kube::Error::Api(s)) if s.code == 404 => continue,
-                    // Replaced since it was read: that object is not ours.
-                    Err(kube::Error::Api(s)) if s.code == 409 => Action::Disowned,
-                    Err(e) => return Err(fail(e)),
-                }
-            };
-            changes.changes.push(Change {
-                object: reference,
-                action,
-                owned: BTreeSet::new(),
-                resource_version: None,
-                health: None,
-            });
+        changes
+            .changes
+            .extend(done.into_iter().filter_map(|(_, c)| c));
+        for reference in definitions {
+            changes
+                .changes
+                .extend(self.prune_one(reference, keep).await?);
         }
         Ok(changes)
+    }
+
+    /// Prunes one object (see [`Applier::prune`]); `None` when there was
+    /// nothing to do (gone already, its kind gone, or kept).
+    async fn prune_one(
+        &self,
+        reference: &ObjectRef,
+        keep: &airgate_core::inventory::Inventory,
+    ) -> Result<Option<Change>, ApplyError> {
+        let Ok(planned) = self.located(reference).await else {
+            // The kind itself is gone (its CRD was pruned): so is the object.
+            return Ok(None);
+        };
+        let (api, reference) = self.api(&planned)?;
+        if keep.entries.contains(&reference) {
+            return Ok(None);
+        }
+        let fail = |e: kube::Error| ApplyError::Apply {
+            object: reference.to_string(),
+            message: api_message(&e),
+        };
+        let Some(live) = api.get_opt(&reference.name).await.map_err(fail)? else {
+            return Ok(None);
+        };
+        let opted_out = live
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PRUNE_ANNOTATION))
+            .is_some_and(|v| v == "disabled");
+        // Delete only what carries this App's mark and labels now: an
+        // inventory (a status anyone with access can edit) is not proof
+        // enough.
+        let ours = match &self.owner {
+            Some(app) => self.claim(app, &reference, &live.metadata).may_delete(),
+            None => true,
+        };
+        let action = if !ours {
+            Action::Disowned
+        } else if opted_out {
+            Action::Skipped
+        } else {
+            // The very object read: not one created since under its name.
+            let params = kube::api::DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: live.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..kube::api::DeleteParams::background()
+            };
+            match api.delete(&reference.name, &params).await {
+                Ok(_) => Action::Deleted,
+                Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+                // Replaced since it was read: that object is not ours.
+                Err(kube::Error::Api(s)) if s.code == 409 => Action::Disowned,
+                Err(e) => return Err(fail(e)),
+            }
+        };
+        Ok(Some(Change {
+            object: reference,
+            action,
+            owned: BTreeSet::new(),
+            resource_version: None,
+            health: None,
+        }))
     }
 }
