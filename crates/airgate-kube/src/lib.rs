@@ -432,13 +432,9 @@ impl Applier {
         reference
     }
 
-    /// The label selector of what this Applier applies.
+    /// The label selector of what this Applier applies (its App's; none,
+    /// so everything, without one).
     pub(crate) fn selector(&self) -> String {
-        let labels: Vec<String> = self
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        labels.join(",")
+        self.owner.as_ref().map(AppId::selector).unwrap_or_default()
     }
 }

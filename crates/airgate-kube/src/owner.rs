@@ -22,8 +22,8 @@ impl Applier {
         ownership::claim(
             app,
             reference,
-            &meta.annotations.clone().unwrap_or_default(),
-            &meta.labels.clone().unwrap_or_default(),
+            meta.annotations.as_ref().unwrap_or(&Default::default()),
+            meta.labels.as_ref().unwrap_or(&Default::default()),
         )
     }
 
