@@ -23,6 +23,7 @@ pub mod signing;
 pub mod source;
 pub mod status;
 pub mod text;
+pub mod trust;
 
 pub use digest::Digest;
 pub use reference::ImageRef;

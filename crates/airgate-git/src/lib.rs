@@ -19,6 +19,8 @@ use sha2::{Digest as _, Sha256};
 
 pub use airgate_core::source::GitRef;
 
+pub mod trust;
+
 /// How to reach the server.
 #[derive(Clone, Default)]
 pub struct Access {
