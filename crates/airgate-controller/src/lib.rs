@@ -22,6 +22,7 @@ mod outcome;
 mod reconcile;
 mod spec;
 mod state;
+mod trust;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

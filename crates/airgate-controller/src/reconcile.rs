@@ -37,7 +37,7 @@ use serde_json::json;
 use super::decide::{self, Due};
 use super::outcome::{self, Outcome, Reporter, epoch_seconds, short};
 use super::state::{Baseline, HealthWait};
-use super::{Context, correct, drift, health, key, log, spec};
+use super::{Context, correct, drift, health, key, log, spec, trust};
 
 /// Setting this annotation on an App to a new value (a timestamp, say)
 /// makes the next pass fetch from Git now instead of at the interval.
@@ -249,18 +249,35 @@ async fn fetch_and_sync(
             s.owned.synced,
         )
     });
-    if decide::needs_sync(
+    let sync_due = decide::needs_sync(
         due.spec_changed,
         synced,
         last.as_deref(),
         failed.as_deref(),
         &commit.id,
-    ) {
-        let outcome = sync(ctx, app, spec, commit, status).await;
+    );
+    let verification = match trust::gate(ctx, reporter, spec, &commit, sync_due, status).await {
+        trust::Gate::Open(v) => v,
+        trust::Gate::Closed => return,
+    };
+    if sync_due {
+        let mut outcome = sync(ctx, app, spec, commit, status).await;
+        if let Some(v) = &verification {
+            match &mut outcome {
+                Outcome::Synced { record, .. } => {
+                    record.trust = v.trust.clone();
+                    let summary = trust::summary(v);
+                    trust::verified(reporter, &summary, status);
+                    status.verified = Some(summary);
+                }
+                Outcome::SyncFailed { record, .. } => record.trust = v.trust.clone(),
+                _ => {}
+            }
+        }
         reporter.report(outcome, status).await;
-    } else if source_failed {
-        // Git is back and nothing changed: what is Ready now is what the
-        // cluster says, so read health again.
+    } else if source_failed || status.has_reason(ConditionType::Ready, Reason::VerificationFailed) {
+        // Git is back (or the refused commit left it) and nothing changed:
+        // what is Ready now is what the cluster says, so read health again.
         let timeout = spec_timeout(app);
         ctx.with_state(&key, |s| {
             s.owned.health = Some(HealthWait::new(

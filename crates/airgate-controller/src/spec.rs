@@ -2,10 +2,12 @@
 //! credentials, read as the App's ServiceAccount.
 
 use airgate_core::policy::Policy;
+use airgate_core::trust::{TrustPolicy, VerifyMode};
 use airgate_git::Access;
+use airgate_git::trust::Signers;
 use airgate_kube::app::App;
 use airgate_sync::SyncSpec;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, ResourceExt};
 
 use super::Context;
@@ -70,7 +72,91 @@ pub fn sync_spec(app: &App) -> Result<SyncSpec, String> {
             require_digests: app.spec.policy.require_digests,
         },
         prune: app.spec.prune,
+        verify: verify(app)?,
     })
+}
+
+/// `spec.source.verify`, checked.
+fn verify(app: &App) -> Result<Option<airgate_sync::Verify>, String> {
+    let Some(v) = &app.spec.source.verify else {
+        return Ok(None);
+    };
+    let name = &v.signers.config_map_ref.name;
+    if !is_dns_subdomain(name) {
+        return Err(format!(
+            "spec.source.verify.signers.configMapRef.name '{}' is not a ConfigMap name",
+            airgate_core::text::shown(name, 100)
+        ));
+    }
+    let min = v.min_distinct_signers.unwrap_or(1);
+    if min == 0 {
+        return Err("spec.source.verify.minDistinctSigners must be at least 1".into());
+    }
+    if min > 1 && v.mode == VerifyMode::Head {
+        return Err(format!(
+            "spec.source.verify.minDistinctSigners is {min} but mode is head: one commit carries one signature\nhint: use mode: history, which verifies every commit since the last applied revision"
+        ));
+    }
+    if let Some(bad) = v
+        .require_trailers
+        .iter()
+        .find(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    {
+        return Err(format!(
+            "spec.source.verify.requireTrailers: '{}' is not a trailer name (letters, digits and '-')",
+            airgate_core::text::shown(bad, 60)
+        ));
+    }
+    Ok(Some(airgate_sync::Verify {
+        policy: TrustPolicy {
+            mode: v.mode,
+            min_distinct_signers: min,
+            require_trailers: v.require_trailers.clone(),
+        },
+        config_map: name.clone(),
+    }))
+}
+
+/// The allowed signers of `spec.source.verify`, read as the App's
+/// ServiceAccount (like its Git Secret): an App trusts only signers its
+/// own account may read. Whoever may write that ConfigMap decides who may
+/// change the App: keep write access to the platform team.
+pub async fn signers(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Signers, String> {
+    let Some(verify) = &spec.verify else {
+        return Ok(Signers::default());
+    };
+    let ns = app.namespace().unwrap_or_default();
+    let client = ctx
+        .syncer
+        .applier(spec)
+        .map_err(|e| e.to_string())?
+        .client();
+    let maps: Api<ConfigMap> = Api::namespaced(client, &ns);
+    let name = &verify.config_map;
+    let map = maps.get(name).await.map_err(|e| {
+        format!(
+            "reading ConfigMap {ns}/{name} (spec.source.verify.signers) as ServiceAccount {ns}/{}: {}",
+            spec.service_account,
+            match e {
+                kube::Error::Api(s) => s.message,
+                other => other.to_string(),
+            }
+        )
+    })?;
+    let data = map.data.unwrap_or_default();
+    let binary = map.binary_data.unwrap_or_default();
+    let entries = data
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .chain(binary.iter().map(|(k, v)| (k.as_str(), v.0.as_slice())));
+    let signers =
+        Signers::from_entries(entries).map_err(|e| format!("ConfigMap {ns}/{name}: {e}"))?;
+    if signers.is_empty() {
+        return Err(format!(
+            "ConfigMap {ns}/{name} names no signer: nothing can be verified\nhint: add allowed_signers (git's SSH format) or *.asc OpenPGP public keys"
+        ));
+    }
+    Ok(signers)
 }
 
 /// Git credentials and CA from `spec.source.secretRef`, read as the App's

@@ -145,6 +145,9 @@ pub struct Owned {
     /// A revision that failed for a reason that retrying cannot fix
     /// (render, policy, dry-run): not tried again until Git or the spec moves.
     pub failed: Option<String>,
+    /// A revision commit trust refused, with the signers' digest it was
+    /// refused under: not reported again until either changes.
+    pub refused: Option<(String, String)>,
     pub inventory: Inventory,
     /// What airgate owned in each object after its own last write.
     pub expected: HashMap<ObjectRef, Baseline>,

@@ -51,6 +51,9 @@ words! {
         Stalled = "Stalled",
         /// Someone else changed what airgate applied.
         Drifted = "Drifted",
+        /// The revision's signatures meet `spec.source.verify` (set only when
+        /// the App asks for verification).
+        SourceVerified = "SourceVerified",
     }
 }
 
@@ -102,6 +105,13 @@ words! {
         Synced = "Synced",
         /// A correction kept being undone: not tried again until the next sync.
         CorrectionUndone = "CorrectionUndone",
+        /// Every commit verified carries the signatures and trailers
+        /// `spec.source.verify` asks for.
+        Verified = "Verified",
+        /// A commit is unsigned, signed by a key not allowed, revoked or
+        /// expired; too few distinct signers; or a required trailer is
+        /// missing. Nothing of the revision is applied.
+        VerificationFailed = "VerificationFailed",
     }
 }
 

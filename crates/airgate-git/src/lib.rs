@@ -79,6 +79,9 @@ pub struct Commit {
     pub author: Signature,
     pub committer: Signature,
     pub message: String,
+    /// The annotated tag object the ref named, when it was a tag (its
+    /// signature is what commit trust checks).
+    pub tag: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +137,9 @@ pub fn is_safe_tree_name(name: &[u8]) -> bool {
 #[derive(Clone, Debug)]
 pub struct Mirror {
     dir: PathBuf,
+    /// Fetch whole histories (commit trust walks them), in mirrors of
+    /// their own: a shallow fetch never cuts a history another App walks.
+    history: bool,
 }
 
 /// The reference a fetch writes, so the result can be found again.
@@ -141,13 +147,72 @@ const FETCHED: &str = "refs/airgate/fetched";
 
 impl Mirror {
     pub fn new(dir: impl Into<PathBuf>) -> Mirror {
-        Mirror { dir: dir.into() }
+        Mirror {
+            dir: dir.into(),
+            history: false,
+        }
+    }
+
+    /// Mirrors in the same directory that fetch whole histories.
+    pub fn with_history(&self) -> Mirror {
+        Mirror {
+            dir: self.dir.clone(),
+            history: true,
+        }
     }
 
     /// The bare repository that mirrors `url`.
     pub fn path_for(&self, url: &str) -> PathBuf {
         let hash = format!("{:x}", Sha256::digest(url.as_bytes()));
-        self.dir.join(format!("{}.git", &hash[..16]))
+        let suffix = if self.history { ".history" } else { "" };
+        self.dir.join(format!("{}{suffix}.git", &hash[..16]))
+    }
+
+    /// Opens the mirror of `url` (for [`trust::verify_range`]).
+    pub fn open(&self, url: &str) -> Result<gix::Repository, GitError> {
+        self.open_or_init(url)
+    }
+
+    /// Commit trust over the mirror of `url`: see [`trust::verify_range`].
+    /// `head` and `from` are object ids; a `from` the mirror no longer has
+    /// (history rewritten) counts as none: the range is then what a first
+    /// sync verifies, and the head must still pass on its own.
+    pub fn verify(
+        &self,
+        url: &str,
+        head: &str,
+        from: Option<&str>,
+        policy: &airgate_core::trust::TrustPolicy,
+        signers: &trust::Signers,
+        now: i64,
+    ) -> Result<trust::Verified, GitError> {
+        let repo = self.open_or_init(url)?;
+        let id = |s: &str| {
+            gix::ObjectId::from_hex(s.as_bytes()).map_err(|_| GitError::Repository {
+                url: url.to_string(),
+                message: format!("'{s}' is not an object id"),
+            })
+        };
+        let from = match from {
+            Some(f) => Some(id(f)?).filter(|f| repo.find_object(*f).is_ok()),
+            None => None,
+        };
+        trust::verify_range(&repo, id(head)?, from, policy, signers, now)
+    }
+
+    /// The annotated tag object the last fetch of a tag stored, if the tag
+    /// is annotated. Call it right after [`Mirror::fetch`], under the same
+    /// lock: the next fetch of `url` moves the reference.
+    pub fn fetched_tag(&self, url: &str) -> Result<Option<String>, GitError> {
+        let repo = self.open_or_init(url)?;
+        let fail = |e: &dyn std::fmt::Display| GitError::Repository {
+            url: url.to_string(),
+            message: e.to_string(),
+        };
+        let mut reference = repo.find_reference(FETCHED).map_err(|e| fail(&e))?;
+        let id = reference.follow_to_object().map_err(|e| fail(&e))?;
+        let kind = repo.find_object(id).map_err(|e| fail(&e))?.kind;
+        Ok((kind == gix::object::Kind::Tag).then(|| id.to_string()))
     }
 
     fn open_or_init(&self, url: &str) -> Result<gix::Repository, GitError> {
@@ -175,8 +240,8 @@ impl Mirror {
             message,
         };
         let (specs, shallow): (Vec<String>, bool) = match git_ref {
-            GitRef::Branch(b) => (vec![format!("+refs/heads/{b}:{FETCHED}")], true),
-            GitRef::Tag(t) => (vec![format!("+refs/tags/{t}:{FETCHED}")], true),
+            GitRef::Branch(b) => (vec![format!("+refs/heads/{b}:{FETCHED}")], !self.history),
+            GitRef::Tag(t) => (vec![format!("+refs/tags/{t}:{FETCHED}")], !self.history),
             GitRef::Commit(_) => (
                 vec![
                     "+refs/heads/*:refs/airgate/heads/*".to_string(),
@@ -273,6 +338,7 @@ impl Mirror {
             author: person(decoded.author().map_err(|e| fail(&e))?)?,
             committer: person(decoded.committer().map_err(|e| fail(&e))?)?,
             message: decoded.message.to_string(),
+            tag: None,
         })
     }
 

@@ -609,7 +609,14 @@ pub fn verify_range(
     };
     let commit =
         gix::ObjectId::from_hex(top.commit.as_bytes()).map_err(|e| fail("commit id", e))?;
-    let head_trust = verify_object(signers, &top, &policy.require_trailers, now);
+    let mut head_trust = verify_object(signers, &top, &policy.require_trailers, now);
+    if top.tag.is_some() {
+        // A tag's trailers, or else the tagged commit's, count for the revision.
+        let tagged = read_commit(repo, commit)?;
+        for (name, values) in recorded_trailers(&tagged.message, &policy.require_trailers) {
+            head_trust.trailers.entry(name).or_insert(values);
+        }
+    }
     let mut range = Vec::new();
     if policy.mode == VerifyMode::History {
         let hidden: Vec<gix::ObjectId> = match from {
@@ -654,4 +661,35 @@ fn first_parent(
         .find_commit(commit)
         .map_err(|e| fail(&format!("commit {commit}"), e))?;
     Ok(c.parent_ids().next().map(|p| p.detach()))
+}
+
+/// Opens a local clone to verify (objects only: its configuration, hooks
+/// and work tree are not read).
+pub fn open_clone(path: &std::path::Path) -> Result<gix::Repository, GitError> {
+    gix::open_opts(path, gix::open::Options::isolated()).map_err(|e| GitError::Repository {
+        url: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// A revision of a clone: a full commit id, `HEAD`, or a branch or tag
+/// name. An annotated tag stays the tag (its signature is what counts).
+pub fn resolve(repo: &gix::Repository, rev: &str) -> Result<gix::ObjectId, GitError> {
+    let missing = || GitError::Repository {
+        url: repo.path().display().to_string(),
+        message: format!(
+            "'{}' names no commit or tag here\nhint: give a full commit id, HEAD, or a branch or tag name",
+            airgate_core::text::shown(rev, 80)
+        ),
+    };
+    if rev.len() == 40
+        && let Ok(id) = gix::ObjectId::from_hex(rev.as_bytes())
+    {
+        return repo.find_object(id).map(|o| o.id).map_err(|_| missing());
+    }
+    let mut reference = repo.find_reference(rev).map_err(|_| missing())?;
+    reference
+        .follow_to_object()
+        .map(|id| id.detach())
+        .map_err(|_| missing())
 }

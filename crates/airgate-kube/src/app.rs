@@ -9,6 +9,7 @@ use airgate_core::inventory::Inventory;
 use airgate_core::object::ObjectRef;
 use airgate_core::source::GitRef;
 pub use airgate_core::status::{ConditionStatus, ConditionType, Reason, RecordKind, RecordResult};
+use airgate_core::trust::VerifyMode;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,50 @@ pub struct AppSource {
     /// `ca.crt` (each optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
+    /// Commit trust: the signatures (and trailers) a revision needs before
+    /// anything of it is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<SourceVerify>,
+}
+
+/// `spec.source.verify`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceVerify {
+    /// `history` (default): every commit between the last applied revision
+    /// and the new one; `head`: only the commit applied.
+    #[serde(default)]
+    #[schemars(schema_with = "verify_mode_schema")]
+    pub mode: VerifyMode,
+    /// Who may sign.
+    pub signers: SignersRef,
+    /// The verified range must carry valid signatures of at least this
+    /// many distinct allowed signers (needs `mode: history` above 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32", "minimum" = 1))]
+    pub min_distinct_signers: Option<u32>,
+    /// Trailers the applied commit's message must carry (`Ticket`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_trailers: Vec<String>,
+}
+
+fn verify_mode_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string", "enum": ["history", "head"], "default": "history"})
+}
+
+/// Where the allowed signers are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignersRef {
+    /// A ConfigMap in the App's namespace, read as the App's
+    /// ServiceAccount: key `allowed_signers` (git's SSH allowed-signers
+    /// format) and keys ending in `.asc` (armored OpenPGP public keys).
+    pub config_map_ref: ConfigMapRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigMapRef {
+    pub name: String,
 }
 
 /// Exactly one of branch, tag or commit.
@@ -136,6 +181,30 @@ pub struct AppStatus {
     /// The most recent syncs, newest first (at most [`HISTORY_LIMIT`]).
     #[serde(default)]
     pub history: Vec<SyncSummary>,
+    /// Who signed the last applied revision (with `spec.source.verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<SourceVerification>,
+}
+
+/// What commit trust found for the last revision it accepted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceVerification {
+    pub revision: String,
+    /// The last applied revision the range started from (none the first time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Which signers ConfigMap content it was checked against (a SHA-256).
+    pub signers_digest: String,
+    /// `principal (key type fingerprint)` of each distinct signer.
+    pub signers: Vec<String>,
+    /// The applied commit's recorded trailers, `Name: value`.
+    #[serde(default)]
+    pub trailers: Vec<String>,
+    /// How many commits were verified.
+    #[serde(default)]
+    #[schemars(extend("format" = "int64", "minimum" = 0))]
+    pub commits: u64,
 }
 
 /// Inventories of more objects than this are kept compressed in status.
@@ -487,6 +556,7 @@ mod tests {
                 git_ref: r,
                 path: "envs/prod".into(),
                 secret_ref: None,
+                verify: None,
             },
             interval: "1m".into(),
             service_account_name: "shop-deployer".into(),

@@ -67,6 +67,10 @@ pub struct SyncRecord {
     pub images: Vec<String>,
     #[serde(default)]
     pub drift: Vec<Drift>,
+    /// Commit trust (`spec.source.verify`): each commit verified, the
+    /// applied one first, with its signer, verdict and trailers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust: Vec<airgate_core::trust::CommitTrust>,
 }
 
 /// A record as stored: its place in the chain and its hashes.
@@ -288,6 +292,7 @@ mod tests {
             }],
             images: vec!["registry.internal/web:1.2.4@sha256:abc".into()],
             drift: vec![],
+            trust: vec![],
         }
     }
 

@@ -36,6 +36,8 @@ use airgate_core::inventory::Inventory;
 use airgate_core::ownership::AppId;
 use airgate_core::policy::{Policy, Violation};
 use airgate_core::status::{Reason, RecordKind, RecordResult};
+use airgate_core::trust::{CommitTrust, Refusal, TrustPolicy, judge};
+use airgate_git::trust::Signers;
 use airgate_git::{Access, Commit, GitError, GitRef, Mirror};
 use airgate_kube::{Applier, ApplyError, ChangeSet};
 use airgate_render::{Manifest, RenderError, Renderer};
@@ -59,6 +61,31 @@ pub struct SyncSpec {
     pub service_account: String,
     pub policy: Policy,
     pub prune: bool,
+    /// Commit trust: what the revision's signatures must meet, and the
+    /// ConfigMap naming who may sign (`spec.source.verify`).
+    pub verify: Option<Verify>,
+}
+
+/// `spec.source.verify`, checked.
+#[derive(Clone, Debug)]
+pub struct Verify {
+    pub policy: TrustPolicy,
+    /// The ConfigMap of allowed signers, in the App's namespace.
+    pub config_map: String,
+}
+
+/// What commit trust accepted.
+#[derive(Clone, Debug)]
+pub struct Verification {
+    /// The revision verified (the commit applied).
+    pub revision: String,
+    /// Where the range started: the last applied revision, if any.
+    pub from: Option<String>,
+    /// Each commit verified, the applied one first.
+    pub trust: Vec<CommitTrust>,
+    /// The distinct signers, by principal.
+    pub signers: Vec<String>,
+    pub signers_digest: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +100,13 @@ pub enum SyncError {
     },
     #[error("policy: {} violation(s); nothing was applied: {}", .0.len(), .0.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; "))]
     Policy(Vec<Violation>),
+    #[error("commit trust refuses revision {}: {refusal}", &revision[..revision.len().min(12)])]
+    Unverified {
+        revision: String,
+        refusal: Refusal,
+        /// Every commit verified, the applied one first.
+        trust: Vec<CommitTrust>,
+    },
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error("{0}")]
@@ -86,6 +120,7 @@ impl SyncError {
             SyncError::Source(_) => Reason::SourceFailed,
             SyncError::Render { .. } => Reason::RenderFailed,
             SyncError::Policy(_) => Reason::PolicyViolation,
+            SyncError::Unverified { .. } => Reason::VerificationFailed,
             SyncError::Apply(e) => match e.cause() {
                 ApplyError::DryRun { .. } => Reason::DryRunFailed,
                 ApplyError::Ownership(_) => Reason::OwnershipConflict,
@@ -132,6 +167,7 @@ impl SyncOutcome {
             objects: object_changes(changes),
             images: self.images.clone(),
             drift: Vec::new(),
+            trust: Vec::new(),
         }
     }
 }
@@ -257,6 +293,63 @@ impl Syncer {
         }
     }
 
+    /// The mirror an App's fetches and reads go to: Apps that verify
+    /// commits walk histories, so theirs are whole.
+    fn mirror_for(&self, spec: &SyncSpec) -> Mirror {
+        if spec.verify.is_some() {
+            self.mirror.with_history()
+        } else {
+            self.mirror.clone()
+        }
+    }
+
+    /// Commit trust: verifies `commit` (the tag that named it, for a tag)
+    /// and, in history mode, every commit since `from` (the last applied
+    /// revision), against `signers`; fails closed with
+    /// [`SyncError::Unverified`] naming each problem.
+    pub async fn verify(
+        &self,
+        spec: &SyncSpec,
+        commit: &Commit,
+        from: Option<&str>,
+        signers: Signers,
+    ) -> Result<Verification, SyncError> {
+        let Some(verify) = spec.verify.clone() else {
+            return Err(SyncError::Internal(
+                "verify called for an App that does not ask for it".into(),
+            ));
+        };
+        let mirror = self.mirror_for(spec);
+        let url = spec.url.clone();
+        let head = commit.tag.clone().unwrap_or_else(|| commit.id.clone());
+        let (revision, from) = (commit.id.clone(), from.map(str::to_string));
+        tokio::task::spawn_blocking(move || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let verified =
+                mirror.verify(&url, &head, from.as_deref(), &verify.policy, &signers, now)?;
+            let trust: Vec<CommitTrust> = verified.all().cloned().collect();
+            match judge(&verify.policy, &verified.head, &verified.range) {
+                Ok(verdict) => Ok(Verification {
+                    revision,
+                    from,
+                    trust,
+                    signers: verdict.signers.into_iter().collect(),
+                    signers_digest: signers.digest.clone(),
+                }),
+                Err(refusal) => Err(SyncError::Unverified {
+                    revision,
+                    refusal,
+                    trust,
+                }),
+            }
+        })
+        .await
+        .map_err(|e| SyncError::Internal(e.to_string()))?
+    }
+
     /// The field manager every apply uses.
     pub fn field_manager(&self) -> &str {
         &self.field_manager
@@ -282,20 +375,25 @@ impl Syncer {
             all.entry(spec.url.clone()).or_default().clone()
         };
         let mut per_url = per_url.lock().await;
-        let key = format!("{} {}", spec.git_ref, spec.access.fingerprint());
+        let history = spec.verify.is_some();
+        let key = format!("{} {} {history}", spec.git_ref, spec.access.fingerprint());
         if let Some((started, commit)) = per_url.get(&key)
             && *started >= asked
         {
             return Ok(commit.clone());
         }
         let started = Instant::now();
-        let mirror = self.mirror.clone();
+        let mirror = self.mirror_for(spec);
         let (url, git_ref, access) = (spec.url.clone(), spec.git_ref.clone(), spec.access.clone());
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let commit = tokio::task::spawn_blocking(move || -> Result<Commit, SyncError> {
             let id = mirror.fetch(&url, &git_ref, &access)?;
-            Ok(mirror.commit(&url, &id)?)
+            let mut commit = mirror.commit(&url, &id)?;
+            if matches!(git_ref, GitRef::Tag(_)) {
+                commit.tag = mirror.fetched_tag(&url)?;
+            }
+            Ok(commit)
         })
         .await
         .map_err(|e| SyncError::Internal(e.to_string()))??;
@@ -392,7 +490,7 @@ impl Syncer {
         if let Some(hit) = hit {
             return hit.iter().map(Compact::manifest).collect();
         }
-        let (mirror, renderer) = (self.mirror.clone(), self.renderer.clone());
+        let (mirror, renderer) = (self.mirror_for(spec), self.renderer.clone());
         let (url, path, revision) = (spec.url.clone(), spec.path.clone(), commit.to_string());
         let manifests = tokio::task::spawn_blocking(move || -> Result<Vec<Manifest>, SyncError> {
             let clean = path.trim_matches('/');

@@ -59,6 +59,7 @@ fn spec(p: &Perimeter, ns: &str, repo: &str) -> Result<SyncSpec> {
             require_digests: true,
         },
         prune: true,
+        verify: None,
     })
 }
 

@@ -61,6 +61,14 @@ pub enum Command {
     /// KUBECONFIG). Every apply impersonates the App's ServiceAccount. Only the holder of
     /// the Lease reconciles: run several for availability, never two appliers.
     Controller(ControllerArgs),
+    /// Check a clone's commits as the controller would before applying them: signatures
+    /// by allowed signers (SSH and OpenPGP), distinct signers, required trailers.
+    ///
+    /// Verifies --to (a commit, or an annotated tag whose signature counts) and every
+    /// commit reachable from it but not from --from; without --from, what --to brings in
+    /// (for a merge, the merged commits). Exits non-zero naming each problem: run it in CI
+    /// before merge to refuse what the controller would refuse.
+    VerifyCommits(VerifyCommitsArgs),
     /// Show Apps: revision, readiness and why.
     #[command(subcommand)]
     Get(GetCommand),
@@ -193,6 +201,34 @@ pub enum ObjectOutput {
     Table,
     Yaml,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyCommitsArgs {
+    /// A clone (or bare repository) holding the commits.
+    #[arg(value_name = "PATH_TO_CLONE")]
+    pub repository: PathBuf,
+    /// Who may sign: a directory with `allowed_signers` (git's SSH format) and `*.asc`
+    /// OpenPGP public keys, or one such file.
+    #[arg(long, value_name = "DIR_OR_FILE")]
+    pub signers: PathBuf,
+    /// The last revision already accepted (the App's last applied revision).
+    #[arg(long, value_name = "REV")]
+    pub from: Option<String>,
+    /// The revision to accept: a full commit id, HEAD, a branch or a tag.
+    #[arg(long, value_name = "REV", default_value = "HEAD")]
+    pub to: String,
+    /// The range must carry valid signatures of at least N distinct allowed signers.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_distinct_signers: u32,
+    /// The --to commit's message must carry this trailer (repeatable), e.g. Ticket.
+    #[arg(long, value_name = "TRAILER")]
+    pub require_trailer: Vec<String>,
+    /// Verify only --to (the App's `mode: head`).
+    #[arg(long)]
+    pub head_only: bool,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]

@@ -147,3 +147,149 @@ fn a_closed_stdout_pipe_ends_the_command_quietly() -> Result<()> {
     assert!(out.status.success(), "{stderr}");
     Ok(())
 }
+
+/// `git` in `dir` with no system or global configuration.
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// What CI runs before merge: the controller's check on a clone. Two
+/// signers and a ticket pass; one signer, a missing ticket, an unsigned
+/// commit or a key nobody allowed exit 1 naming the commit and the problem.
+#[test]
+fn verify_commits_refuses_in_ci_what_the_controller_would_refuse() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo)?;
+    let mut allowed = String::new();
+    for who in ["dev", "rel", "stranger"] {
+        let key = dir.path().join(who);
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", who, "-f", &s(&key)])
+            .status()?
+            .success();
+        assert!(ok, "ssh-keygen");
+        if who != "stranger" {
+            let public = std::fs::read_to_string(key.with_extension("pub"))?;
+            let fields: Vec<&str> = public.split_whitespace().take(2).collect();
+            allowed.push_str(&format!("{who}@corp.example {}\n", fields.join(" ")));
+        }
+    }
+    let signers = dir.path().join("allowed_signers");
+    std::fs::write(&signers, allowed)?;
+    let commit = |who: &str, message: &str| -> Result<String> {
+        let key = s(&dir.path().join(who));
+        let email = format!("user.email={who}@corp.example");
+        let mut args = vec!["-c", "user.name=x", "-c", &email, "-c", "gpg.format=ssh"];
+        let signing = format!("user.signingkey={key}");
+        if who != "nobody" {
+            args.extend(["-c", &signing]);
+        }
+        args.extend(["commit", "-q", "--allow-empty", "-m", message]);
+        if who != "nobody" {
+            args.push("-S");
+        }
+        git(&repo, &args)?;
+        git(&repo, &["rev-parse", "HEAD"])
+    };
+    git(&repo, &["init", "-q", "--initial-branch", "main"])?;
+    let base = commit("rel", "base")?;
+    commit("dev", "change")?;
+    let approved = commit("rel", "approve\n\nTicket: T-7\nReviewed-by: rel")?;
+    let verify = |extra: &[&str]| -> Result<Output> {
+        let mut args = vec![
+            "verify-commits",
+            repo.to_str().unwrap_or_default(),
+            "--signers",
+        ];
+        let signers = s(&signers);
+        args.push(&signers);
+        args.extend(extra);
+        airgate(&args)
+    };
+
+    let ok = verify(&[
+        "--from",
+        &base,
+        "--min-distinct-signers",
+        "2",
+        "--require-trailer",
+        "Ticket",
+    ])?;
+    let stderr = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "verified 2 commit(s): 2 distinct signer(s) (dev@corp.example, rel@corp.example)"
+        ),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "good               {approved} rel@corp.example ssh-ed25519 SHA256:"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Ticket: T-7"), "{stdout}");
+
+    // Only the head: one signer, so the two-person rule fails.
+    let one = verify(&["--head-only", "--min-distinct-signers", "2"])?;
+    assert_eq!(one.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&one.stderr);
+    assert!(
+        stderr.contains(
+            "error: 1 distinct allowed signer(s) over the range (rel@corp.example), 2 needed"
+        ),
+        "{stderr}"
+    );
+
+    // An unsigned commit and a stranger's on top: both named, JSON says so.
+    let unsigned = commit("nobody", "unsigned\n\nTicket: T-8")?;
+    let strange = commit("stranger", "strange\n\nTicket: T-9")?;
+    let bad = verify(&["--from", &approved, "-o", "json"])?;
+    assert_eq!(bad.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&bad.stdout)?;
+    assert_eq!(json["accepted"], false);
+    let problems = json["problems"].to_string();
+    assert!(
+        problems.contains(&format!(
+            "commit {} by nobody@corp.example: unsigned",
+            &unsigned[..12]
+        )),
+        "{problems}"
+    );
+    assert!(
+        problems.contains(&format!(
+            "commit {} by stranger@corp.example signed with ssh-ed25519 key SHA256:",
+            &strange[..12]
+        )),
+        "{problems}"
+    );
+    assert!(problems.contains("unknown-key"), "{problems}");
+    assert_eq!(json["commits"][0]["commit"], strange);
+
+    // A signers file airgate cannot honour is refused, naming the line.
+    std::fs::write(&signers, "a@x cert-authority ssh-ed25519 AAAA\n")?;
+    let refused = verify(&[])?;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("allowed_signers line 1: cert-authority is not supported"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -1751,3 +1751,300 @@ async fn a_secret_literal_kustomize_quotes_never_reaches_the_status() -> Result<
     assert!(!c.log().contains("hunter2"), "the log has it");
     Ok(())
 }
+
+/// A condition of `app`: (status, reason, message).
+fn condition(app: &App, type_: ConditionType) -> Option<(String, String, String)> {
+    app.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == type_.as_str())
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    })
+}
+
+/// One person of the commit-trust drill: an SSH key and an email.
+struct Signer {
+    email: &'static str,
+    key: PathBuf,
+}
+
+impl Signer {
+    fn new(dir: &std::path::Path, name: &str, email: &'static str) -> Result<Signer> {
+        let key = dir.join(name);
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", email, "-f"])
+            .arg(&key)
+            .status()?;
+        anyhow::ensure!(status.success(), "ssh-keygen failed");
+        Ok(Signer { email, key })
+    }
+
+    fn allowed(&self) -> Result<String> {
+        let public = std::fs::read_to_string(self.key.with_extension("pub"))?;
+        let key: Vec<&str> = public.split_whitespace().take(2).collect();
+        Ok(format!("{} {}\n", self.email, key.join(" ")))
+    }
+
+    /// `git ARGS` in the tenant's worktree as this person, signing with the key.
+    fn git(&self, t: &Tenant, args: &[&str]) -> Result<String> {
+        let key = self.key.display().to_string();
+        let mut all = vec![
+            "-c".to_string(),
+            format!("user.email={}", self.email),
+            "-c".into(),
+            format!("user.name={}", self.email),
+            "-c".into(),
+            "gpg.format=ssh".into(),
+            "-c".into(),
+            format!("user.signingkey={key}"),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        t.p.git(t.work.path(), &all)
+    }
+
+    /// A signed commit of everything in the worktree.
+    fn commit(&self, t: &Tenant, message: &str) -> Result<String> {
+        self.git(t, &["add", "--all"])?;
+        self.git(t, &["commit", "-q", "-S", "--allow-empty", "-m", message])?;
+        Ok(self.git(t, &["rev-parse", "HEAD"])?.trim().to_string())
+    }
+}
+
+impl Tenant {
+    fn push_main(&self, force: bool) -> Result<()> {
+        let url = format!("{}/{}.git", self.p.git_url, self.repo);
+        let mut args = vec!["push", "-q"];
+        if force {
+            args.push("--force");
+        }
+        args.extend([url.as_str(), "HEAD:refs/heads/main"]);
+        self.p.git(self.work.path(), &args)?;
+        Ok(())
+    }
+
+    async fn signers(&self, people: &[&Signer]) -> Result<()> {
+        let mut allowed = String::new();
+        for p in people {
+            allowed.push_str(&p.allowed()?);
+        }
+        let map = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": "signers", "namespace": self.ns},
+                         "data": {"allowed_signers": allowed}});
+        admin_apply(self, &[map]).await
+    }
+}
+
+/// The two-person rule, against the perimeter: prod needs two distinct
+/// allowed signers over the range and a Ticket trailer. A developer's
+/// signed commit alone is refused; the release engineer's signed merge on
+/// top is applied; a stranger's key is refused; a signer taken out of the
+/// ConfigMap is refused from the next commit on. Nothing refused is ever
+/// applied, and the records name both signers and the ticket.
+#[tokio::test]
+async fn the_two_person_rule_refuses_a_lone_developer_and_applies_the_release_merge() -> Result<()>
+{
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-trust").await?;
+    let keys = tempfile::tempdir()?;
+    let dev = Signer::new(keys.path(), "dev", "dev@corp.example")?;
+    let rel = Signer::new(keys.path(), "rel", "rel@corp.example")?;
+    let stranger = Signer::new(keys.path(), "stranger", "stranger@corp.example")?;
+    t.signers(&[&dev, &rel]).await?;
+
+    // main: the release engineer's root; feature: the developer's change;
+    // the release engineer merges it with a ticket.
+    t.p.git(t.work.path(), &["init", "-q", "--initial-branch", "main"])?;
+    rel.commit(&t, "start\n\nTicket: T-0")?;
+    rel.git(&t, &["checkout", "-q", "-b", "feature"])?;
+    t.write("envs/prod/release.yaml", &config_map("release", "v1"))?;
+    dev.commit(&t, "release v1")?;
+    rel.git(&t, &["checkout", "-q", "main"])?;
+    rel.git(
+        &t,
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "-S",
+            "-m",
+            "Merge v1\n\nTicket: T-1",
+            "feature",
+        ],
+    )?;
+    let m1 = rel.git(&t, &["rev-parse", "HEAD"])?.trim().to_string();
+    t.push_main(false)?;
+    let verify = json!({"source": {
+        "url": format!("{}/{}.git", t.p.git_url, t.repo), "ref": {"branch": "main"},
+        "path": "envs/prod", "secretRef": {"name": "git-creds"},
+        "verify": {"signers": {"configMapRef": {"name": "signers"}},
+                   "minDistinctSigners": 2, "requireTrailers": ["Ticket"]}}});
+    let c = t.ready(verify).await?;
+    let value = |cm: Option<ConfigMap>| {
+        cm.and_then(|c| c.data)
+            .and_then(|d| d.get("value").cloned())
+    };
+    assert_eq!(value(t.config_map("release").await?).as_deref(), Some("v1"));
+    let shop = t.apps().await?.get("shop").await?;
+    let (status, _, message) =
+        condition(&shop, ConditionType::SourceVerified).context("no SourceVerified")?;
+    assert_eq!(status, "True", "{message}");
+    assert!(
+        message.contains("dev@corp.example")
+            && message.contains("rel@corp.example")
+            && message.contains("Ticket: T-1"),
+        "{message}"
+    );
+
+    // A developer's signed commit alone: refused, nothing applied.
+    t.write("envs/prod/release.yaml", &config_map("release", "v2"))?;
+    let d2 = dev.commit(&t, "release v2, no review")?;
+    t.push_main(false)?;
+    let refused = t.until_reason("VerificationFailed", &c).await?;
+    let message = ready_message(&refused);
+    assert!(
+        message
+            .contains("1 distinct allowed signer(s) over the range (dev@corp.example), 2 needed"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "commit {} lacks the required trailer(s) Ticket",
+            &d2[..12]
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("the cluster keeps revision {}", &m1[..12])),
+        "{message}"
+    );
+    let (status, reason, _) =
+        condition(&refused, ConditionType::SourceVerified).context("no SourceVerified")?;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "VerificationFailed")
+    );
+    assert_eq!(value(t.config_map("release").await?).as_deref(), Some("v1"));
+
+    // The release engineer's signed merge on top: applied.
+    rel.git(&t, &["checkout", "-q", "-b", "feature2"])?;
+    t.write("envs/prod/release.yaml", &config_map("release", "v3"))?;
+    dev.commit(&t, "release v3")?;
+    rel.git(&t, &["checkout", "-q", "main"])?;
+    rel.git(
+        &t,
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "-S",
+            "-m",
+            "Merge v3\n\nTicket: T-3",
+            "feature2",
+        ],
+    )?;
+    let m3 = rel.git(&t, &["rev-parse", "HEAD"])?.trim().to_string();
+    t.push_main(false)?;
+    t.until(
+        "shop",
+        "the merge applied",
+        |a| applied(a).as_deref() == Some(m3.as_str()) && ready(a),
+        &c,
+    )
+    .await?;
+    assert_eq!(value(t.config_map("release").await?).as_deref(), Some("v3"));
+
+    // A key in no allowed_signers line: refused; then taken back out of Git.
+    t.write("envs/prod/release.yaml", &config_map("release", "evil"))?;
+    let s4 = stranger.commit(&t, "release evil\n\nTicket: T-4")?;
+    t.push_main(false)?;
+    let refused = t.until_reason("VerificationFailed", &c).await?;
+    let message = ready_message(&refused);
+    assert!(
+        message.contains(&format!(
+            "commit {} by stranger@corp.example signed with ssh-ed25519 key SHA256:",
+            &s4[..12]
+        )),
+        "{message}"
+    );
+    assert!(message.contains("unknown-key"), "{message}");
+    assert_eq!(value(t.config_map("release").await?).as_deref(), Some("v3"));
+    rel.git(&t, &["reset", "-q", "--hard", &m3])?;
+    t.push_main(true)?;
+    t.until("shop", "back at the merge", ready, &c).await?;
+
+    // The developer leaves the signers: the next commit they sign is refused.
+    t.signers(&[&rel]).await?;
+    rel.git(&t, &["checkout", "-q", "-b", "feature5"])?;
+    t.write("envs/prod/release.yaml", &config_map("release", "v5"))?;
+    let d5 = dev.commit(&t, "release v5")?;
+    rel.git(&t, &["checkout", "-q", "main"])?;
+    rel.git(
+        &t,
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "-S",
+            "-m",
+            "Merge v5\n\nTicket: T-5",
+            "feature5",
+        ],
+    )?;
+    let m5 = rel.git(&t, &["rev-parse", "HEAD"])?.trim().to_string();
+    t.push_main(false)?;
+    let records = c.records(&format!("{}/shop", t.ns))?;
+    let refusal = eventually("the refusal of v5", Duration::from_secs(60), || {
+        let found = c
+            .records(&format!("{}/shop", t.ns))
+            .map_err(|e| e.to_string())
+            .map(|rs| rs.into_iter().find(|r| r.revision == m5));
+        async move { found.map(|f| f.ok_or_else(|| "not yet".to_string()).map(Some))? }
+    })
+    .await?;
+    assert_eq!(refusal.result, RecordResult::Blocked);
+    let error = refusal.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!("commit {} by dev@corp.example", &d5[..12]))
+            && error.contains("unknown-key"),
+        "{error}"
+    );
+    assert_eq!(value(t.config_map("release").await?).as_deref(), Some("v3"));
+
+    // The records: who signed the applied merge, and its ticket.
+    let merge = records
+        .iter()
+        .find(|r| r.revision == m3 && r.result == RecordResult::Succeeded)
+        .context("no record of the merge")?;
+    let principals: std::collections::BTreeSet<&str> = merge
+        .trust
+        .iter()
+        .filter_map(|c| c.signer.as_ref().map(|s| s.principal.as_str()))
+        .collect();
+    assert_eq!(principals, ["dev@corp.example", "rel@corp.example"].into());
+    assert_eq!(merge.trust[0].commit, m3);
+    assert_eq!(
+        merge.trust[0].trailers.get("Ticket"),
+        Some(&vec!["T-3".to_string()])
+    );
+    assert!(
+        merge
+            .trust
+            .iter()
+            .all(|c| c.result == airgate_core::trust::TrustResult::Good)
+    );
+
+    // describe shows the signers and the ticket of the applied revision.
+    let out = airgate()
+        .args(["describe", "app", "shop", "-n", &t.ns, "--kubeconfig"])
+        .arg(&t.p.kubeconfig)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Signed by:")
+            && text.contains("rel@corp.example")
+            && text.contains("Ticket: T-3"),
+        "{text}"
+    );
+    Ok(())
+}

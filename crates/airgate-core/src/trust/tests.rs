@@ -75,7 +75,8 @@ fn a_principal_is_the_committers_email_matched_against_the_lines_patterns() {
     let signers = AllowedSigners::parse(&text).unwrap_or_default();
     let jan15 = 1_768_435_200; // 2026-01-15
     let key = key_bytes();
-    let cases: &[(&str, &str, i64, Option<Result<&str, LineMismatch>>)] = &[
+    type Case<'a> = (&'a str, &'a str, i64, Option<Result<&'a str, LineMismatch>>);
+    let cases: &[Case] = &[
         (
             "alice@corp.example",
             "git",
@@ -247,13 +248,14 @@ fn the_verdict_over_a_range() {
     let dev = commit("d1", Good, "dev@x", &[]);
     let dev2 = commit("d2", Good, "DEV@x", &[]);
     let unsigned = commit("u1", Unsigned, "dev@x", &[]);
-    let cases: Vec<(
-        &str,
+    type Case<'a> = (
+        &'a str,
         TrustPolicy,
         CommitTrust,
         Vec<CommitTrust>,
-        Result<usize, &str>,
-    )> = vec![
+        Result<usize, &'a str>,
+    );
+    let cases: Vec<Case> = vec![
         ("one good head", history(0, &[]), dev.clone(), vec![], Ok(1)),
         (
             "unsigned head",

@@ -113,6 +113,7 @@ fn render(app: &App, events: &[Event]) -> String {
         "Last attempted:   {}",
         status.last_attempted_revision.as_deref().unwrap_or("-")
     );
+    out.push_str(&commit_trust(app));
     let _ = writeln!(out, "\nConditions:");
     if status.conditions.is_empty() {
         let _ = writeln!(out, "  (none yet: is the controller running?)");
@@ -186,6 +187,48 @@ fn render(app: &App, events: &[Event]) -> String {
             when,
             e.message.as_deref().unwrap_or("")
         );
+    }
+    out
+}
+
+/// Commit trust: what the App asks for, and who signed the last applied
+/// revision (with its ticket and other trailers).
+fn commit_trust(app: &App) -> String {
+    let Some(v) = &app.spec.source.verify else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut asks = format!(
+        "mode {}, signers from ConfigMap {}",
+        match v.mode {
+            airgate_core::trust::VerifyMode::History => "history",
+            airgate_core::trust::VerifyMode::Head => "head",
+        },
+        v.signers.config_map_ref.name
+    );
+    if let Some(n) = v.min_distinct_signers {
+        asks.push_str(&format!(", at least {n} distinct signers"));
+    }
+    if !v.require_trailers.is_empty() {
+        asks.push_str(&format!(", trailers {}", v.require_trailers.join(", ")));
+    }
+    let _ = writeln!(out, "Verify:           {asks}");
+    match app.status.as_ref().and_then(|s| s.verified.as_ref()) {
+        Some(found) => {
+            let _ = writeln!(
+                out,
+                "Signed by:        {} ({} commit(s) verified at {})",
+                found.signers.join(", "),
+                found.commits,
+                found.revision.get(..12).unwrap_or(&found.revision)
+            );
+            for t in &found.trailers {
+                let _ = writeln!(out, "                  {t}");
+            }
+        }
+        None => {
+            let _ = writeln!(out, "Signed by:        - (no revision verified yet)");
+        }
     }
     out
 }

@@ -13,6 +13,7 @@ mod install;
 mod key;
 mod lock;
 mod mirror_config;
+mod verify_commits;
 mod version;
 
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Controller(args) => controller::run(args),
         Command::Get(GetCommand::Apps(args)) => get::apps(args),
         Command::Describe(DescribeCommand::App(args)) => describe::app(args),
+        Command::VerifyCommits(args) => verify_commits::run(args),
         Command::Version { output } => version::run(output),
     }
 }

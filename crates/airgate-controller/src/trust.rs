@@ -1,0 +1,217 @@
+//! Commit trust in a reconcile pass: the gate between a fetch and a sync.
+//!
+//! With `spec.source.verify`, a fetched revision is synced only after its
+//! signatures meet the App's policy ([`airgate_sync::Syncer::verify`]);
+//! otherwise nothing of it is applied, the cluster keeps the last verified
+//! revision, and the refusal is reported once (condition, Event, record)
+//! until Git or the signers change.
+//!
+//! The signers ConfigMap is read at every fetch, so an edit takes effect
+//! without a restart: a changed ConfigMap re-checks the applied revision
+//! (over the same range it was first verified on) and any refused one.
+
+use airgate_core::status::{ConditionStatus, ConditionType, Reason, RecordKind, RecordResult};
+use airgate_git::Commit;
+use airgate_kube::app::{AppStatus, SourceVerification};
+use airgate_sync::{SyncError, SyncSpec, Verification};
+
+use super::outcome::{self, Outcome, Reporter, epoch_seconds, short};
+use super::{Context, spec};
+
+/// Whether the pass may go on to sync.
+pub enum Gate {
+    /// Go on; with what was verified when the revision is new.
+    Open(Option<Verification>),
+    /// Stop: refused (and reported), or refused before with the same signers.
+    Closed,
+}
+
+/// Verifies `commit` when the App asks for it and something changed
+/// (`sync_due`: a sync is about to run; or the signers changed).
+pub async fn gate(
+    ctx: &Context,
+    reporter: &Reporter<'_>,
+    spec: &SyncSpec,
+    commit: &Commit,
+    sync_due: bool,
+    status: &mut AppStatus,
+) -> Gate {
+    if spec.verify.is_none() {
+        return Gate::Open(None);
+    }
+    let app = reporter.app;
+    let signers = match spec::signers(ctx, app, spec).await {
+        Ok(s) => s,
+        Err(message) => {
+            let marker = (commit.id.clone(), format!("unreadable: {message}"));
+            if refused_before(ctx, spec, &marker) {
+                return Gate::Closed;
+            }
+            let record = refusal_record(spec, commit, RecordResult::Failed, message, Vec::new());
+            reporter
+                .report(refused(record, status, reporter.now), status)
+                .await;
+            return Gate::Closed;
+        }
+    };
+    let digest = signers.digest.clone();
+    let applied = status.last_applied_revision.clone();
+    let prior = status.verified.clone();
+    let from = if sync_due {
+        applied.clone()
+    } else {
+        // Not new: re-check the applied revision only if the signers changed,
+        // over the range it was accepted on.
+        let same = prior
+            .as_ref()
+            .is_some_and(|p| p.revision == commit.id && p.signers_digest == digest);
+        if same || applied.as_deref() != Some(commit.id.as_str()) {
+            // Back at the accepted revision after a refused one (the bad
+            // commit was taken out of Git): it still holds.
+            if same && let Some(p) = &prior {
+                verified(reporter, p, status);
+            }
+            return Gate::Open(None);
+        }
+        prior.as_ref().and_then(|p| p.from.clone())
+    };
+    let marker = (commit.id.clone(), digest);
+    if refused_before(ctx, spec, &marker) {
+        return Gate::Closed;
+    }
+    match ctx
+        .syncer
+        .verify(spec, commit, from.as_deref(), signers)
+        .await
+    {
+        Ok(v) => {
+            ctx.with_state(&spec.app, |s| s.owned.refused = None);
+            if !sync_due {
+                let s = summary(&v);
+                verified(reporter, &s, status);
+                status.verified = Some(s);
+            }
+            Gate::Open(sync_due.then_some(v))
+        }
+        Err(error) => {
+            ctx.with_state(&spec.app, |s| s.owned.refused = Some(marker));
+            let (message, trust) = match &error {
+                SyncError::Unverified { trust, .. } => (error.to_string(), trust.clone()),
+                other => (other.to_string(), Vec::new()),
+            };
+            let kept = applied
+                .as_deref()
+                .map(|r| format!("; the cluster keeps revision {}", short(r)))
+                .unwrap_or_default();
+            let record = refusal_record(
+                spec,
+                commit,
+                RecordResult::Blocked,
+                format!("{message}{kept}"),
+                trust,
+            );
+            reporter
+                .report(refused(record, status, reporter.now), status)
+                .await;
+            Gate::Closed
+        }
+    }
+}
+
+fn refused_before(ctx: &Context, spec: &SyncSpec, marker: &(String, String)) -> bool {
+    ctx.with_state(&spec.app, |s| s.owned.refused.as_ref() == Some(marker))
+}
+
+fn refusal_record(
+    spec: &SyncSpec,
+    commit: &Commit,
+    result: RecordResult,
+    error: String,
+    trust: Vec<airgate_core::trust::CommitTrust>,
+) -> airgate_store::SyncRecord {
+    let mut record = outcome::record(&spec.app, RecordKind::Sync, &commit.id, epoch_seconds());
+    record.author = person(&commit.author);
+    record.committer = person(&commit.committer);
+    record.message = commit.message.clone();
+    record.result = result;
+    record.error = Some(error);
+    record.trust = trust;
+    record
+}
+
+fn person(s: &airgate_git::Signature) -> airgate_store::Person {
+    airgate_store::Person {
+        name: s.name.clone(),
+        email: s.email.clone(),
+    }
+}
+
+fn refused(record: airgate_store::SyncRecord, status: &mut AppStatus, now: &str) -> Outcome {
+    let message = record.error.clone().unwrap_or_default();
+    status.set_condition(
+        ConditionType::SourceVerified,
+        ConditionStatus::False,
+        Reason::VerificationFailed,
+        &message,
+        now,
+    );
+    Outcome::SyncFailed {
+        record,
+        reason: Reason::VerificationFailed,
+    }
+}
+
+/// What `status.verified` keeps of a verification.
+pub fn summary(v: &Verification) -> SourceVerification {
+    let head = v.trust.first();
+    let signers = v
+        .signers
+        .iter()
+        .map(|p| {
+            let key = v
+                .trust
+                .iter()
+                .filter_map(|c| c.signer.as_ref())
+                .find(|s| s.principal.eq_ignore_ascii_case(p));
+            match key {
+                Some(k) => format!("{p} ({} {})", k.key_type, k.fingerprint),
+                None => p.clone(),
+            }
+        })
+        .collect();
+    SourceVerification {
+        revision: v.revision.clone(),
+        from: v.from.clone(),
+        signers_digest: v.signers_digest.clone(),
+        signers,
+        trailers: head
+            .map(|h| {
+                h.trailers
+                    .iter()
+                    .flat_map(|(k, vs)| vs.iter().map(move |x| format!("{k}: {x}")))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        commits: v.trust.len() as u64,
+    }
+}
+
+/// Sets `SourceVerified=True` for what was verified.
+pub fn verified(reporter: &Reporter<'_>, s: &SourceVerification, status: &mut AppStatus) {
+    let mut message = format!(
+        "revision {}: {} commit(s) verified, signed by {}",
+        short(&s.revision),
+        s.commits,
+        s.signers.join(", ")
+    );
+    if !s.trailers.is_empty() {
+        message.push_str(&format!("; {}", s.trailers.join("; ")));
+    }
+    status.set_condition(
+        ConditionType::SourceVerified,
+        ConditionStatus::True,
+        Reason::Verified,
+        &message,
+        reporter.now,
+    );
+}
