@@ -69,7 +69,7 @@ pub fn needs_sync(
 /// object another App still owns, may pass.
 pub fn is_permanent(error: &SyncError) -> bool {
     match error {
-        SyncError::Render { .. } | SyncError::Policy(_) => true,
+        SyncError::Render { .. } | SyncError::Policy(_) | SyncError::Unverified { .. } => true,
         SyncError::Apply(e) => match e.cause() {
             ApplyError::DryRun { retryable, .. } => !retryable,
             ApplyError::Object(_) | ApplyError::UnknownKind { .. } => true,
@@ -149,9 +149,113 @@ pub fn verdict(results: Vec<(ObjectRef, Health)>, timed_out: bool) -> Verdict {
     }
 }
 
+/// What commit trust does with a fetched revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrustStep {
+    /// Nothing: the revision is not new and the signers did not change
+    /// (or it is a revision that is neither applied nor due).
+    Skip,
+    /// The applied revision, accepted under these very signers: it holds.
+    Holds,
+    /// Verify, over the range from this revision (none: the first time).
+    Check { from: Option<String> },
+}
+
+/// Whether `commit` needs verifying: before every sync (`sync_due`), from
+/// the applied revision; otherwise only when the signers' digest changed
+/// since the applied revision was accepted (`accepted`: its revision, the
+/// range it was accepted from, and the digest), over that same range.
+pub fn trust_step(
+    sync_due: bool,
+    commit: &str,
+    applied: Option<&str>,
+    accepted: Option<(&str, Option<&str>, &str)>,
+    digest: &str,
+) -> TrustStep {
+    if sync_due {
+        return TrustStep::Check {
+            from: applied.map(str::to_string),
+        };
+    }
+    if applied != Some(commit) {
+        return TrustStep::Skip;
+    }
+    match accepted {
+        Some((revision, _, d)) if revision == commit && d == digest => TrustStep::Holds,
+        Some((revision, from, _)) if revision == commit => TrustStep::Check {
+            from: from.map(str::to_string),
+        },
+        // Applied before verification was asked for, or by another
+        // revision's acceptance: check the revision by itself.
+        _ => TrustStep::Check { from: None },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_commit_trust_checks() {
+        let check = |from: Option<&str>| TrustStep::Check {
+            from: from.map(str::to_string),
+        };
+        let cases = [
+            (
+                "a new revision, from the applied one",
+                true,
+                "b",
+                Some("a"),
+                Some(("a", None, "d1")),
+                "d1",
+                check(Some("a")),
+            ),
+            ("the first sync", true, "a", None, None, "d1", check(None)),
+            (
+                "nothing new, same signers",
+                false,
+                "a",
+                Some("a"),
+                Some(("a", Some("z"), "d1")),
+                "d1",
+                TrustStep::Holds,
+            ),
+            (
+                "signers changed: same range again",
+                false,
+                "a",
+                Some("a"),
+                Some(("a", Some("z"), "d1")),
+                "d2",
+                check(Some("z")),
+            ),
+            (
+                "verification asked for after the apply",
+                false,
+                "a",
+                Some("a"),
+                None,
+                "d1",
+                check(None),
+            ),
+            (
+                "a refused revision, not due",
+                false,
+                "b",
+                Some("a"),
+                Some(("a", None, "d1")),
+                "d2",
+                TrustStep::Skip,
+            ),
+        ];
+        for (name, due, commit, applied, accepted, digest, want) in cases {
+            assert_eq!(
+                trust_step(due, commit, applied, accepted, digest),
+                want,
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn what_is_due() {

@@ -15,6 +15,7 @@ use airgate_git::Commit;
 use airgate_kube::app::{AppStatus, SourceVerification};
 use airgate_sync::{SyncError, SyncSpec, Verification};
 
+use super::decide::{self, TrustStep};
 use super::outcome::{self, Outcome, Reporter, epoch_seconds, short};
 use super::{Context, spec};
 
@@ -57,23 +58,25 @@ pub async fn gate(
     let digest = signers.digest.clone();
     let applied = status.last_applied_revision.clone();
     let prior = status.verified.clone();
-    let from = if sync_due {
-        applied.clone()
-    } else {
-        // Not new: re-check the applied revision only if the signers changed,
-        // over the range it was accepted on.
-        let same = prior
-            .as_ref()
-            .is_some_and(|p| p.revision == commit.id && p.signers_digest == digest);
-        if same || applied.as_deref() != Some(commit.id.as_str()) {
+    let accepted = prior.as_ref().map(|p| {
+        (
+            p.revision.as_str(),
+            p.from.as_deref(),
+            p.signers_digest.as_str(),
+        )
+    });
+    let from = match decide::trust_step(sync_due, &commit.id, applied.as_deref(), accepted, &digest)
+    {
+        TrustStep::Skip => return Gate::Open(None),
+        TrustStep::Holds => {
             // Back at the accepted revision after a refused one (the bad
             // commit was taken out of Git): it still holds.
-            if same && let Some(p) = &prior {
+            if let Some(p) = &prior {
                 verified(reporter, p, status);
             }
             return Gate::Open(None);
         }
-        prior.as_ref().and_then(|p| p.from.clone())
+        TrustStep::Check { from } => from,
     };
     let marker = (commit.id.clone(), digest);
     if refused_before(ctx, spec, &marker) {
