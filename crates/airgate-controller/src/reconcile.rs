@@ -263,16 +263,7 @@ async fn fetch_and_sync(
     if sync_due {
         let mut outcome = sync(ctx, app, spec, commit, status).await;
         if let Some(v) = &verification {
-            match &mut outcome {
-                Outcome::Synced { record, .. } => {
-                    record.trust = v.trust.clone();
-                    let summary = trust::summary(v);
-                    trust::verified(reporter, &summary, status);
-                    status.verified = Some(summary);
-                }
-                Outcome::SyncFailed { record, .. } => record.trust = v.trust.clone(),
-                _ => {}
-            }
+            trust::attach(reporter, v, &mut outcome, status);
         }
         reporter.report(outcome, status).await;
     } else if source_failed || status.has_reason(ConditionType::Ready, Reason::VerificationFailed) {

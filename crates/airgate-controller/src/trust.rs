@@ -98,26 +98,57 @@ pub async fn gate(
         }
         Err(error) => {
             ctx.with_state(&spec.app, |s| s.owned.refused = Some(marker));
-            let (message, trust) = match &error {
-                SyncError::Unverified { trust, .. } => (error.to_string(), trust.clone()),
-                other => (other.to_string(), Vec::new()),
-            };
-            let kept = applied
-                .as_deref()
-                .map(|r| format!("; the cluster keeps revision {}", short(r)))
-                .unwrap_or_default();
-            let record = refusal_record(
-                spec,
-                commit,
-                RecordResult::Blocked,
-                format!("{message}{kept}"),
-                trust,
-            );
-            reporter
-                .report(refused(record, status, reporter.now), status)
-                .await;
+            refuse(reporter, spec, commit, error, applied.as_deref(), status).await;
             Gate::Closed
         }
+    }
+}
+
+/// Reports a refusal: record, Event, `SourceVerified=False`, Stalled.
+async fn refuse(
+    reporter: &Reporter<'_>,
+    spec: &SyncSpec,
+    commit: &Commit,
+    error: SyncError,
+    applied: Option<&str>,
+    status: &mut AppStatus,
+) {
+    let (message, trust) = match &error {
+        SyncError::Unverified { trust, .. } => (error.to_string(), trust.clone()),
+        other => (other.to_string(), Vec::new()),
+    };
+    let kept = applied
+        .map(|r| format!("; the cluster keeps revision {}", short(r)))
+        .unwrap_or_default();
+    let record = refusal_record(
+        spec,
+        commit,
+        RecordResult::Blocked,
+        format!("{message}{kept}"),
+        trust,
+    );
+    reporter
+        .report(refused(record, status, reporter.now), status)
+        .await;
+}
+
+/// After a sync of a verified revision: the record keeps what was
+/// verified, and the status says who signed.
+pub fn attach(
+    reporter: &Reporter<'_>,
+    v: &Verification,
+    outcome: &mut Outcome,
+    status: &mut AppStatus,
+) {
+    match outcome {
+        Outcome::Synced { record, .. } => {
+            record.trust = v.trust.clone();
+            let summary = summary(v);
+            verified(reporter, &summary, status);
+            status.verified = Some(summary);
+        }
+        Outcome::SyncFailed { record, .. } => record.trust = v.trust.clone(),
+        _ => {}
     }
 }
 

@@ -36,8 +36,7 @@ use airgate_core::inventory::Inventory;
 use airgate_core::ownership::AppId;
 use airgate_core::policy::{Policy, Violation};
 use airgate_core::status::{Reason, RecordKind, RecordResult};
-use airgate_core::trust::{CommitTrust, Refusal, TrustPolicy, judge};
-use airgate_git::trust::Signers;
+use airgate_core::trust::{CommitTrust, Refusal};
 use airgate_git::{Access, Commit, GitError, GitRef, Mirror};
 use airgate_kube::{Applier, ApplyError, ChangeSet};
 use airgate_render::{Manifest, RenderError, Renderer};
@@ -45,6 +44,9 @@ use airgate_store::{ObjectChange, Person, SyncRecord};
 use serde_json::Value;
 
 pub use airgate_core::ownership::{APP_NAME_LABEL, APP_NAMESPACE_LABEL};
+pub use trust::{Verification, Verify};
+
+mod trust;
 
 /// Everything one App asks for.
 #[derive(Clone, Debug)]
@@ -64,28 +66,6 @@ pub struct SyncSpec {
     /// Commit trust: what the revision's signatures must meet, and the
     /// ConfigMap naming who may sign (`spec.source.verify`).
     pub verify: Option<Verify>,
-}
-
-/// `spec.source.verify`, checked.
-#[derive(Clone, Debug)]
-pub struct Verify {
-    pub policy: TrustPolicy,
-    /// The ConfigMap of allowed signers, in the App's namespace.
-    pub config_map: String,
-}
-
-/// What commit trust accepted.
-#[derive(Clone, Debug)]
-pub struct Verification {
-    /// The revision verified (the commit applied).
-    pub revision: String,
-    /// Where the range started: the last applied revision, if any.
-    pub from: Option<String>,
-    /// Each commit verified, the applied one first.
-    pub trust: Vec<CommitTrust>,
-    /// The distinct signers, by principal.
-    pub signers: Vec<String>,
-    pub signers_digest: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -295,59 +275,12 @@ impl Syncer {
 
     /// The mirror an App's fetches and reads go to: Apps that verify
     /// commits walk histories, so theirs are whole.
-    fn mirror_for(&self, spec: &SyncSpec) -> Mirror {
+    pub(crate) fn mirror_for(&self, spec: &SyncSpec) -> Mirror {
         if spec.verify.is_some() {
             self.mirror.with_history()
         } else {
             self.mirror.clone()
         }
-    }
-
-    /// Commit trust: verifies `commit` (the tag that named it, for a tag)
-    /// and, in history mode, every commit since `from` (the last applied
-    /// revision), against `signers`; fails closed with
-    /// [`SyncError::Unverified`] naming each problem.
-    pub async fn verify(
-        &self,
-        spec: &SyncSpec,
-        commit: &Commit,
-        from: Option<&str>,
-        signers: Signers,
-    ) -> Result<Verification, SyncError> {
-        let Some(verify) = spec.verify.clone() else {
-            return Err(SyncError::Internal(
-                "verify called for an App that does not ask for it".into(),
-            ));
-        };
-        let mirror = self.mirror_for(spec);
-        let url = spec.url.clone();
-        let head = commit.tag.clone().unwrap_or_else(|| commit.id.clone());
-        let (revision, from) = (commit.id.clone(), from.map(str::to_string));
-        tokio::task::spawn_blocking(move || {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let verified =
-                mirror.verify(&url, &head, from.as_deref(), &verify.policy, &signers, now)?;
-            let trust: Vec<CommitTrust> = verified.all().cloned().collect();
-            match judge(&verify.policy, &verified.head, &verified.range) {
-                Ok(verdict) => Ok(Verification {
-                    revision,
-                    from,
-                    trust,
-                    signers: verdict.signers.into_iter().collect(),
-                    signers_digest: signers.digest.clone(),
-                }),
-                Err(refusal) => Err(SyncError::Unverified {
-                    revision,
-                    refusal,
-                    trust,
-                }),
-            }
-        })
-        .await
-        .map_err(|e| SyncError::Internal(e.to_string()))?
     }
 
     /// The field manager every apply uses.
