@@ -186,7 +186,11 @@ fn airgate_agrees_with_git_verify_commit_and_verify_tag() -> Result<()> {
         assert_eq!(
             results.get(&(config.to_string(), label.to_string())),
             Some(&result),
-            "{label} under {config}"
+            "{label} under {config} (git: {:?})",
+            cases
+                .iter()
+                .find(|c| c.config == config && c.label == label)
+                .map(|c| c.git_good)
         );
     }
     Ok(())

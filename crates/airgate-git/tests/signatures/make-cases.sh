@@ -35,10 +35,6 @@ gpg_ --quick-gen-key "Sue Sub <pgp-sub@corp.example>" ed25519 cert never 2>/dev/
 gpg_ --quick-add-key "$(fpr_of pgp-sub@corp.example)" ed25519 sign never 2>/dev/null
 gpg_ --quick-gen-key "Rex Revoked <pgp-revoked@corp.example>" ed25519 sign never 2>/dev/null
 gpg_ --quick-gen-key "Una Unknown <pgp-unknown@corp.example>" ed25519 sign never 2>/dev/null
-gpg_ --quick-gen-key "Exa Expired <pgp-expired@corp.example>" ed25519 sign seconds=6 2>/dev/null
-gpg_ --quick-gen-key "Xia Subexp <pgp-subexp@corp.example>" ed25519 cert never 2>/dev/null
-gpg_ --quick-add-key "$(fpr_of pgp-subexp@corp.example)" ed25519 sign seconds=6 2>/dev/null
-expiring_since=$(date +%s)
 
 ssh_dir=$out/ssh
 mkdir -p "$ssh_dir"
@@ -120,6 +116,12 @@ for who in ed rsa ec sub; do
 done
 c=$(commit_as pgp-revoked@corp.example $(pgp_sign pgp-revoked@corp.example)); record "$c" commit "pgp-revoked-key"
 c=$(commit_as pgp-unknown@corp.example $(pgp_sign pgp-unknown@corp.example)); record "$c" commit "pgp-key-given-nowhere"
+# Keys that expire a few seconds from now, made just before they sign (a
+# loaded machine must not let them expire before signing).
+gpg_ --quick-gen-key "Exa Expired <pgp-expired@corp.example>" ed25519 sign seconds=5 2>/dev/null
+gpg_ --quick-gen-key "Xia Subexp <pgp-subexp@corp.example>" ed25519 cert never 2>/dev/null
+gpg_ --quick-add-key "$(fpr_of pgp-subexp@corp.example)" ed25519 sign seconds=5 2>/dev/null
+expiring_since=$(date +%s)
 c=$(commit_as pgp-expired@corp.example $(pgp_sign pgp-expired@corp.example)); record "$c" commit "pgp-expired-key"
 c=$(commit_as pgp-subexp@corp.example $(pgp_sign pgp-subexp@corp.example)); record "$c" commit "pgp-expired-subkey"
 c=$(commit_as nobody@corp.example); record "$c" commit "unsigned"
@@ -130,7 +132,7 @@ record "$(git rev-parse unsigned-tag)" tag "unsigned-tag"
 revoked_fpr=$(fpr_of pgp-revoked@corp.example)
 sed 's/^:-----/-----/' "$sign_home/openpgp-revocs.d/$revoked_fpr.rev" | gpg_ --import 2>/dev/null
 # Let the expiring keys expire.
-while [ $(( $(date +%s) - expiring_since )) -le 7 ]; do sleep 1; done
+while [ $(( $(date +%s) - expiring_since )) -le 6 ]; do sleep 1; done
 
 # ---- configurations -------------------------------------------------------------
 # config NAME OPTIONS PRINCIPAL PGP-EMAILS...: allowed_signers lines for every
