@@ -1880,10 +1880,8 @@ async fn the_two_person_rule_refuses_a_lone_developer_and_applies_the_release_me
         "verify": {"signers": {"configMapRef": {"name": "signers"}},
                    "minDistinctSigners": 2, "requireTrailers": ["Ticket"]}}});
     let c = t.ready(verify).await?;
-    let value = |cm: Option<ConfigMap>| {
-        cm.and_then(|c| c.data)
-            .and_then(|d| d.get("value").cloned())
-    };
+    let value =
+        |cm: Option<ConfigMap>| cm.and_then(|c| c.data).and_then(|d| d.get("mode").cloned());
     assert_eq!(value(t.config_map("release").await?).as_deref(), Some("v1"));
     let shop = t.apps().await?.get("shop").await?;
     let (status, _, message) =
