@@ -12,6 +12,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub mod tlog;
+
 /// The hash the first record chains to.
 pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -141,7 +143,10 @@ impl Store {
              CREATE INDEX IF NOT EXISTS sync_records_app ON sync_records (app, seq);",
         )
         .map_err(err)?;
-        Ok(Store { conn, path: shown })
+        conn.execute_batch(tlog::SCHEMA).map_err(err)?;
+        let store = Store { conn, path: shown };
+        store.backfill_log()?;
+        Ok(store)
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -184,6 +189,7 @@ impl Store {
         )
         .map_err(&err)?;
         let seq = tx.last_insert_rowid();
+        tlog::append_leaf(&tx, (seq - 1) as u64, &body)?;
         tx.commit().map_err(&err)?;
         Ok(Stored {
             seq,
@@ -220,6 +226,51 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Makes leaves of records a store from before the transparency log
+    /// holds without (once, at open).
+    fn backfill_log(&self) -> Result<(), StoreError> {
+        let have = tlog::leaves(&self.conn).map_err(self.err())?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, body FROM sync_records WHERE seq > ?1 ORDER BY seq")
+            .map_err(self.err())?;
+        let missing: Vec<(i64, String)> = stmt
+            .query_map([have as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?
+            .collect::<Result<_, _>>()
+            .map_err(self.err())?;
+        for (seq, body) in missing {
+            if seq as u64 != tlog::leaves(&self.conn).map_err(self.err())? + 1 {
+                return Err(StoreError::Broken {
+                    seq,
+                    message: "a record before it is missing; the log cannot be made".into(),
+                });
+            }
+            tlog::append_leaf(&self.conn, (seq - 1) as u64, &body)?;
+        }
+        Ok(())
+    }
+
+    /// The record `seq`.
+    pub fn get(&self, seq: i64) -> Result<Option<Stored>, StoreError> {
+        Ok(self
+            .rows(
+                "SELECT seq, body, prev_hash, hash FROM sync_records WHERE seq = ?1",
+                [seq],
+            )?
+            .pop())
+    }
+
+    /// Every record, oldest first; only `app`'s with `app`, only those
+    /// started at or after `since` (seconds since the epoch) with `since`.
+    pub fn all(&self, app: Option<&str>, since: Option<i64>) -> Result<Vec<Stored>, StoreError> {
+        self.rows(
+            "SELECT seq, body, prev_hash, hash FROM sync_records
+             WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR started_at >= ?2) ORDER BY seq",
+            rusqlite::params![app, since],
+        )
     }
 
     /// The last `limit` records of `app`, newest first.

@@ -69,6 +69,10 @@ pub enum Command {
     /// (for a merge, the merged commits). Exits non-zero naming each problem: run it in CI
     /// before merge to refuse what the controller would refuse.
     VerifyCommits(VerifyCommitsArgs),
+    /// The audit log: the controller's records as a transparency log (RFC 6962 Merkle
+    /// tree, signed checkpoints), checked and read offline.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Show Apps: revision, readiness and why.
     #[command(subcommand)]
     Get(GetCommand),
@@ -94,7 +98,8 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// Write PREFIX.key (private, mode 0600) and PREFIX.pub (Ed25519, PEM).
+    /// Write PREFIX.key (private, mode 0600) and PREFIX.pub (Ed25519, PEM); with
+    /// --type note, PREFIX.key and PREFIX.vkey for signing the audit log's checkpoints.
     Generate {
         /// Path prefix of the two files.
         #[arg(long, value_name = "PREFIX")]
@@ -102,6 +107,12 @@ pub enum KeyCommand {
         /// Replace existing files.
         #[arg(long)]
         force: bool,
+        /// What the key signs.
+        #[arg(long = "type", value_enum, default_value_t = crate::commands::KeyType::Bundle)]
+        kind: crate::commands::KeyType,
+        /// The key's name (--type note): it names the signer in every checkpoint.
+        #[arg(long, default_value = "airgate")]
+        name: String,
     },
 }
 
@@ -229,6 +240,76 @@ pub struct VerifyCommitsArgs {
     pub head_only: bool,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every record's leaf, the Merkle tree and the hash chain; with
+    /// --checkpoint, check its signature and that the log extends it. Names the first
+    /// bad record and exits non-zero.
+    Verify {
+        /// The record store (the controller's DATA_DIR/records.db).
+        #[arg(long, value_name = "FILE")]
+        store: PathBuf,
+        /// A signed checkpoint kept from before (`audit checkpoint`, `audit export`).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// The log's verifier key (`name+id+key`, from `key generate --type note`).
+        #[arg(long, value_name = "FILE")]
+        log_key: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of the log now (C2SP tlog-checkpoint, a signed note).
+    Checkpoint {
+        #[arg(long, value_name = "FILE")]
+        store: PathBuf,
+        /// The note signing key (`key generate --type note`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The log's name: the checkpoint's origin is airgate.dev/audit/NAME.
+        #[arg(long, default_value = "default")]
+        log: String,
+        /// Write it to FILE (which must not exist) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The records, oldest first.
+    Log {
+        #[arg(long, value_name = "FILE")]
+        store: PathBuf,
+        /// Only this App's records.
+        #[arg(long, value_name = "NS/NAME")]
+        app: Option<String>,
+        /// Only records started at or after this time (seconds since the epoch).
+        #[arg(long, value_name = "EPOCH_SECONDS")]
+        since: Option<i64>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = AuditFormat::Text)]
+        output: AuditFormat,
+    },
+    /// One record with its leaf index and inclusion proof in the tree now (JSON).
+    Show {
+        seq: i64,
+        #[arg(long, value_name = "FILE")]
+        store: PathBuf,
+    },
+    /// Write DIR/entries.jsonl (every record), and with --key DIR/checkpoint and
+    /// DIR/log.vkey. DIR must not exist.
+    Export {
+        dir: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        store: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        #[arg(long, default_value = "default")]
+        log: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    Text,
+    Json,
+    /// One JSON object a line.
+    Jsonl,
 }
 
 #[derive(Debug, Subcommand)]

@@ -293,3 +293,124 @@ fn verify_commits_refuses_in_ci_what_the_controller_would_refuse() -> Result<()>
     );
     Ok(())
 }
+
+/// The reviewer's offline check: a checkpoint signed earlier catches what
+/// the hash chain alone does not (a tail rewritten with recomputed hashes),
+/// and an edited record is named.
+#[test]
+fn audit_verify_names_an_edited_record_and_a_rewritten_tail_fails_the_checkpoint() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("records.db");
+    let mut store = airgate_store::Store::open(&db)?;
+    for i in 0..5 {
+        store.append(&airgate_store::SyncRecord {
+            app: "shop/web".into(),
+            revision: format!("{i:040x}"),
+            ..Default::default()
+        })?;
+    }
+    drop(store);
+    let key = dir.path().join("log");
+    let made = airgate(&[
+        "key",
+        "generate",
+        "--type",
+        "note",
+        "--name",
+        "airgate-prod",
+        "--out",
+        &s(&key),
+    ])?;
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let vkey = std::fs::read_to_string(dir.path().join("log.vkey"))?;
+    assert!(vkey.starts_with("airgate-prod+"), "{vkey}");
+    let checkpoint = dir.path().join("checkpoint");
+    let signed = airgate(&[
+        "audit",
+        "checkpoint",
+        "--store",
+        &s(&db),
+        "--key",
+        &s(&dir.path().join("log.key")),
+        "--log",
+        "prod",
+        "--out",
+        &s(&checkpoint),
+    ])?;
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let text = std::fs::read_to_string(&checkpoint)?;
+    assert!(text.starts_with("airgate.dev/audit/prod\n5\n"), "{text}");
+    let verify = |args: &[&str]| -> Result<Output> {
+        let mut all = vec!["audit", "verify", "--store"];
+        let db = s(&db);
+        all.push(&db);
+        all.extend(args);
+        airgate(&all)
+    };
+    let (cp, vk) = (s(&checkpoint), s(&dir.path().join("log.vkey")));
+    let ok = verify(&["--checkpoint", &cp, "--log-key", &vk])?;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("verified 5 records"));
+
+    // `show` gives the leaf and its inclusion proof; `log -o jsonl` one line a record.
+    let shown = airgate(&["audit", "show", "3", "--store", &s(&db)])?;
+    let json: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
+    assert_eq!(
+        (json["leafIndex"].as_i64(), json["tree"]["size"].as_i64()),
+        (Some(2), Some(5))
+    );
+    assert_eq!(json["inclusionProof"].as_array().map(Vec::len), Some(3));
+    let lines = airgate(&["audit", "log", "--store", &s(&db), "-o", "jsonl"])?;
+    assert_eq!(String::from_utf8_lossy(&lines.stdout).lines().count(), 5);
+
+    // An edited record is named.
+    let conn = rusqlite::Connection::open(&db)?;
+    conn.execute(
+        "UPDATE sync_records SET body = replace(body, 'shop/web', 'shop/evil') WHERE seq = 4",
+        [],
+    )?;
+    let bad = verify(&[])?;
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("record 4"), "{stderr}");
+
+    // A rewritten tail with every hash recomputed verifies alone, not
+    // against the checkpoint kept from before.
+    conn.execute("DELETE FROM sync_records WHERE seq >= 4", [])?;
+    conn.execute("DELETE FROM tlog_hashes", [])?;
+    conn.execute("UPDATE sqlite_sequence SET seq = 3", [])?;
+    drop(conn);
+    let mut store = airgate_store::Store::open(&db)?;
+    for i in 0..2 {
+        store.append(&airgate_store::SyncRecord {
+            app: "shop/web".into(),
+            revision: format!("forged{i}"),
+            ..Default::default()
+        })?;
+    }
+    drop(store);
+    assert!(
+        verify(&[])?.status.success(),
+        "the rewrite is consistent by itself"
+    );
+    let caught = verify(&["--checkpoint", &cp, "--log-key", &vk])?;
+    assert_eq!(caught.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&caught.stderr);
+    assert!(
+        stderr.contains("the first 5 records do not hash to the checkpoint's root"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -1,4 +1,6 @@
-//! `airgate key generate`: an Ed25519 key pair for signing bundles.
+//! `airgate key generate`: an Ed25519 key pair for signing bundles (PEM),
+//! or for signing the audit log's checkpoints (`--type note`: the signed-note
+//! key encodings Go's `sumdb/note` and the C2SP specs use).
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -23,7 +25,7 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 /// refused, never followed; without `--force` an existing file is never
 /// replaced (checked again at the rename); if the second rename fails, the
 /// first file is removed again when it was new.
-pub fn generate(prefix: &Path, force: bool) -> Result<ExitCode> {
+pub fn generate(prefix: &Path, force: bool, kind: KeyType, name: &str) -> Result<ExitCode> {
     let text = prefix.as_os_str().to_string_lossy();
     if text.is_empty() || text.ends_with('/') || prefix.is_dir() {
         bail!(
@@ -37,7 +39,17 @@ pub fn generate(prefix: &Path, force: bool) -> Result<ExitCode> {
         );
     }
     let private = with_suffix(prefix, ".key");
-    let public = with_suffix(prefix, ".pub");
+    let public = with_suffix(
+        prefix,
+        if kind == KeyType::Note {
+            ".vkey"
+        } else {
+            ".pub"
+        },
+    );
+    if kind == KeyType::Note && !signed_note::is_key_name_valid(name) {
+        bail!("--name '{name}' is not a key name: no spaces or '+', not empty");
+    }
     let mut existed = [false, false];
     for (i, p) in [&private, &public].into_iter().enumerate() {
         match std::fs::symlink_metadata(p) {
@@ -55,13 +67,27 @@ pub fn generate(prefix: &Path, force: bool) -> Result<ExitCode> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed)
         .map_err(|e| anyhow::anyhow!("no randomness from the system: {e}"))?;
-    let key = signing::signing_key_from_seed(seed);
-    let private_tmp = staged(&private, signing::private_key_pem(&key)?.as_bytes(), 0o600)?;
-    let public_tmp = staged(
-        &public,
-        signing::public_key_pem(&key.verifying_key())?.as_bytes(),
-        0o644,
-    )?;
+    let (private_bytes, public_bytes, id) = match kind {
+        KeyType::Bundle => {
+            let key = signing::signing_key_from_seed(seed);
+            (
+                signing::private_key_pem(&key)?.into_bytes(),
+                signing::public_key_pem(&key.verifying_key())?.into_bytes(),
+                signing::key_id(&key.verifying_key()).to_string(),
+            )
+        }
+        KeyType::Note => {
+            let (skey, vkey) = airgate_store::tlog::note_keys(name, seed);
+            let id = vkey.split('+').nth(1).unwrap_or_default().to_string();
+            (
+                format!("{skey}\n").into_bytes(),
+                format!("{vkey}\n").into_bytes(),
+                id,
+            )
+        }
+    };
+    let private_tmp = staged(&private, &private_bytes, 0o600)?;
+    let public_tmp = staged(&public, &public_bytes, 0o644)?;
     place(private_tmp, &private, force)?;
     if let Err(e) = place(public_tmp, &public, force) {
         if !existed[0] {
@@ -69,13 +95,26 @@ pub fn generate(prefix: &Path, force: bool) -> Result<ExitCode> {
         }
         return Err(e);
     }
+    let keep = match kind {
+        KeyType::Bundle => "private, keep it on the connected side",
+        KeyType::Note => "private: the controller's, in a Secret",
+    };
     eprintln!(
-        "wrote {} (private, keep it on the connected side) and {} (key id {})",
+        "wrote {} ({keep}) and {} (key id {id})",
         private.display(),
         public.display(),
-        signing::key_id(&key.verifying_key())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a key signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyType {
+    /// Bundles: PREFIX.key and PREFIX.pub, PEM.
+    Bundle,
+    /// The audit log's checkpoints: PREFIX.key (`PRIVATE+KEY+name+id+key`) and
+    /// PREFIX.vkey (`name+id+key`), as Go's sumdb/note encodes them.
+    Note,
 }
 
 /// `content` in a new file next to `target`, synced, with `mode`.

@@ -1,5 +1,6 @@
 //! One module per command; `run` dispatches to them.
 
+mod audit;
 mod bundle_create;
 mod bundle_extract;
 mod bundle_inspect;
@@ -18,12 +19,19 @@ mod version;
 
 use std::process::ExitCode;
 
+pub use key::KeyType;
+
 use crate::cli::{BundleCommand, Cli, Command, DescribeCommand, GetCommand, KeyCommand};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Images(args) => images::run(args),
-        Command::Key(KeyCommand::Generate { out, force }) => key::generate(&out, force),
+        Command::Key(KeyCommand::Generate {
+            out,
+            force,
+            kind,
+            name,
+        }) => key::generate(&out, force, kind, &name),
         Command::Bundle(BundleCommand::Create(args)) => bundle_create::run(args),
         Command::Bundle(BundleCommand::Verify(args)) => bundle_verify::run(args),
         Command::Bundle(BundleCommand::Inspect(args)) => bundle_inspect::run(args),
@@ -36,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(GetCommand::Apps(args)) => get::apps(args),
         Command::Describe(DescribeCommand::App(args)) => describe::app(args),
         Command::VerifyCommits(args) => verify_commits::run(args),
+        Command::Audit(command) => audit::run(command),
         Command::Version { output } => version::run(output),
     }
 }

@@ -1,0 +1,299 @@
+//! The records as a transparency log: every record a leaf of an RFC 6962
+//! Merkle tree, checkpoints signed in the C2SP `tlog-checkpoint` /
+//! `signed-note` formats, inclusion and consistency proofs a stranger can
+//! check offline with any RFC 6962 verifier (the test uses Go's
+//! `golang.org/x/mod/sumdb/{note,tlog}`).
+//!
+//! Why not only the hash chain: a chain proves nothing once someone
+//! rewrites its tail and recomputes the hashes. A signed checkpoint (tree
+//! size and root) commits the log to its whole past; a consistency proof
+//! shows a later checkpoint extends an earlier one, so a rewrite is caught
+//! by anyone who kept an earlier checkpoint.
+//!
+//! The Merkle arithmetic and the note format are the `tlog_tiles` and
+//! `signed_note` crates (Rust ports of Go's `sumdb/tlog` and `sumdb/note`,
+//! which Go's checksum database runs on): airgate stores their "stored
+//! hashes" (the tree's complete subtrees, one row each, appended with the
+//! record in one transaction) and reads them back through
+//! [`tlog_tiles::HashReader`].
+//!
+//! Guarantees:
+//! - leaf `n` is record `seq = n + 1`, its hash `SHA-256(0x00 || body)`
+//!   over the stored canonical JSON body, byte for byte;
+//! - [`Store::verify_log`] recomputes every leaf and every stored hash from
+//!   the bodies, so an edited, removed or reordered record is named.
+
+use signed_note::{Note, Signer, StandardVerifier, Verifier, VerifierList};
+use tlog_tiles::{Checkpoint, Hash, HashReader, RecordProof, TreeProof};
+
+use crate::{Store, StoreError};
+
+/// The origin line of airgate's checkpoints, before the log's name.
+pub const ORIGIN_PREFIX: &str = "airgate.dev/audit/";
+
+/// A tree head: how many records, and the root hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeHead {
+    pub size: u64,
+    pub root: [u8; 32],
+}
+
+/// Stored hashes, read inside the transaction (or connection) given.
+struct Reader<'c> {
+    conn: &'c rusqlite::Connection,
+}
+
+impl HashReader for Reader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT hash FROM tlog_hashes WHERE idx = ?1")
+            .map_err(|_| tlog_tiles::Error::InvalidProof)?;
+        indexes
+            .iter()
+            .map(|&i| {
+                let bytes: Vec<u8> = stmt
+                    .query_row([i as i64], |r| r.get(0))
+                    .map_err(|_| tlog_tiles::Error::InvalidProof)?;
+                let hash: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| tlog_tiles::Error::InvalidProof)?;
+                Ok(Hash(hash))
+            })
+            .collect()
+    }
+}
+
+/// In-memory stored hashes, for recomputing a log from its bodies.
+struct Memory(Vec<Hash>);
+
+impl HashReader for Memory {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        indexes
+            .iter()
+            .map(|&i| {
+                self.0
+                    .get(i as usize)
+                    .copied()
+                    .ok_or(tlog_tiles::Error::InvalidProof)
+            })
+            .collect()
+    }
+}
+
+pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tlog_hashes (
+     idx INTEGER PRIMARY KEY,
+     hash BLOB NOT NULL
+ );";
+
+fn corrupt(seq: i64, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        seq,
+        message: format!("transparency log: {e}"),
+    }
+}
+
+/// Appends leaf `n` (the record whose body is `body`) to the stored
+/// hashes, in `conn`'s transaction.
+pub(crate) fn append_leaf(
+    conn: &rusqlite::Connection,
+    n: u64,
+    body: &str,
+) -> Result<(), StoreError> {
+    let seq = n as i64 + 1;
+    let hashes = tlog_tiles::stored_hashes(n, body.as_bytes(), &Reader { conn })
+        .map_err(|e| corrupt(seq, e))?;
+    let first = tlog_tiles::stored_hash_count(n);
+    let mut insert = conn
+        .prepare_cached("INSERT INTO tlog_hashes (idx, hash) VALUES (?1, ?2)")
+        .map_err(|e| corrupt(seq, e))?;
+    for (i, h) in hashes.iter().enumerate() {
+        insert
+            .execute(rusqlite::params![(first + i as u64) as i64, &h.0[..]])
+            .map_err(|e| corrupt(seq, e))?;
+    }
+    Ok(())
+}
+
+/// How many leaves the stored hashes cover.
+pub(crate) fn leaves(conn: &rusqlite::Connection) -> Result<u64, rusqlite::Error> {
+    let stored: i64 = conn.query_row("SELECT COUNT(*) FROM tlog_hashes", [], |r| r.get(0))?;
+    // stored_hash_count(n) grows with n; find the n it belongs to.
+    let stored = stored as u64;
+    let (mut lo, mut hi) = (0u64, stored + 1);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if tlog_tiles::stored_hash_count(mid) <= stored {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
+}
+
+impl Store {
+    /// The tree head over every record.
+    pub fn tree_head(&self) -> Result<TreeHead, StoreError> {
+        let size = leaves(&self.conn).map_err(self.err())?;
+        let root =
+            tlog_tiles::tree_hash(size, &Reader { conn: &self.conn }).map_err(|e| corrupt(0, e))?;
+        Ok(TreeHead { size, root: root.0 })
+    }
+
+    /// The tree head of the first `size` records.
+    pub fn tree_head_at(&self, size: u64) -> Result<TreeHead, StoreError> {
+        let have = leaves(&self.conn).map_err(self.err())?;
+        if size > have {
+            return Err(corrupt(
+                0,
+                format!("the log holds {have} records, not {size}"),
+            ));
+        }
+        let root =
+            tlog_tiles::tree_hash(size, &Reader { conn: &self.conn }).map_err(|e| corrupt(0, e))?;
+        Ok(TreeHead { size, root: root.0 })
+    }
+
+    /// A checkpoint of the tree now, signed by `signer` (a signed note:
+    /// origin `airgate.dev/audit/<log name>`, size, base64 root).
+    pub fn checkpoint(&self, log: &str, signer: &dyn Signer) -> Result<Vec<u8>, StoreError> {
+        let head = self.tree_head()?;
+        let checkpoint = Checkpoint::new(
+            &format!("{ORIGIN_PREFIX}{log}"),
+            head.size,
+            Hash(head.root),
+            "",
+        )
+        .map_err(|e| corrupt(0, e))?;
+        let mut note = Note::new(&checkpoint.to_bytes(), &[]).map_err(|e| corrupt(0, e))?;
+        note.add_sigs(&[signer]).map_err(|e| corrupt(0, e))?;
+        Ok(note.to_bytes())
+    }
+
+    /// The hashes proving record `seq` is in the tree of `size` records.
+    pub fn inclusion_proof(&self, seq: i64, size: u64) -> Result<RecordProof, StoreError> {
+        let n = u64::try_from(seq - 1).map_err(|_| corrupt(seq, "no such record"))?;
+        tlog_tiles::prove_record(size, n, &Reader { conn: &self.conn }).map_err(|e| corrupt(seq, e))
+    }
+
+    /// The hashes proving the tree of `old` records is a prefix of the tree of `new`.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<TreeProof, StoreError> {
+        tlog_tiles::prove_tree(new, old, &Reader { conn: &self.conn }).map_err(|e| corrupt(0, e))
+    }
+
+    /// Recomputes the log from the records' bodies: every leaf, every
+    /// stored hash, the root; names the first record that does not match.
+    /// With `checkpoint`, also checks its signature (by the verifier key
+    /// `vkey`, `<name>+<hex key id>+<base64 key>`) and that the log
+    /// extends it.
+    pub fn verify_log(&self, checkpoint: Option<(&[u8], &str)>) -> Result<TreeHead, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, body FROM sync_records ORDER BY seq")
+            .map_err(self.err())?;
+        let mut rows = stmt.query([]).map_err(self.err())?;
+        let mut memory = Memory(Vec::new());
+        let mut n = 0u64;
+        while let Some(row) = rows.next().map_err(self.err())? {
+            let (seq, body): (i64, String) = (
+                row.get(0).map_err(self.err())?,
+                row.get(1).map_err(self.err())?,
+            );
+            if seq != n as i64 + 1 {
+                return Err(StoreError::Broken {
+                    seq,
+                    message: format!(
+                        "it should be record {} of the log: a record before it was removed",
+                        n + 1
+                    ),
+                });
+            }
+            let fresh = tlog_tiles::stored_hashes(n, body.as_bytes(), &memory)
+                .map_err(|e| corrupt(seq, e))?;
+            let first = tlog_tiles::stored_hash_count(n);
+            let kept = Reader { conn: &self.conn }
+                .read_hashes(&(first..first + fresh.len() as u64).collect::<Vec<_>>())
+                .map_err(|_| StoreError::Broken {
+                    seq,
+                    message: "its tree hashes are missing".into(),
+                })?;
+            if kept != fresh {
+                return Err(StoreError::Broken {
+                    seq,
+                    message:
+                        "its body does not hash to the leaf the log holds: the record was changed"
+                            .into(),
+                });
+            }
+            memory.0.extend(fresh);
+            n += 1;
+        }
+        let root = tlog_tiles::tree_hash(n, &memory).map_err(|e| corrupt(0, e))?;
+        let head = TreeHead {
+            size: n,
+            root: root.0,
+        };
+        if let Some((text, vkey)) = checkpoint {
+            check_checkpoint(text, vkey, &memory, head)?;
+        }
+        Ok(head)
+    }
+}
+
+/// A signed checkpoint: its signature by `verifier`, and that the log
+/// (`head`, its stored hashes in `memory`) extends it.
+fn check_checkpoint(
+    text: &[u8],
+    vkey: &str,
+    memory: &Memory,
+    head: TreeHead,
+) -> Result<(), StoreError> {
+    let bad = |message: String| StoreError::Broken { seq: 0, message };
+    let verifier =
+        StandardVerifier::new(vkey).map_err(|e| bad(format!("the log's verifier key: {e}")))?;
+    let name = verifier.name().to_string();
+    let verifiers = VerifierList::new(vec![Box::new(verifier)]);
+    let note = Note::from_bytes(text).map_err(|e| bad(format!("checkpoint: {e}")))?;
+    let (verified, _) = note
+        .verify(&verifiers)
+        .map_err(|e| bad(format!("checkpoint: no valid signature of {name}: {e}")))?;
+    if verified.is_empty() {
+        return Err(bad(format!("checkpoint: not signed by {name}")));
+    }
+    let checkpoint =
+        Checkpoint::from_bytes(note.text()).map_err(|e| bad(format!("checkpoint: {e}")))?;
+    let size = checkpoint.size();
+    if size > head.size {
+        return Err(bad(format!(
+            "the checkpoint covers {size} records, the log holds {}: records were removed",
+            head.size
+        )));
+    }
+    let then = tlog_tiles::tree_hash(size, memory).map_err(|e| bad(e.to_string()))?;
+    if then != *checkpoint.hash() {
+        return Err(bad(format!(
+            "the first {size} records do not hash to the checkpoint's root: the log was rewritten"
+        )));
+    }
+    Ok(())
+}
+
+/// A note signing key and its verifier key, from a 32-byte Ed25519 seed:
+/// `PRIVATE+KEY+<name>+<hex id>+<base64>` and `<name>+<hex id>+<base64>`,
+/// the encodings of Go's `sumdb/note` (and C2SP `signed-note`).
+pub fn note_keys(name: &str, seed: [u8; 32]) -> (String, String) {
+    use base64::Engine as _;
+    let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let public = [&[1u8][..], signing.verifying_key().as_bytes()].concat();
+    let private = [&[1u8][..], &seed[..]].concat();
+    let id = signed_note::key_id(name, &public);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    (
+        format!("PRIVATE+KEY+{name}+{id:08x}+{}", b64.encode(private)),
+        format!("{name}+{id:08x}+{}", b64.encode(public)),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+//! `airgate audit`: the controller's records as a transparency log a
+//! reviewer checks offline, from the record store (`DATA_DIR/records.db`):
+//! `verify` recomputes every leaf and the tree and checks a signed
+//! checkpoint; `checkpoint` signs the tree now; `log` and `show` read
+//! records (`show` with the inclusion proof of one); `export` writes the
+//! entries (JSON Lines, what a SIEM ingests), a checkpoint and the log's
+//! verifier key into a directory.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use airgate_store::tlog::TreeHead;
+use airgate_store::{Store, Stored};
+use anyhow::{Context as _, Result, bail};
+use base64::Engine as _;
+
+use crate::cli::{AuditCommand, AuditFormat};
+
+pub fn run(command: AuditCommand) -> Result<ExitCode> {
+    match command {
+        AuditCommand::Verify {
+            store,
+            checkpoint,
+            log_key,
+        } => verify(&store, checkpoint.as_deref(), log_key.as_deref()),
+        AuditCommand::Checkpoint {
+            store,
+            key,
+            log,
+            out,
+        } => {
+            let text = checkpoint(&open(&store)?, &key, &log)?;
+            match out {
+                Some(path) => write_new(&path, &text)?,
+                None => crate::stdout::text(&String::from_utf8_lossy(&text))?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Log {
+            store,
+            app,
+            since,
+            output,
+        } => log(&open(&store)?, app.as_deref(), since, output),
+        AuditCommand::Show { seq, store } => show(&open(&store)?, seq),
+        AuditCommand::Export {
+            dir,
+            store,
+            key,
+            log,
+        } => export(&open(&store)?, &dir, key.as_deref(), &log),
+    }
+}
+
+fn open(path: &Path) -> Result<Store> {
+    anyhow::ensure!(
+        path.exists(),
+        "{} does not exist\nhint: the controller keeps its records in DATA_DIR/records.db",
+        path.display()
+    );
+    Ok(Store::open(path)?)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn verify(path: &Path, checkpoint: Option<&Path>, log_key: Option<&Path>) -> Result<ExitCode> {
+    let store = open(path)?;
+    let signed = match (checkpoint, log_key) {
+        (Some(c), Some(k)) => Some((
+            std::fs::read(c).with_context(|| format!("reading {}", c.display()))?,
+            std::fs::read_to_string(k)
+                .with_context(|| format!("reading {}", k.display()))?
+                .trim()
+                .to_string(),
+        )),
+        (None, None) => None,
+        _ => bail!(
+            "--checkpoint and --log-key go together: a checkpoint proves something only with the key that signed it"
+        ),
+    };
+    let chained = store.verify_chain()?;
+    let head = store.verify_log(signed.as_ref().map(|(c, k)| (c.as_slice(), k.as_str())))?;
+    eprintln!(
+        "verified {} records: every leaf, the tree (root {}), the hash chain ({chained} links){}",
+        head.size,
+        b64(&head.root),
+        if signed.is_some() {
+            ", and the signed checkpoint, which this log extends"
+        } else {
+            ""
+        }
+    );
+    if signed.is_none() {
+        eprintln!(
+            "hint: without --checkpoint a rewritten tail verifies too; keep checkpoints where the controller cannot rewrite them"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn checkpoint(store: &Store, key: &Path, log: &str) -> Result<Vec<u8>> {
+    let skey =
+        std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+    let signer = signed_note::StandardSigner::new(skey.trim()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a note signing key ({e})\nhint: airgate key generate --type note",
+            key.display()
+        )
+    })?;
+    Ok(store.checkpoint(log, &signer)?)
+}
+
+fn entry(s: &Stored) -> serde_json::Value {
+    serde_json::json!({"seq": s.seq, "hash": s.hash, "record": s.record})
+}
+
+fn log(
+    store: &Store,
+    app: Option<&str>,
+    since: Option<i64>,
+    output: AuditFormat,
+) -> Result<ExitCode> {
+    let records = store.all(app, since)?;
+    match output {
+        AuditFormat::Json => crate::out!(
+            "{}",
+            serde_json::to_string_pretty(&records.iter().map(entry).collect::<Vec<_>>())?
+        )?,
+        AuditFormat::Jsonl => {
+            for r in &records {
+                crate::out!("{}", entry(r))?;
+            }
+        }
+        AuditFormat::Text => {
+            for r in &records {
+                let rec = &r.record;
+                crate::out!(
+                    "{:>6}  {}  {:<24} {:<6} {:<10} {:.12}  {}",
+                    r.seq,
+                    rec.started_at,
+                    rec.app,
+                    rec.kind.as_str(),
+                    rec.result.as_str(),
+                    rec.revision,
+                    rec.error.as_deref().unwrap_or(&rec.committer.email)
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(store: &Store, seq: i64) -> Result<ExitCode> {
+    let stored = store
+        .get(seq)?
+        .with_context(|| format!("no record {seq}"))?;
+    let TreeHead { size, root } = store.tree_head()?;
+    let proof = store.inclusion_proof(seq, size)?;
+    let shown = serde_json::json!({
+        "seq": seq,
+        "leafIndex": seq - 1,
+        "record": stored.record,
+        "tree": {"size": size, "root": b64(&root)},
+        "inclusionProof": proof.iter().map(|h| b64(&h.0)).collect::<Vec<_>>(),
+        "chainHash": stored.hash,
+    });
+    crate::out!("{}", serde_json::to_string_pretty(&shown)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(store: &Store, dir: &Path, key: Option<&Path>, log_name: &str) -> Result<ExitCode> {
+    store
+        .verify_log(None)
+        .context("the log does not verify; nothing exported")?;
+    std::fs::create_dir(dir)
+        .with_context(|| format!("creating {} (it must not exist yet)", dir.display()))?;
+    let mut lines = String::new();
+    let records = store.all(None, None)?;
+    for r in &records {
+        lines.push_str(&entry(r).to_string());
+        lines.push('\n');
+    }
+    write_new(&dir.join("entries.jsonl"), lines.as_bytes())?;
+    if let Some(key) = key {
+        let text = checkpoint(store, key, log_name)?;
+        write_new(&dir.join("checkpoint"), &text)?;
+        let skey = std::fs::read_to_string(key)?;
+        let vkey = verifier_key(skey.trim())?;
+        write_new(&dir.join("log.vkey"), format!("{vkey}\n").as_bytes())?;
+    }
+    let head = store.tree_head()?;
+    eprintln!(
+        "exported {} records to {} (root {}, {})",
+        records.len(),
+        dir.display(),
+        hex(&head.root),
+        if key.is_some() {
+            "with a signed checkpoint and log.vkey"
+        } else {
+            "no checkpoint: pass --key"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The verifier key (`name+id+key`) of a note signing key.
+fn verifier_key(skey: &str) -> Result<String> {
+    let parts: Vec<&str> = skey.splitn(5, '+').collect();
+    let [_, _, name, _, key] = parts[..] else {
+        bail!("not a note signing key");
+    };
+    let raw = base64::engine::general_purpose::STANDARD.decode(key)?;
+    let seed: [u8; 32] = raw
+        .get(1..33)
+        .and_then(|s| s.try_into().ok())
+        .context("not an Ed25519 note key")?;
+    Ok(airgate_store::tlog::note_keys(name, seed).1)
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
