@@ -11,6 +11,7 @@
 //! request to the API server at all: it fetches from Git and compares
 //! commits. Every request of a sync impersonates the App's ServiceAccount.
 
+mod audit;
 mod correct;
 mod decide;
 mod drift;
@@ -55,6 +56,9 @@ pub struct Settings {
     pub identity: String,
     pub data_dir: PathBuf,
     pub store: PathBuf,
+    /// The note signing key of the audit log's checkpoints.
+    pub log_key: Option<PathBuf>,
+    pub log_name: String,
     pub kustomize: Option<PathBuf>,
     pub listen: String,
     pub concurrency: u16,
@@ -66,6 +70,8 @@ pub struct Context {
     pub client: Client,
     pub syncer: Syncer,
     pub store: Mutex<Store>,
+    /// Signs a checkpoint after every record, when a log key is given.
+    pub checkpoints: Option<audit::Checkpoints>,
     pub recorder: Recorder,
     pub metrics: Arc<metrics::Metrics>,
     /// Per App (`namespace/name`): what this controller knows of it.
@@ -104,7 +110,7 @@ pub fn key(app: &App) -> String {
 fn context(
     settings: &Settings,
     client: Client,
-    store: Store,
+    (store, checkpoints): (Store, Option<audit::Checkpoints>),
     metrics: Arc<metrics::Metrics>,
     trigger: mpsc::UnboundedSender<AppRef<App>>,
 ) -> Context {
@@ -116,6 +122,7 @@ fn context(
             settings.config.clone(),
         ),
         store: Mutex::new(store),
+        checkpoints,
         recorder: Recorder::new(
             client,
             Reporter {
@@ -141,6 +148,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     })?;
     let store = Store::open(&settings.store)
         .with_context(|| format!("opening the sync record store {}", settings.store.display()))?;
+    let checkpoints = audit::open(&settings, &store)?;
 
     // Fail early, and clearly, when the CRD is missing or not readable.
     let apps: Api<App> = match &settings.namespace {
@@ -169,7 +177,13 @@ pub async fn run(settings: Settings) -> Result<()> {
         duration: settings.lease_duration,
     };
     let (trigger, triggered) = mpsc::unbounded_channel();
-    let ctx = Arc::new(context(&settings, client, store, metrics.clone(), trigger));
+    let ctx = Arc::new(context(
+        &settings,
+        client,
+        (store, checkpoints),
+        metrics.clone(),
+        trigger,
+    ));
     let served = ctx.clone();
     tokio::spawn(metrics::serve(listener, move || {
         served.metrics.render(served.syncer.fetch_count())

@@ -252,10 +252,16 @@ impl Reporter<'_> {
     }
 
     fn record(&self, record: &SyncRecord) {
-        let stored = match self.ctx.store.lock() {
-            Ok(mut store) => store.append(record),
-            Err(poisoned) => poisoned.into_inner().append(record),
+        let mut store = match self.ctx.store.lock() {
+            Ok(store) => store,
+            Err(poisoned) => poisoned.into_inner(),
         };
+        let stored = store
+            .append(record)
+            .and_then(|_| match &self.ctx.checkpoints {
+                Some(c) => c.write(&store),
+                None => Ok(()),
+            });
         if let Err(e) = stored {
             log::error(
                 "sync record not stored",

@@ -295,5 +295,18 @@ pub fn note_keys(name: &str, seed: [u8; 32]) -> (String, String) {
     )
 }
 
+/// The verifier key (`name+id+key`) of a note signing key
+/// (`PRIVATE+KEY+name+id+key`), or `None` when it is not an Ed25519 one.
+pub fn verifier_key(skey: &str) -> Option<String> {
+    use base64::Engine as _;
+    let parts: Vec<&str> = skey.trim().splitn(5, '+').collect();
+    let ["PRIVATE", "KEY", name, _, key] = parts[..] else {
+        return None;
+    };
+    let raw = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
+    let seed: [u8; 32] = raw.get(1..33)?.try_into().ok()?;
+    (raw.first() == Some(&1) && raw.len() == 33).then(|| note_keys(name, seed).1)
+}
+
 #[cfg(test)]
 mod tests;

@@ -165,6 +165,14 @@ pub struct ControllerArgs {
     /// The sync record store (SQLite); default DATA_DIR/records.db.
     #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
+    /// A note signing key (`airgate key generate --type note`, kept in a Secret): the
+    /// controller signs a checkpoint of the audit log after every record, to
+    /// DATA_DIR/checkpoint, and at start refuses a log that does not extend it.
+    #[arg(long, value_name = "FILE")]
+    pub log_key: Option<PathBuf>,
+    /// The audit log's name: its checkpoints' origin is airgate.dev/audit/NAME.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub log_name: String,
     /// The kustomize binary (else AIRGATE_KUSTOMIZE, else PATH).
     #[arg(long, value_name = "BIN")]
     pub kustomize: Option<PathBuf>,

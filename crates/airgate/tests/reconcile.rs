@@ -204,7 +204,7 @@ impl Tenant {
 
     /// Starts a controller for this tenant's namespace on `lease`.
     async fn controller(&self, name: &str, lease: &str) -> Result<Controller> {
-        self.controller_traced(name, lease, None).await
+        self.controller_traced(name, lease, None, &[]).await
     }
 
     /// [`Tenant::controller`], with its connection attempts traced to
@@ -214,6 +214,7 @@ impl Tenant {
         name: &str,
         lease: &str,
         trace: Option<&std::path::Path>,
+        extra: &[&str],
     ) -> Result<Controller> {
         let data = self.dir.path().join(name);
         std::fs::create_dir_all(&data)?;
@@ -249,6 +250,7 @@ impl Tenant {
             .arg("--kustomize")
             .arg(&self.p.kustomize)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
@@ -1103,7 +1105,7 @@ async fn the_controller_reaches_only_the_apiserver_and_git_through_sync_drift_an
     t.push("two settings")?;
     let trace = t.dir.path().join("controller.trace");
     let c = t
-        .controller_traced("c1", &format!("{}-lease", t.ns), Some(&trace))
+        .controller_traced("c1", &format!("{}-lease", t.ns), Some(&trace), &[])
         .await?;
     t.create_app("shop", json!({"drift": "correct"})).await?;
     t.until("shop", "Ready", ready, &c).await?;
@@ -2043,6 +2045,101 @@ async fn the_two_person_rule_refuses_a_lone_developer_and_applies_the_release_me
             && text.contains("rel@corp.example")
             && text.contains("Ticket: T-3"),
         "{text}"
+    );
+    Ok(())
+}
+
+/// With a log key the controller signs a checkpoint after every record;
+/// a stranger verifies the store against it offline; a record edited while
+/// the controller was down makes the next controller refuse to start, not
+/// append to a log it cannot prove.
+#[tokio::test]
+async fn the_controller_signs_checkpoints_and_refuses_a_log_that_was_edited() -> Result<()> {
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-audit").await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "1"))?;
+    t.push("one object")?;
+    let key = t.dir.path().join("log");
+    let made = airgate()
+        .args([
+            "key",
+            "generate",
+            "--type",
+            "note",
+            "--name",
+            "airgate-test",
+            "--out",
+        ])
+        .arg(&key)
+        .output()?;
+    anyhow::ensure!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key_file = key.with_extension("key").display().to_string();
+    let lease = format!("{}-lease", t.ns);
+    let c = t
+        .controller_traced(
+            "c1",
+            &lease,
+            None,
+            &["--log-key", &key_file, "--log-name", "test"],
+        )
+        .await?;
+    t.create_app("shop", json!({})).await?;
+    t.until("shop", "Ready", ready, &c).await?;
+    let checkpoint = c.data.join("checkpoint");
+    let store = c.data.join("records.db");
+    let records = c.records(&format!("{}/shop", t.ns))?;
+    anyhow::ensure!(!records.is_empty(), "no record");
+    let text = std::fs::read_to_string(&checkpoint)?;
+    assert!(text.starts_with("airgate.dev/audit/test\n"), "{text}");
+    let verify = airgate()
+        .args(["audit", "verify", "--store"])
+        .arg(&store)
+        .arg("--checkpoint")
+        .arg(&checkpoint)
+        .arg("--log-key")
+        .arg(key.with_extension("vkey"))
+        .output()?;
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    drop(c);
+
+    // Edited while the controller was down: the next one refuses to start.
+    let conn = rusqlite::Connection::open(&store)?;
+    conn.execute(
+        "UPDATE sync_records SET body = replace(body, 'succeeded', 'failed') WHERE seq = 1",
+        [],
+    )?;
+    drop(conn);
+    let mut again = t
+        .controller_traced(
+            "c1",
+            &lease,
+            None,
+            &["--log-key", &key_file, "--log-name", "test"],
+        )
+        .await?;
+    let status = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(s) = again.child.try_wait()? {
+                return Ok::<_, anyhow::Error>(s);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .context("the controller kept running on an edited log")??;
+    assert!(!status.success());
+    let log = again.log();
+    assert!(
+        log.contains("does not verify") && log.contains("refusing to append"),
+        "{log}"
     );
     Ok(())
 }

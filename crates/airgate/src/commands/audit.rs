@@ -191,7 +191,8 @@ fn export(store: &Store, dir: &Path, key: Option<&Path>, log_name: &str) -> Resu
         let text = checkpoint(store, key, log_name)?;
         write_new(&dir.join("checkpoint"), &text)?;
         let skey = std::fs::read_to_string(key)?;
-        let vkey = verifier_key(skey.trim())?;
+        let vkey =
+            airgate_store::tlog::verifier_key(&skey).context("--key: not an Ed25519 note key")?;
         write_new(&dir.join("log.vkey"), format!("{vkey}\n").as_bytes())?;
     }
     let head = store.tree_head()?;
@@ -207,20 +208,6 @@ fn export(store: &Store, dir: &Path, key: Option<&Path>, log_name: &str) -> Resu
         }
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The verifier key (`name+id+key`) of a note signing key.
-fn verifier_key(skey: &str) -> Result<String> {
-    let parts: Vec<&str> = skey.splitn(5, '+').collect();
-    let [_, _, name, _, key] = parts[..] else {
-        bail!("not a note signing key");
-    };
-    let raw = base64::engine::general_purpose::STANDARD.decode(key)?;
-    let seed: [u8; 32] = raw
-        .get(1..33)
-        .and_then(|s| s.try_into().ok())
-        .context("not an Ed25519 note key")?;
-    Ok(airgate_store::tlog::note_keys(name, seed).1)
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {

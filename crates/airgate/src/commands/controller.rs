@@ -49,6 +49,8 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
             identity: args.identity.unwrap_or_else(default_identity),
             data_dir: args.data_dir,
             store,
+            log_key: args.log_key,
+            log_name: args.log_name,
             kustomize: args.kustomize,
             listen: args.listen,
             concurrency: args.concurrency,
