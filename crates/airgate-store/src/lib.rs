@@ -158,10 +158,16 @@ impl Store {
 
     /// Appends `record`, chained to the last one.
     pub fn append(&mut self, record: &SyncRecord) -> Result<Stored, StoreError> {
-        let body = serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
+        let mut stored = self.append_all(std::slice::from_ref(record))?;
+        stored.pop().ok_or_else(|| StoreError::Corrupt {
             seq: 0,
-            message: e.to_string(),
-        })?;
+            message: "nothing was appended".into(),
+        })
+    }
+
+    /// Appends `records` in order, in one transaction (one sync to disk):
+    /// all of them or none.
+    pub fn append_all(&mut self, records: &[SyncRecord]) -> Result<Vec<Stored>, StoreError> {
         let path = self.path.clone();
         let err = move |source| StoreError::Sqlite {
             path: path.clone(),
@@ -171,7 +177,7 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&err)?;
-        let prev: String = tx
+        let mut prev: String = tx
             .query_row(
                 "SELECT hash FROM sync_records ORDER BY seq DESC LIMIT 1",
                 [],
@@ -182,21 +188,31 @@ impl Store {
                 other => Err(other),
             })
             .map_err(&err)?;
-        let hash = chain_hash(&prev, &body);
-        tx.execute(
-            "INSERT INTO sync_records (app, started_at, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-            rusqlite::params![record.app, record.started_at, body, prev, hash],
-        )
-        .map_err(&err)?;
-        let seq = tx.last_insert_rowid();
-        tlog::append_leaf(&tx, (seq - 1) as u64, &body)?;
+        let mut stored = Vec::with_capacity(records.len());
+        for record in records {
+            let body = serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
+                seq: 0,
+                message: e.to_string(),
+            })?;
+            let hash = chain_hash(&prev, &body);
+            tx.prepare_cached(
+                "INSERT INTO sync_records (app, started_at, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(rusqlite::params![record.app, record.started_at, body, prev, hash])
+            })
+            .map_err(&err)?;
+            let seq = tx.last_insert_rowid();
+            tlog::append_leaf(&tx, (seq - 1) as u64, &body)?;
+            stored.push(Stored {
+                seq,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+                record: record.clone(),
+            });
+        }
         tx.commit().map_err(&err)?;
-        Ok(Stored {
-            seq,
-            prev_hash: prev,
-            hash,
-            record: record.clone(),
-        })
+        Ok(stored)
     }
 
     fn rows(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Stored>, StoreError> {

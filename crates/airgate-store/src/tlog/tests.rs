@@ -159,3 +159,27 @@ fn a_store_from_before_the_log_gets_its_leaves_at_open() -> Result<(), Box<dyn s
     assert_eq!(store.tree_head()?, head);
     Ok(())
 }
+
+#[test]
+fn a_batch_is_the_same_log_as_its_records_one_by_one() -> Result<(), Box<dyn std::error::Error>> {
+    let (_one, one_by_one) = store_with(9)?;
+    let dir = tempfile::tempdir()?;
+    let mut batched = Store::open(&dir.path().join("records.db"))?;
+    let records: Vec<SyncRecord> = (0..9)
+        .map(|i| SyncRecord {
+            app: "shop/web".into(),
+            revision: format!("{i:040x}"),
+            started_at: 1_700_000_000 + i,
+            ..SyncRecord::default()
+        })
+        .collect();
+    batched.append_all(&records[..4])?;
+    batched.append_all(&records[4..])?;
+    assert_eq!(batched.tree_head()?, one_by_one.tree_head()?);
+    assert_eq!(batched.verify_chain()?, 9);
+    assert_eq!(
+        batched.get(9)?.map(|s| s.hash),
+        one_by_one.get(9)?.map(|s| s.hash)
+    );
+    Ok(())
+}
