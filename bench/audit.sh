@@ -19,7 +19,8 @@ cd "$root"
 RECORDS=${RECORDS:-1000000}
 BATCH=${BATCH:-1000}
 
-cargo build --release --locked -p airgate -p airgate-store --example audit_bench >&2
+cargo build --release --locked -p airgate >&2
+cargo build --release --locked -p airgate-store --example audit_bench >&2
 work=$root/target/bench/audit
 rm -rf "$work" && mkdir -p "$work"
 log "appending $RECORDS records in batches of $BATCH"

@@ -189,6 +189,7 @@ impl Store {
             })
             .map_err(&err)?;
         let mut stored = Vec::with_capacity(records.len());
+        let hashes = tlog::Cached::new(&tx);
         for record in records {
             let body = serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
                 seq: 0,
@@ -203,7 +204,7 @@ impl Store {
             })
             .map_err(&err)?;
             let seq = tx.last_insert_rowid();
-            tlog::append_leaf(&tx, (seq - 1) as u64, &body)?;
+            tlog::append_leaf(&hashes, (seq - 1) as u64, &body)?;
             stored.push(Stored {
                 seq,
                 prev_hash: std::mem::replace(&mut prev, hash.clone()),
@@ -211,6 +212,7 @@ impl Store {
                 record: record.clone(),
             });
         }
+        drop(hashes);
         tx.commit().map_err(&err)?;
         Ok(stored)
     }
@@ -264,7 +266,7 @@ impl Store {
                     message: "a record before it is missing; the log cannot be made".into(),
                 });
             }
-            tlog::append_leaf(&self.conn, (seq - 1) as u64, &body)?;
+            tlog::append_leaf(&tlog::Cached::new(&self.conn), (seq - 1) as u64, &body)?;
         }
         Ok(())
     }

@@ -64,6 +64,46 @@ impl HashReader for Reader<'_> {
     }
 }
 
+/// Stored hashes read through a cache that also holds those written in
+/// the same batch: appending leaf n needs the hashes on the tree's right
+/// edge, which the leaves just before wrote.
+pub(crate) struct Cached<'c> {
+    reader: Reader<'c>,
+    cache: std::cell::RefCell<std::collections::HashMap<u64, Hash>>,
+}
+
+impl<'c> Cached<'c> {
+    pub(crate) fn new(conn: &'c rusqlite::Connection) -> Cached<'c> {
+        Cached {
+            reader: Reader { conn },
+            cache: Default::default(),
+        }
+    }
+}
+
+impl HashReader for Cached<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let mut cache = self.cache.borrow_mut();
+        let mut out = Vec::with_capacity(indexes.len());
+        for &i in indexes {
+            let h = match cache.get(&i) {
+                Some(h) => *h,
+                None => {
+                    let h = self
+                        .reader
+                        .read_hashes(&[i])?
+                        .pop()
+                        .ok_or(tlog_tiles::Error::InvalidProof)?;
+                    cache.insert(i, h);
+                    h
+                }
+            };
+            out.push(h);
+        }
+        Ok(out)
+    }
+}
+
 /// In-memory stored hashes, for recomputing a log from its bodies.
 struct Memory(Vec<Hash>);
 
@@ -94,23 +134,24 @@ fn corrupt(seq: i64, e: impl std::fmt::Display) -> StoreError {
 }
 
 /// Appends leaf `n` (the record whose body is `body`) to the stored
-/// hashes, in `conn`'s transaction.
-pub(crate) fn append_leaf(
-    conn: &rusqlite::Connection,
-    n: u64,
-    body: &str,
-) -> Result<(), StoreError> {
+/// hashes, in the transaction `hashes` reads from.
+pub(crate) fn append_leaf(hashes: &Cached<'_>, n: u64, body: &str) -> Result<(), StoreError> {
     let seq = n as i64 + 1;
-    let hashes = tlog_tiles::stored_hashes(n, body.as_bytes(), &Reader { conn })
-        .map_err(|e| corrupt(seq, e))?;
+    let fresh =
+        tlog_tiles::stored_hashes(n, body.as_bytes(), hashes).map_err(|e| corrupt(seq, e))?;
     let first = tlog_tiles::stored_hash_count(n);
-    let mut insert = conn
+    let mut insert = hashes
+        .reader
+        .conn
         .prepare_cached("INSERT INTO tlog_hashes (idx, hash) VALUES (?1, ?2)")
         .map_err(|e| corrupt(seq, e))?;
-    for (i, h) in hashes.iter().enumerate() {
+    let mut cache = hashes.cache.borrow_mut();
+    for (i, h) in fresh.iter().enumerate() {
+        let idx = first + i as u64;
         insert
-            .execute(rusqlite::params![(first + i as u64) as i64, &h.0[..]])
+            .execute(rusqlite::params![idx as i64, &h.0[..]])
             .map_err(|e| corrupt(seq, e))?;
+        cache.insert(idx, *h);
     }
     Ok(())
 }
