@@ -26,7 +26,7 @@ rm -rf "$work" && mkdir -p "$work"
 log "appending $RECORDS records in batches of $BATCH"
 figures=$("$root/target/release/examples/audit_bench" "$RECORDS" "$work/records.db" "$BATCH")
 log "$figures"
-field() { python3 -c "import json, sys; print(json.loads(sys.argv[1])$2)" "$figures"; }
+field() { python3 -c "import json, sys; print(json.loads(sys.argv[1])$1)" "$figures"; }
 log "airgate audit verify"
 t0=$(now)
 "$root/target/release/airgate" audit verify --store "$work/records.db" \

@@ -231,41 +231,64 @@ impl Store {
     pub fn verify_log(&self, checkpoint: Option<(&[u8], &str)>) -> Result<TreeHead, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT seq, body FROM sync_records ORDER BY seq")
+            .prepare("SELECT seq, body, prev_hash, hash FROM sync_records ORDER BY seq")
             .map_err(self.err())?;
         let mut rows = stmt.query([]).map_err(self.err())?;
+        // The stored hashes were appended in index order: read them in one
+        // pass alongside the records.
+        let mut kept_stmt = self
+            .conn
+            .prepare("SELECT idx, hash FROM tlog_hashes ORDER BY idx")
+            .map_err(self.err())?;
+        let mut kept = kept_stmt.query([]).map_err(self.err())?;
         let mut memory = Memory(Vec::new());
+        let mut prev = crate::GENESIS.to_string();
         let mut n = 0u64;
         while let Some(row) = rows.next().map_err(self.err())? {
-            let (seq, body): (i64, String) = (
-                row.get(0).map_err(self.err())?,
-                row.get(1).map_err(self.err())?,
-            );
+            let broken = |seq: i64, message: &str| StoreError::Broken {
+                seq,
+                message: message.to_string(),
+            };
+            let seq: i64 = row.get(0).map_err(self.err())?;
+            let body: String = row.get(1).map_err(self.err())?;
             if seq != n as i64 + 1 {
-                return Err(StoreError::Broken {
+                return Err(broken(
                     seq,
-                    message: format!(
+                    &format!(
                         "it should be record {} of the log: a record before it was removed",
                         n + 1
                     ),
-                });
+                ));
             }
+            let (prev_hash, hash): (String, String) = (
+                row.get(2).map_err(self.err())?,
+                row.get(3).map_err(self.err())?,
+            );
+            if prev_hash != prev || hash != crate::chain_hash(&prev, &body) {
+                return Err(broken(
+                    seq,
+                    "its hash chain does not hold: the record was changed, or one before it",
+                ));
+            }
+            prev = hash;
             let fresh = tlog_tiles::stored_hashes(n, body.as_bytes(), &memory)
                 .map_err(|e| corrupt(seq, e))?;
             let first = tlog_tiles::stored_hash_count(n);
-            let kept = Reader { conn: &self.conn }
-                .read_hashes(&(first..first + fresh.len() as u64).collect::<Vec<_>>())
-                .map_err(|_| StoreError::Broken {
-                    seq,
-                    message: "its tree hashes are missing".into(),
-                })?;
-            if kept != fresh {
-                return Err(StoreError::Broken {
-                    seq,
-                    message:
-                        "its body does not hash to the leaf the log holds: the record was changed"
-                            .into(),
-                });
+            for (i, want) in fresh.iter().enumerate() {
+                let row = kept
+                    .next()
+                    .map_err(self.err())?
+                    .ok_or_else(|| broken(seq, "its tree hashes are missing"))?;
+                let (idx, bytes): (i64, Vec<u8>) = (
+                    row.get(0).map_err(self.err())?,
+                    row.get(1).map_err(self.err())?,
+                );
+                if idx as u64 != first + i as u64 || bytes != want.0 {
+                    return Err(broken(
+                        seq,
+                        "its body does not hash to the leaf the log holds: the record was changed",
+                    ));
+                }
             }
             memory.0.extend(fresh);
             n += 1;
