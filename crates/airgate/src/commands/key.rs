@@ -67,25 +67,7 @@ pub fn generate(prefix: &Path, force: bool, kind: KeyType, name: &str) -> Result
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed)
         .map_err(|e| anyhow::anyhow!("no randomness from the system: {e}"))?;
-    let (private_bytes, public_bytes, id) = match kind {
-        KeyType::Bundle => {
-            let key = signing::signing_key_from_seed(seed);
-            (
-                signing::private_key_pem(&key)?.into_bytes(),
-                signing::public_key_pem(&key.verifying_key())?.into_bytes(),
-                signing::key_id(&key.verifying_key()).to_string(),
-            )
-        }
-        KeyType::Note => {
-            let (skey, vkey) = airgate_store::tlog::note_keys(name, seed);
-            let id = vkey.split('+').nth(1).unwrap_or_default().to_string();
-            (
-                format!("{skey}\n").into_bytes(),
-                format!("{vkey}\n").into_bytes(),
-                id,
-            )
-        }
-    };
+    let (private_bytes, public_bytes, id) = material(kind, name, seed)?;
     let private_tmp = staged(&private, &private_bytes, 0o600)?;
     let public_tmp = staged(&public, &public_bytes, 0o644)?;
     place(private_tmp, &private, force)?;
@@ -105,6 +87,29 @@ pub fn generate(prefix: &Path, force: bool, kind: KeyType, name: &str) -> Result
         public.display(),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The two files' contents and the key id, from a seed.
+fn material(kind: KeyType, name: &str, seed: [u8; 32]) -> Result<(Vec<u8>, Vec<u8>, String)> {
+    Ok(match kind {
+        KeyType::Bundle => {
+            let key = signing::signing_key_from_seed(seed);
+            (
+                signing::private_key_pem(&key)?.into_bytes(),
+                signing::public_key_pem(&key.verifying_key())?.into_bytes(),
+                signing::key_id(&key.verifying_key()).to_string(),
+            )
+        }
+        KeyType::Note => {
+            let (skey, vkey) = airgate_store::tlog::note_keys(name, seed);
+            let id = vkey.split('+').nth(1).unwrap_or_default().to_string();
+            (
+                format!("{skey}\n").into_bytes(),
+                format!("{vkey}\n").into_bytes(),
+                id,
+            )
+        }
+    })
 }
 
 /// What a key signs.
