@@ -5,7 +5,7 @@
 # against the last checkpoint (every leaf, the tree, the hash chain, the
 # signature), and reports proof sizes.
 #
-#   RECORDS=1000000 BATCH=1000 bench/audit.sh
+#   RECORDS=1000000 BATCH=10000 bench/audit.sh
 #
 # Goals (issue 14): >= 10,000 records/s appended with checkpoints every
 # second; verify of 1,000,000 records under 5 s; an inclusion proof of at
@@ -17,7 +17,7 @@ cd "$root"
 . "$root/bench/lib.sh"
 
 RECORDS=${RECORDS:-1000000}
-BATCH=${BATCH:-1000}
+BATCH=${BATCH:-10000}
 
 cargo build --release --locked -p airgate >&2
 cargo build --release --locked -p airgate-store --example audit_bench >&2
