@@ -126,23 +126,8 @@ pub async fn signers(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Signer
         return Ok(Signers::default());
     };
     let ns = app.namespace().unwrap_or_default();
-    let client = ctx
-        .syncer
-        .applier(spec)
-        .map_err(|e| e.to_string())?
-        .client();
-    let maps: Api<ConfigMap> = Api::namespaced(client, &ns);
     let name = &verify.config_map;
-    let map = maps.get(name).await.map_err(|e| {
-        format!(
-            "reading ConfigMap {ns}/{name} (spec.source.verify.signers) as ServiceAccount {ns}/{}: {}",
-            spec.service_account,
-            match e {
-                kube::Error::Api(s) => s.message,
-                other => other.to_string(),
-            }
-        )
-    })?;
+    let map: ConfigMap = read_as_app(ctx, app, spec, name, "spec.source.verify.signers").await?;
     let data = map.data.unwrap_or_default();
     let binary = map.binary_data.unwrap_or_default();
     let entries = data
@@ -159,6 +144,43 @@ pub async fn signers(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Signer
     Ok(signers)
 }
 
+/// Object `name` of the App's namespace, read as the App's ServiceAccount;
+/// an error names the object, the spec `field` that named it and the account.
+async fn read_as_app<K>(
+    ctx: &Context,
+    app: &App,
+    spec: &SyncSpec,
+    name: &str,
+    field: &str,
+) -> Result<K, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let ns = app.namespace().unwrap_or_default();
+    let client = ctx
+        .syncer
+        .applier(spec)
+        .map_err(|e| e.to_string())?
+        .client();
+    Api::<K>::namespaced(client, &ns)
+        .get(name)
+        .await
+        .map_err(|e| {
+            format!(
+                "reading {} {ns}/{name} ({field}) as ServiceAccount {ns}/{}: {}",
+                K::kind(&()),
+                spec.service_account,
+                match e {
+                    kube::Error::Api(s) => s.message,
+                    other => other.to_string(),
+                }
+            )
+        })
+}
+
 /// Git credentials and CA from `spec.source.secretRef`, read as the App's
 /// ServiceAccount: an App can use only a Secret its own account may read
 /// (the controller's account reads no Secret at all), so naming another
@@ -167,24 +189,8 @@ pub async fn access(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Access,
     let Some(secret_ref) = &app.spec.source.secret_ref else {
         return Ok(Access::default());
     };
-    let ns = app.namespace().unwrap_or_default();
-    let client = ctx
-        .syncer
-        .applier(spec)
-        .map_err(|e| e.to_string())?
-        .client();
-    let secrets: Api<Secret> = Api::namespaced(client, &ns);
-    let secret = secrets.get(&secret_ref.name).await.map_err(|e| {
-        format!(
-            "reading Secret {ns}/{} (spec.source.secretRef) as ServiceAccount {ns}/{}: {}",
-            secret_ref.name,
-            spec.service_account,
-            match e {
-                kube::Error::Api(s) => s.message,
-                other => other.to_string(),
-            }
-        )
-    })?;
+    let secret: Secret =
+        read_as_app(ctx, app, spec, &secret_ref.name, "spec.source.secretRef").await?;
     let data = secret.data.unwrap_or_default();
     let text = |k: &str| {
         data.get(k).map(|b| {

@@ -127,7 +127,6 @@ pub fn check(
 /// One commit or tag object, read for verification.
 #[derive(Debug)]
 pub struct Object {
-    pub id: String,
     pub tag: Option<String>,
     pub commit: String,
     pub signature: Option<Vec<u8>>,
@@ -169,7 +168,6 @@ pub fn read_commit(repo: &gix::Repository, id: gix::ObjectId) -> Result<Object, 
         .map_err(|e| fail(&format!("commit {id}"), e))?
         .seconds;
     Ok(Object {
-        id: id.to_string(),
         tag: None,
         commit: id.to_string(),
         signature,
@@ -209,7 +207,6 @@ pub fn read_tag(repo: &gix::Repository, id: gix::ObjectId) -> Result<Object, Git
         .map_err(|e| fail(&format!("tag {id}"), e))?
         .id;
     Ok(Object {
-        id: id.to_string(),
         tag: Some(tag.name.to_string()),
         commit: target.to_string(),
         signature,
@@ -347,6 +344,13 @@ fn first_parent(
         .find_commit(commit)
         .map_err(|e| fail(&format!("commit {commit}"), e))?;
     Ok(c.parent_ids().next().map(|p| p.detach()))
+}
+
+/// Now, in seconds since the epoch: what key expiry is checked against.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Opens a local clone to verify (objects only: its configuration, hooks

@@ -259,16 +259,20 @@ impl Store {
             .map_err(self.err())?
             .collect::<Result<_, _>>()
             .map_err(self.err())?;
-        for (seq, body) in missing {
-            if seq as u64 != tlog::leaves(&self.conn).map_err(self.err())? + 1 {
+        // One transaction: one sync to disk, and all leaves or none.
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        let hashes = tlog::Cached::new(&tx);
+        for (n, (seq, body)) in (have..).zip(missing) {
+            if seq as u64 != n + 1 {
                 return Err(StoreError::Broken {
                     seq,
                     message: "a record before it is missing; the log cannot be made".into(),
                 });
             }
-            tlog::append_leaf(&tlog::Cached::new(&self.conn), (seq - 1) as u64, &body)?;
+            tlog::append_leaf(&hashes, n, &body)?;
         }
-        Ok(())
+        drop(hashes);
+        tx.commit().map_err(self.err())
     }
 
     /// The record `seq`.

@@ -53,10 +53,7 @@ impl Syncer {
         let head = commit.tag.clone().unwrap_or_else(|| commit.id.clone());
         let (revision, from) = (commit.id.clone(), from.map(str::to_string));
         tokio::task::spawn_blocking(move || {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = airgate_git::trust::now();
             let verified =
                 mirror.verify(&url, &head, from.as_deref(), &verify.policy, &signers, now)?;
             let trust: Vec<CommitTrust> = verified.all().cloned().collect();

@@ -1813,6 +1813,27 @@ impl Signer {
     }
 }
 
+/// The drill's release step: the developer commits `version` on a new
+/// `branch`, the release engineer merges it into main with `ticket`.
+/// Returns (the developer's commit, the merge).
+fn merged_release(
+    t: &Tenant,
+    dev: &Signer,
+    rel: &Signer,
+    branch: &str,
+    version: &str,
+    ticket: &str,
+) -> Result<(String, String)> {
+    rel.git(t, &["checkout", "-q", "-b", branch])?;
+    t.write("envs/prod/release.yaml", &config_map("release", version))?;
+    let change = dev.commit(t, &format!("release {version}"))?;
+    rel.git(t, &["checkout", "-q", "main"])?;
+    let message = format!("Merge {version}\n\nTicket: {ticket}");
+    rel.git(t, &["merge", "-q", "--no-ff", "-S", "-m", &message, branch])?;
+    let merge = rel.git(t, &["rev-parse", "HEAD"])?.trim().to_string();
+    Ok((change, merge))
+}
+
 impl Tenant {
     fn push_main(&self, force: bool) -> Result<()> {
         let url = format!("{}/{}.git", self.p.git_url, self.repo);
@@ -1858,23 +1879,7 @@ async fn the_two_person_rule_refuses_a_lone_developer_and_applies_the_release_me
     // the release engineer merges it with a ticket.
     t.p.git(t.work.path(), &["init", "-q", "--initial-branch", "main"])?;
     rel.commit(&t, "start\n\nTicket: T-0")?;
-    rel.git(&t, &["checkout", "-q", "-b", "feature"])?;
-    t.write("envs/prod/release.yaml", &config_map("release", "v1"))?;
-    dev.commit(&t, "release v1")?;
-    rel.git(&t, &["checkout", "-q", "main"])?;
-    rel.git(
-        &t,
-        &[
-            "merge",
-            "-q",
-            "--no-ff",
-            "-S",
-            "-m",
-            "Merge v1\n\nTicket: T-1",
-            "feature",
-        ],
-    )?;
-    let m1 = rel.git(&t, &["rev-parse", "HEAD"])?.trim().to_string();
+    let (_, m1) = merged_release(&t, &dev, &rel, "feature", "v1", "T-1")?;
     t.push_main(false)?;
     let verify = json!({"source": {
         "url": format!("{}/{}.git", t.p.git_url, t.repo), "ref": {"branch": "main"},
@@ -1927,23 +1932,7 @@ async fn the_two_person_rule_refuses_a_lone_developer_and_applies_the_release_me
     assert_eq!(value(t.config_map("release").await?).as_deref(), Some("v1"));
 
     // The release engineer's signed merge on top: applied.
-    rel.git(&t, &["checkout", "-q", "-b", "feature2"])?;
-    t.write("envs/prod/release.yaml", &config_map("release", "v3"))?;
-    dev.commit(&t, "release v3")?;
-    rel.git(&t, &["checkout", "-q", "main"])?;
-    rel.git(
-        &t,
-        &[
-            "merge",
-            "-q",
-            "--no-ff",
-            "-S",
-            "-m",
-            "Merge v3\n\nTicket: T-3",
-            "feature2",
-        ],
-    )?;
-    let m3 = rel.git(&t, &["rev-parse", "HEAD"])?.trim().to_string();
+    let (_, m3) = merged_release(&t, &dev, &rel, "feature2", "v3", "T-3")?;
     t.push_main(false)?;
     t.until(
         "shop",
@@ -1975,23 +1964,7 @@ async fn the_two_person_rule_refuses_a_lone_developer_and_applies_the_release_me
 
     // The developer leaves the signers: the next commit they sign is refused.
     t.signers(&[&rel]).await?;
-    rel.git(&t, &["checkout", "-q", "-b", "feature5"])?;
-    t.write("envs/prod/release.yaml", &config_map("release", "v5"))?;
-    let d5 = dev.commit(&t, "release v5")?;
-    rel.git(&t, &["checkout", "-q", "main"])?;
-    rel.git(
-        &t,
-        &[
-            "merge",
-            "-q",
-            "--no-ff",
-            "-S",
-            "-m",
-            "Merge v5\n\nTicket: T-5",
-            "feature5",
-        ],
-    )?;
-    let m5 = rel.git(&t, &["rev-parse", "HEAD"])?.trim().to_string();
+    let (d5, m5) = merged_release(&t, &dev, &rel, "feature5", "v5", "T-5")?;
     t.push_main(false)?;
     let records = c.records(&format!("{}/shop", t.ns))?;
     let refusal = eventually("the refusal of v5", Duration::from_secs(60), || {

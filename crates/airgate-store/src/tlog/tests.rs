@@ -1,16 +1,21 @@
 use super::*;
 use crate::SyncRecord;
 
+/// Record `i` of a test log.
+fn record(i: i64) -> SyncRecord {
+    SyncRecord {
+        app: "shop/web".into(),
+        revision: format!("{i:040x}"),
+        started_at: 1_700_000_000 + i,
+        ..SyncRecord::default()
+    }
+}
+
 fn store_with(n: usize) -> Result<(tempfile::TempDir, Store), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let mut store = Store::open(&dir.path().join("records.db"))?;
     for i in 0..n {
-        store.append(&SyncRecord {
-            app: "shop/web".into(),
-            revision: format!("{i:040x}"),
-            started_at: 1_700_000_000 + i as i64,
-            ..SyncRecord::default()
-        })?;
+        store.append(&record(i as i64))?;
     }
     Ok((dir, store))
 }
@@ -165,14 +170,7 @@ fn a_batch_is_the_same_log_as_its_records_one_by_one() -> Result<(), Box<dyn std
     let (_one, one_by_one) = store_with(9)?;
     let dir = tempfile::tempdir()?;
     let mut batched = Store::open(&dir.path().join("records.db"))?;
-    let records: Vec<SyncRecord> = (0..9)
-        .map(|i| SyncRecord {
-            app: "shop/web".into(),
-            revision: format!("{i:040x}"),
-            started_at: 1_700_000_000 + i,
-            ..SyncRecord::default()
-        })
-        .collect();
+    let records: Vec<SyncRecord> = (0..9).map(record).collect();
     batched.append_all(&records[..4])?;
     batched.append_all(&records[4..])?;
     assert_eq!(batched.tree_head()?, one_by_one.tree_head()?);

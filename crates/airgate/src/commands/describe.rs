@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use airgate_kube::app::App;
+use airgate_kube::app::{App, AppStatus};
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::ListParams;
@@ -51,8 +51,18 @@ pub fn app(args: DescribeAppArgs) -> Result<ExitCode> {
 }
 
 fn render(app: &App, events: &[Event]) -> String {
-    let spec = &app.spec;
     let status = app.status.clone().unwrap_or_default();
+    let mut out = header(app, &status);
+    out.push_str(&commit_trust(app));
+    out.push_str(&conditions_and_inventory(&status));
+    out.push_str(&history(&status));
+    out.push_str(&recent_events(events));
+    out
+}
+
+/// What the App is and asks for, and where it stands.
+fn header(app: &App, status: &AppStatus) -> String {
+    let spec = &app.spec;
     let r = &spec.source.git_ref;
     let git_ref = r
         .branch
@@ -113,7 +123,11 @@ fn render(app: &App, events: &[Event]) -> String {
         "Last attempted:   {}",
         status.last_attempted_revision.as_deref().unwrap_or("-")
     );
-    out.push_str(&commit_trust(app));
+    out
+}
+
+fn conditions_and_inventory(status: &AppStatus) -> String {
+    let mut out = String::new();
     let _ = writeln!(out, "\nConditions:");
     if status.conditions.is_empty() {
         let _ = writeln!(out, "  (none yet: is the controller running?)");
@@ -136,6 +150,11 @@ fn render(app: &App, events: &[Event]) -> String {
             let _ = writeln!(out, "\nInventory: unreadable: {e}");
         }
     }
+    out
+}
+
+fn history(status: &AppStatus) -> String {
+    let mut out = String::new();
     let _ = writeln!(out, "\nRecent syncs:");
     if status.history.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -164,6 +183,11 @@ fn render(app: &App, events: &[Event]) -> String {
             let _ = writeln!(out, "  {line}");
         }
     }
+    out
+}
+
+fn recent_events(events: &[Event]) -> String {
+    let mut out = String::new();
     let _ = writeln!(out, "\nEvents:");
     if events.is_empty() {
         let _ = writeln!(out, "  (none)");

@@ -30,10 +30,7 @@ pub fn run(args: VerifyCommitsArgs) -> anyhow::Result<ExitCode> {
         min_distinct_signers: args.min_distinct_signers,
         require_trailers: args.require_trailer.clone(),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = airgate_git::trust::now();
     let verified = verify_range(&repo, head, from, &policy, &signers, now)?;
     let verdict = judge(&policy, &verified.head, &verified.range);
     let commits: Vec<&CommitTrust> = verified.all().collect();
