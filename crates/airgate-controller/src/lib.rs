@@ -59,6 +59,8 @@ pub struct Settings {
     /// The note signing key of the audit log's checkpoints.
     pub log_key: Option<PathBuf>,
     pub log_name: String,
+    /// Where the audit log is published (`HOST/PATH` in a registry).
+    pub log_repository: Option<airgate_oci::files::RepoFiles>,
     pub kustomize: Option<PathBuf>,
     pub listen: String,
     pub concurrency: u16,
@@ -70,8 +72,8 @@ pub struct Context {
     pub client: Client,
     pub syncer: Syncer,
     pub store: Mutex<Store>,
-    /// Signs a checkpoint after every record, when a log key is given.
-    pub checkpoints: Option<audit::Checkpoints>,
+    /// The audit log: appends, checkpoints, publication.
+    pub audit: audit::AuditLog,
     pub recorder: Recorder,
     pub metrics: Arc<metrics::Metrics>,
     /// Per App (`namespace/name`): what this controller knows of it.
@@ -110,7 +112,7 @@ pub fn key(app: &App) -> String {
 fn context(
     settings: &Settings,
     client: Client,
-    (store, checkpoints): (Store, Option<audit::Checkpoints>),
+    (store, audit): (Store, audit::AuditLog),
     metrics: Arc<metrics::Metrics>,
     trigger: mpsc::UnboundedSender<AppRef<App>>,
 ) -> Context {
@@ -122,7 +124,7 @@ fn context(
             settings.config.clone(),
         ),
         store: Mutex::new(store),
-        checkpoints,
+        audit,
         recorder: Recorder::new(
             client,
             Reporter {
@@ -148,7 +150,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     })?;
     let store = Store::open(&settings.store)
         .with_context(|| format!("opening the sync record store {}", settings.store.display()))?;
-    let checkpoints = audit::open(&settings, &store)?;
+    let audit = audit::AuditLog::new(&settings)?;
 
     // Fail early, and clearly, when the CRD is missing or not readable.
     let apps: Api<App> = match &settings.namespace {
@@ -180,7 +182,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     let ctx = Arc::new(context(
         &settings,
         client,
-        (store, checkpoints),
+        (store, audit),
         metrics.clone(),
         trigger,
     ));
@@ -193,6 +195,16 @@ pub async fn run(settings: Settings) -> Result<()> {
     metrics
         .leader
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    // Only the leader appends: the log is checked (and a published one
+    // restored) now, not at start, since another leader may have appended.
+    ctx.audit.open(&ctx.store, &metrics).await;
+    let publisher = ctx.clone();
+    tokio::spawn(async move {
+        publisher
+            .audit
+            .publish_forever(&publisher.store, &publisher.metrics)
+            .await;
+    });
 
     let triggers = futures_util::stream::unfold(triggered, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))

@@ -21,6 +21,11 @@ pub struct Metrics {
     /// Per App: is it Ready?
     ready: Mutex<BTreeMap<String, bool>>,
     pub leader: AtomicBool,
+    /// 1 while the audit log is proved consistent with its last checkpoint.
+    pub log_consistent: AtomicBool,
+    /// Records covered by the checkpoint last published.
+    pub log_published: AtomicU64,
+    pub log_publish_failures: AtomicU64,
 }
 
 fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
@@ -81,6 +86,9 @@ impl Metrics {
             .map(|m| (m.len(), m.values().filter(|r| **r).count()))
             .unwrap_or_default();
         let leader = u8::from(self.leader.load(Ordering::Relaxed));
+        let consistent = u8::from(self.log_consistent.load(Ordering::Relaxed));
+        let published = self.log_published.load(Ordering::Relaxed);
+        let publish_failures = self.log_publish_failures.load(Ordering::Relaxed);
         #[rustfmt::skip]
         let families = [
             ("airgate_syncs_total", "counter", "Syncs by result.", labelled(&self.syncs, "result")),
@@ -92,6 +100,9 @@ impl Metrics {
             ("airgate_apps", "gauge", "Apps this controller reconciles.", one(apps.to_string())),
             ("airgate_apps_ready", "gauge", "Apps whose Ready condition is True.", one(ready.to_string())),
             ("airgate_leader", "gauge", "1 while this controller holds the Lease.", one(leader.to_string())),
+            ("airgate_audit_log_consistent", "gauge", "1 while the audit log is proved to extend its last checkpoint; 0 while the controller refuses to append.", one(consistent.to_string())),
+            ("airgate_audit_log_published_records", "gauge", "Records covered by the audit log's last published checkpoint.", one(published.to_string())),
+            ("airgate_audit_log_publish_failures_total", "counter", "Failed attempts to publish the audit log.", one(publish_failures.to_string())),
         ];
         let mut out = String::new();
         for (name, kind, help, samples) in families {

@@ -48,6 +48,8 @@ pub enum Outcome {
     },
     /// Corrections kept being undone: not tried again until the next sync.
     Contested { message: String },
+    /// The audit log cannot be proved consistent: nothing is applied.
+    AuditRefused { message: String, first: bool },
 }
 
 /// Tells the world about the outcomes of one App's pass.
@@ -121,6 +123,15 @@ impl Reporter<'_> {
             Outcome::Unhealthy { record } => self.unhealthy(record, status).await,
             Outcome::Drift { record, described } => {
                 self.drift(record, described, status).await;
+            }
+            Outcome::AuditRefused { message, first } => {
+                let reason = Reason::AuditLogRefused;
+                status.set_condition(Ready, False, reason, &message, self.now);
+                status.set_condition(Stalled, True, reason, &message, self.now);
+                status.clear_condition(Reconciling);
+                if first {
+                    self.event(EventType::Warning, reason, message).await;
+                }
             }
             Outcome::Contested { message } => {
                 self.ctx.metrics.drift(RecordResult::Contested);
@@ -252,20 +263,10 @@ impl Reporter<'_> {
     }
 
     fn record(&self, record: &SyncRecord) {
-        let mut store = match self.ctx.store.lock() {
-            Ok(store) => store,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let stored = store
-            .append(record)
-            .and_then(|_| match &self.ctx.checkpoints {
-                Some(c) => c.write(&store),
-                None => Ok(()),
-            });
-        if let Err(e) = stored {
+        if let Err(e) = self.ctx.audit.append(&self.ctx.store, record) {
             log::error(
                 "sync record not stored",
-                json!({"app": record.app, "error": e.to_string()}),
+                json!({"app": record.app, "error": e}),
             );
         }
     }

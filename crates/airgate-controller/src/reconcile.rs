@@ -108,6 +108,17 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
         return Ok(Action::await_change());
     }
 
+    if let Some(message) = ctx.audit.refused() {
+        let first = status
+            .condition(ConditionType::Ready)
+            .is_none_or(|c| c.reason != Reason::AuditLogRefused.as_str());
+        reporter
+            .report(Outcome::AuditRefused { message, first }, &mut status)
+            .await;
+        write_status(&ctx, &app, &before, status).await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+
     let (due, drift, health) = take_due(&ctx, &app, &status);
     if !due.fetch && drift.is_empty() {
         match health {

@@ -112,6 +112,9 @@ words! {
         /// expired; too few distinct signers; or a required trailer is
         /// missing. Nothing of the revision is applied.
         VerificationFailed = "VerificationFailed",
+        /// The audit log does not verify, or does not extend its last
+        /// published checkpoint: nothing is applied until it does.
+        AuditLogRefused = "AuditLogRefused",
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod bundle;
+pub mod files;
 pub mod lock;
 pub mod progress;
 pub mod push;

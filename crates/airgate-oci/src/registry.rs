@@ -915,6 +915,63 @@ impl RegistryClient {
         .await
     }
 
+    /// Uploads a small blob held in memory in one request, unless the
+    /// repository has it already.
+    pub async fn put_blob_bytes(
+        &self,
+        registry: &str,
+        repository: &str,
+        data: &Bytes,
+    ) -> Result<Digest, RegistryError> {
+        let digest = Digest::of(data);
+        if self.blob_exists(registry, repository, &digest).await? {
+            return Ok(digest);
+        }
+        self.retry(|| async {
+            let Mount::Upload(location) = self.start_upload(registry, repository, None).await?
+            else {
+                return Ok(());
+            };
+            let url = with_digest(location, &digest);
+            let resp = self
+                .send(registry, repository, &Self::push(repository), |c, _| {
+                    c.put(url.clone())
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_LENGTH, data.len())
+                        .body(data.clone())
+                })
+                .await?;
+            expect_created(resp, "PUT", url.as_str()).await
+        })
+        .await?;
+        Ok(digest)
+    }
+
+    /// A small blob read whole (at most `max` bytes), its digest checked.
+    pub async fn get_blob_bytes(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        max: u64,
+    ) -> Result<Bytes, RegistryError> {
+        self.retry(|| async {
+            let resp = self.get_blob(registry, repository, digest).await?;
+            let what = format!("blob {digest}");
+            let bytes = read_capped(resp, max, &what, registry).await?;
+            let actual = Digest::of(&bytes);
+            if actual != *digest {
+                return Err(RegistryError::DigestMismatch {
+                    what,
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            Ok(bytes)
+        })
+        .await
+    }
+
     /// Uploads a blob, trying a mount from `upload.mount_from` first.
     /// Returns whether it was mounted. Retries restart the upload in a new
     /// session.

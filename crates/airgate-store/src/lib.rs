@@ -12,7 +12,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+mod split;
+pub mod tiles;
 pub mod tlog;
+pub mod witness;
+
+pub use split::{MAX_BODY, Part};
 
 /// The hash the first record chains to.
 pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
@@ -73,6 +78,10 @@ pub struct SyncRecord {
     /// applied one first, with its signer, verdict and trailers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trust: Vec<airgate_core::trust::CommitTrust>,
+    /// Set when one sync's record was too large for one log entry
+    /// ([`MAX_BODY`]) and was stored as several records in a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
 }
 
 /// A record as stored: its place in the chain and its hashes.
@@ -97,6 +106,9 @@ pub enum StoreError {
     Corrupt { seq: i64, message: String },
     #[error("the chain breaks at record {seq}: {message}")]
     Broken { seq: i64, message: String },
+    /// The log as a whole (a checkpoint, a published file, a key) does not hold.
+    #[error("{0}")]
+    Log(String),
 }
 
 /// `sha256:` of `prev_hash` and `body`, each followed by a newline.
@@ -166,8 +178,46 @@ impl Store {
     }
 
     /// Appends `records` in order, in one transaction (one sync to disk):
-    /// all of them or none.
+    /// all of them or none. A record whose body would exceed [`MAX_BODY`]
+    /// is stored as several parts in a row ([`SyncRecord::parts`]).
     pub fn append_all(&mut self, records: &[SyncRecord]) -> Result<Vec<Stored>, StoreError> {
+        let mut bodies = Vec::with_capacity(records.len());
+        for record in records {
+            for part in record.parts() {
+                let body = serde_json::to_string(&part).map_err(|e| StoreError::Corrupt {
+                    seq: 0,
+                    message: e.to_string(),
+                })?;
+                bodies.push((part, body));
+            }
+        }
+        self.append_bodies(bodies)
+    }
+
+    /// Appends records given with their canonical bodies, byte for byte
+    /// (a new leader restoring the published log appends the published
+    /// bodies, so the leaves hash the same).
+    pub fn append_raw(&mut self, bodies: &[Vec<u8>]) -> Result<Vec<Stored>, StoreError> {
+        let mut parsed = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let text = String::from_utf8(body.clone()).map_err(|_| StoreError::Corrupt {
+                seq: 0,
+                message: "a record is not UTF-8".into(),
+            })?;
+            let record: SyncRecord =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                    seq: 0,
+                    message: format!("a record is not a sync record: {e}"),
+                })?;
+            parsed.push((record, text));
+        }
+        self.append_bodies(parsed)
+    }
+
+    fn append_bodies(
+        &mut self,
+        bodies: Vec<(SyncRecord, String)>,
+    ) -> Result<Vec<Stored>, StoreError> {
         let path = self.path.clone();
         let err = move |source| StoreError::Sqlite {
             path: path.clone(),
@@ -188,13 +238,9 @@ impl Store {
                 other => Err(other),
             })
             .map_err(&err)?;
-        let mut stored = Vec::with_capacity(records.len());
+        let mut stored = Vec::with_capacity(bodies.len());
         let hashes = tlog::Cached::new(&tx);
-        for record in records {
-            let body = serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
-                seq: 0,
-                message: e.to_string(),
-            })?;
+        for (record, body) in bodies {
             let hash = chain_hash(&prev, &body);
             tx.prepare_cached(
                 "INSERT INTO sync_records (app, started_at, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -209,7 +255,7 @@ impl Store {
                 seq,
                 prev_hash: std::mem::replace(&mut prev, hash.clone()),
                 hash,
-                record: record.clone(),
+                record,
             });
         }
         drop(hashes);
@@ -366,6 +412,7 @@ mod tests {
             images: vec!["registry.internal/web:1.2.4@sha256:abc".into()],
             drift: vec![],
             trust: vec![],
+            part: None,
         }
     }
 

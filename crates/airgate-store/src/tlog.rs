@@ -39,8 +39,8 @@ pub struct TreeHead {
 }
 
 /// Stored hashes, read inside the transaction (or connection) given.
-struct Reader<'c> {
-    conn: &'c rusqlite::Connection,
+pub(crate) struct Reader<'c> {
+    pub(crate) conn: &'c rusqlite::Connection,
 }
 
 impl HashReader for Reader<'_> {
@@ -318,18 +318,9 @@ fn check_checkpoint(
     memory: &Memory,
     head: TreeHead,
 ) -> Result<(), StoreError> {
-    let bad = |message: String| StoreError::Broken { seq: 0, message };
-    let verifier =
-        StandardVerifier::new(vkey).map_err(|e| bad(format!("the log's verifier key: {e}")))?;
-    let name = verifier.name().to_string();
-    let verifiers = VerifierList::new(vec![Box::new(verifier)]);
+    let bad = StoreError::Log;
+    verify_note(text, vkey)?;
     let note = Note::from_bytes(text).map_err(|e| bad(format!("checkpoint: {e}")))?;
-    let (verified, _) = note
-        .verify(&verifiers)
-        .map_err(|e| bad(format!("checkpoint: no valid signature of {name}: {e}")))?;
-    if verified.is_empty() {
-        return Err(bad(format!("checkpoint: not signed by {name}")));
-    }
     let checkpoint =
         Checkpoint::from_bytes(note.text()).map_err(|e| bad(format!("checkpoint: {e}")))?;
     let size = checkpoint.size();
@@ -344,6 +335,24 @@ fn check_checkpoint(
         return Err(bad(format!(
             "the first {size} records do not hash to the checkpoint's root: the log was rewritten"
         )));
+    }
+    Ok(())
+}
+
+/// Checks that the signed note `text` carries a valid signature by the
+/// verifier key `vkey` (`<name>+<hex key id>+<base64 key>`).
+pub fn verify_note(text: &[u8], vkey: &str) -> Result<(), StoreError> {
+    let bad = StoreError::Log;
+    let verifier =
+        StandardVerifier::new(vkey).map_err(|e| bad(format!("the log's verifier key: {e}")))?;
+    let name = verifier.name().to_string();
+    let verifiers = VerifierList::new(vec![Box::new(verifier)]);
+    let note = Note::from_bytes(text).map_err(|e| bad(format!("checkpoint: {e}")))?;
+    let (verified, _) = note
+        .verify(&verifiers)
+        .map_err(|e| bad(format!("checkpoint: no valid signature of {name}: {e}")))?;
+    if verified.is_empty() {
+        return Err(bad(format!("checkpoint: not signed by {name}")));
     }
     Ok(())
 }

@@ -148,6 +148,7 @@ impl SyncOutcome {
             images: self.images.clone(),
             drift: Vec::new(),
             trust: Vec::new(),
+            part: None,
         }
     }
 }

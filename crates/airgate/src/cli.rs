@@ -110,7 +110,7 @@ pub enum KeyCommand {
         /// What the key signs.
         #[arg(long = "type", value_enum, default_value_t = crate::commands::KeyType::Bundle)]
         kind: crate::commands::KeyType,
-        /// The key's name (--type note): it names the signer in every checkpoint.
+        /// The key's name (--type note, witness): it names the signer in every checkpoint.
         #[arg(long, default_value = "airgate")]
         name: String,
     },
@@ -173,6 +173,14 @@ pub struct ControllerArgs {
     /// The audit log's name: its checkpoints' origin is airgate.dev/audit/NAME.
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub log_name: String,
+    /// Publish the audit log (tiles, entry bundles, signed checkpoint) to this
+    /// registry repository, HOST[:PORT]/PATH, within a second of each record; a new
+    /// leader continues the published log. Needs --log-key. Credentials come from
+    /// the Docker config (DOCKER_CONFIG), as for `bundle push`.
+    #[arg(long, value_name = "REPOSITORY", requires = "log_key")]
+    pub log_repository: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// The kustomize binary (else AIRGATE_KUSTOMIZE, else PATH).
     #[arg(long, value_name = "BIN")]
     pub kustomize: Option<PathBuf>,
@@ -252,19 +260,21 @@ pub struct VerifyCommitsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute every record's leaf, the Merkle tree and the hash chain; with
-    /// --checkpoint, check its signature and that the log extends it. Names the first
-    /// bad record and exits non-zero.
+    /// Recompute every record's leaf and the Merkle tree; check the checkpoint's
+    /// signature and that the log extends it, and each witness's cosignature. Names the
+    /// first bad record or file and exits non-zero.
     Verify {
-        /// The record store (the controller's DATA_DIR/records.db).
-        #[arg(long, value_name = "FILE")]
-        store: PathBuf,
-        /// A signed checkpoint kept from before (`audit checkpoint`, `audit export`).
-        #[arg(long, value_name = "FILE")]
+        #[command(flatten)]
+        source: AuditSource,
+        /// With --store: a signed checkpoint kept from before (`audit checkpoint`,
+        /// `audit export`) that the log must extend.
+        #[arg(long, value_name = "FILE", requires = "log_key")]
         checkpoint: Option<PathBuf>,
-        /// The log's verifier key (`name+id+key`, from `key generate --type note`).
-        #[arg(long, value_name = "FILE")]
-        log_key: Option<PathBuf>,
+        /// With --log: require the cosignature of this witness (its verifier key file,
+        /// from `key generate --type witness`) and that the log extends what it
+        /// cosigned. Repeatable.
+        #[arg(long, value_name = "FILE", requires = "log")]
+        witness_key: Vec<PathBuf>,
     },
     /// Sign a checkpoint of the log now (C2SP tlog-checkpoint, a signed note).
     Checkpoint {
@@ -282,8 +292,8 @@ pub enum AuditCommand {
     },
     /// The records, oldest first.
     Log {
-        #[arg(long, value_name = "FILE")]
-        store: PathBuf,
+        #[command(flatten)]
+        source: AuditSource,
         /// Only this App's records.
         #[arg(long, value_name = "NS/NAME")]
         app: Option<String>,
@@ -296,11 +306,12 @@ pub enum AuditCommand {
     /// One record with its leaf index and inclusion proof in the tree now (JSON).
     Show {
         seq: i64,
-        #[arg(long, value_name = "FILE")]
-        store: PathBuf,
+        #[command(flatten)]
+        source: AuditSource,
     },
-    /// Write DIR/entries.jsonl (every record), and with --key DIR/checkpoint and
-    /// DIR/log.vkey. DIR must not exist.
+    /// Write the log into DIR in the C2SP tlog-tiles layout (tile/..., tile/entries/...),
+    /// DIR/entries.jsonl (every record, what a SIEM ingests) and, with --key,
+    /// DIR/checkpoint and DIR/log.vkey. DIR must not exist.
     Export {
         dir: PathBuf,
         #[arg(long, value_name = "FILE")]
@@ -310,6 +321,51 @@ pub enum AuditCommand {
         #[arg(long, default_value = "default")]
         log: String,
     },
+    /// Cosign the log's checkpoint as a witness: check the log's signature, prove from
+    /// the published tiles that the log extends the checkpoint cosigned last time
+    /// (kept in --state), cosign (C2SP tlog-cosignature), keep it in --state and publish
+    /// it at LOCATION as witness/KEY_ID. Refuses a rewritten log, even one re-signed
+    /// with the log's key.
+    Witness {
+        /// Where the log is published: an export directory, or HOST[:PORT]/PATH.
+        #[arg(long, value_name = "LOCATION")]
+        log: String,
+        /// The log's verifier key (`name+id+key`).
+        #[arg(long, value_name = "FILE")]
+        log_key: PathBuf,
+        /// The witness's signing key (`key generate --type witness`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The last checkpoint this witness cosigned (created the first time).
+        #[arg(long, value_name = "FILE")]
+        state: PathBuf,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+}
+
+/// Where `audit` reads the log: the controller's store, or a published log.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "source_kind")]
+pub struct AuditSource {
+    /// The record store (the controller's DATA_DIR/records.db).
+    #[arg(long, value_name = "FILE", group = "source_kind")]
+    pub store: Option<PathBuf>,
+    /// A published log: an export directory, or the registry repository the controller
+    /// publishes to (HOST[:PORT]/PATH). Read whole and checked against its signed
+    /// checkpoint before anything is shown.
+    #[arg(
+        long,
+        value_name = "LOCATION",
+        group = "source_kind",
+        requires = "log_key"
+    )]
+    pub log: Option<String>,
+    /// The log's verifier key (`name+id+key`, from `key generate --type note`).
+    #[arg(long, value_name = "FILE")]
+    pub log_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

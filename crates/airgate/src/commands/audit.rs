@@ -1,28 +1,36 @@
 //! `airgate audit`: the controller's records as a transparency log a
-//! reviewer checks offline, from the record store (`DATA_DIR/records.db`):
-//! `verify` recomputes every leaf and the tree and checks a signed
-//! checkpoint; `checkpoint` signs the tree now; `log` and `show` read
-//! records (`show` with the inclusion proof of one); `export` writes the
-//! entries (JSON Lines, what a SIEM ingests), a checkpoint and the log's
-//! verifier key into a directory.
+//! reviewer checks, from the record store (`DATA_DIR/records.db`) or from
+//! where the log is published (an export directory, the registry
+//! repository): `verify` recomputes every leaf and the tree and checks the
+//! signed checkpoint and witnesses' cosignatures; `checkpoint` signs the
+//! tree now; `log` and `show` read records (`show` with the inclusion
+//! proof of one); `export` writes the C2SP tiles layout, the entries as
+//! JSON Lines (what a SIEM ingests), a checkpoint and the log's verifier
+//! key; `witness` cosigns (in `audit_witness`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use airgate_store::tlog::TreeHead;
 use airgate_store::{Store, Stored};
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use base64::Engine as _;
 
+use super::audit_source::{self, Opened};
 use crate::cli::{AuditCommand, AuditFormat};
 
 pub fn run(command: AuditCommand) -> Result<ExitCode> {
     match command {
         AuditCommand::Verify {
-            store,
+            source,
             checkpoint,
-            log_key,
-        } => verify(&store, checkpoint.as_deref(), log_key.as_deref()),
+            witness_key,
+        } => verify(
+            &audit_source::open(&source)?,
+            checkpoint.as_deref(),
+            source.log_key.as_deref(),
+            &witness_key,
+        ),
         AuditCommand::Checkpoint {
             store,
             key,
@@ -37,28 +45,35 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Log {
-            store,
+            source,
             app,
             since,
             output,
-        } => log(&open(&store)?, app.as_deref(), since, output),
-        AuditCommand::Show { seq, store } => show(&open(&store)?, seq),
+        } => log(
+            &audit_source::open(&source)?.store,
+            app.as_deref(),
+            since,
+            output,
+        ),
+        AuditCommand::Show { seq, source } => show(&audit_source::open(&source)?.store, seq),
         AuditCommand::Export {
             dir,
             store,
             key,
             log,
         } => export(&open(&store)?, &dir, key.as_deref(), &log),
+        AuditCommand::Witness {
+            log,
+            log_key,
+            key,
+            state,
+            registry,
+        } => super::audit_witness::witness(&log, &log_key, &key, &state, &registry),
     }
 }
 
 fn open(path: &Path) -> Result<Store> {
-    anyhow::ensure!(
-        path.exists(),
-        "{} does not exist\nhint: the controller keeps its records in DATA_DIR/records.db",
-        path.display()
-    );
-    Ok(Store::open(path)?)
+    audit_source::open_store(path)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -69,22 +84,28 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn verify(path: &Path, checkpoint: Option<&Path>, log_key: Option<&Path>) -> Result<ExitCode> {
-    let store = open(path)?;
-    let signed = match (checkpoint, log_key) {
-        (Some(c), Some(k)) => Some((
+fn verify(
+    opened: &Opened,
+    checkpoint: Option<&Path>,
+    log_key: Option<&Path>,
+    witnesses: &[std::path::PathBuf],
+) -> Result<ExitCode> {
+    let store = &opened.store;
+    let signed = match (checkpoint, log_key, &opened.published) {
+        (Some(c), Some(k), _) => Some((
             std::fs::read(c).with_context(|| format!("reading {}", c.display()))?,
-            std::fs::read_to_string(k)
-                .with_context(|| format!("reading {}", k.display()))?
-                .trim()
-                .to_string(),
+            audit_source::read_vkey(k)?,
         )),
-        (None, None) => None,
-        _ => bail!(
-            "--checkpoint and --log-key go together: a checkpoint proves something only with the key that signed it"
-        ),
+        (None, _, Some((_, text, vkey))) => Some((text.clone(), vkey.clone())),
+        _ => None,
     };
     let head = store.verify_log(signed.as_ref().map(|(c, k)| (c.as_slice(), k.as_str())))?;
+    let mut cosigned = Vec::new();
+    if let Some((location, _, vkey)) = &opened.published {
+        for w in witnesses {
+            cosigned.push(super::audit_witness::check(store, location, vkey, w)?);
+        }
+    }
     eprintln!(
         "verified {} records: every leaf, the tree (root {}), the hash chain ({} links){}",
         head.size,
@@ -96,9 +117,12 @@ fn verify(path: &Path, checkpoint: Option<&Path>, log_key: Option<&Path>) -> Res
             ""
         }
     );
+    for line in &cosigned {
+        eprintln!("{line}");
+    }
     if signed.is_none() {
         eprintln!(
-            "hint: without --checkpoint a rewritten tail verifies too; keep checkpoints where the controller cannot rewrite them"
+            "hint: without a checkpoint a rewritten tail verifies too; keep checkpoints where the controller cannot rewrite them, and have a witness cosign them"
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -175,7 +199,7 @@ fn show(store: &Store, seq: i64) -> Result<ExitCode> {
 }
 
 fn export(store: &Store, dir: &Path, key: Option<&Path>, log_name: &str) -> Result<ExitCode> {
-    store
+    let head = store
         .verify_log(None)
         .context("the log does not verify; nothing exported")?;
     std::fs::create_dir(dir)
@@ -187,6 +211,7 @@ fn export(store: &Store, dir: &Path, key: Option<&Path>, log_name: &str) -> Resu
         lines.push('\n');
     }
     write_new(&dir.join("entries.jsonl"), lines.as_bytes())?;
+    airgate_store::tiles::write_dir(dir, &store.tiles(0, head.size)?)?;
     if let Some(key) = key {
         let text = checkpoint(store, key, log_name)?;
         write_new(&dir.join("checkpoint"), &text)?;
@@ -195,14 +220,13 @@ fn export(store: &Store, dir: &Path, key: Option<&Path>, log_name: &str) -> Resu
             airgate_store::tlog::verifier_key(&skey).context("--key: not an Ed25519 note key")?;
         write_new(&dir.join("log.vkey"), format!("{vkey}\n").as_bytes())?;
     }
-    let head = store.tree_head()?;
     eprintln!(
-        "exported {} records to {} (root {}, {})",
+        "exported {} records to {} (root {}; tiles, entries.jsonl, {})",
         records.len(),
         dir.display(),
         hex(&head.root),
         if key.is_some() {
-            "with a signed checkpoint and log.vkey"
+            "a signed checkpoint and log.vkey"
         } else {
             "no checkpoint: pass --key"
         }
@@ -210,7 +234,7 @@ fn export(store: &Store, dir: &Path, key: Option<&Path>, log_name: &str) -> Resu
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write as _;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -36,6 +36,15 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
     }
     crate::block_on(async move {
         let config = kube_client::config(args.kubeconfig.as_deref()).await?;
+        let log_repository = match &args.log_repository {
+            None => None,
+            Some(location) => {
+                let client = airgate_oci::RegistryClient::new(crate::registry_options::options(
+                    &args.registry,
+                )?)?;
+                Some(airgate_oci::files::RepoFiles::new(client, location)?)
+            }
+        };
         let store = args
             .store
             .clone()
@@ -51,6 +60,7 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
             store,
             log_key: args.log_key,
             log_name: args.log_name,
+            log_repository,
             kustomize: args.kustomize,
             listen: args.listen,
             concurrency: args.concurrency,

@@ -41,13 +41,13 @@ pub fn generate(prefix: &Path, force: bool, kind: KeyType, name: &str) -> Result
     let private = with_suffix(prefix, ".key");
     let public = with_suffix(
         prefix,
-        if kind == KeyType::Note {
-            ".vkey"
-        } else {
+        if kind == KeyType::Bundle {
             ".pub"
+        } else {
+            ".vkey"
         },
     );
-    if kind == KeyType::Note && !signed_note::is_key_name_valid(name) {
+    if kind != KeyType::Bundle && !signed_note::is_key_name_valid(name) {
         bail!("--name '{name}' is not a key name: no spaces or '+', not empty");
     }
     let mut existed = [false, false];
@@ -80,6 +80,7 @@ pub fn generate(prefix: &Path, force: bool, kind: KeyType, name: &str) -> Result
     let keep = match kind {
         KeyType::Bundle => "private, keep it on the connected side",
         KeyType::Note => "private: the controller's, in a Secret",
+        KeyType::Witness => "private: the witness's, on its own machine",
     };
     eprintln!(
         "wrote {} ({keep}) and {} (key id {id})",
@@ -100,8 +101,12 @@ fn material(kind: KeyType, name: &str, seed: [u8; 32]) -> Result<(Vec<u8>, Vec<u
                 signing::key_id(&key.verifying_key()).to_string(),
             )
         }
-        KeyType::Note => {
-            let (skey, vkey) = airgate_store::tlog::note_keys(name, seed);
+        KeyType::Note | KeyType::Witness => {
+            let (skey, vkey) = if kind == KeyType::Note {
+                airgate_store::tlog::note_keys(name, seed)
+            } else {
+                airgate_store::witness::witness_keys(name, seed)
+            };
             let id = vkey.split('+').nth(1).unwrap_or_default().to_string();
             (
                 format!("{skey}\n").into_bytes(),
@@ -120,6 +125,9 @@ pub enum KeyType {
     /// The audit log's checkpoints: PREFIX.key (`PRIVATE+KEY+name+id+key`) and
     /// PREFIX.vkey (`name+id+key`), as Go's sumdb/note encodes them.
     Note,
+    /// A witness's cosignatures of the audit log's checkpoints (C2SP
+    /// tlog-cosignature, algorithm 0x04): PREFIX.key and PREFIX.vkey.
+    Witness,
 }
 
 /// `content` in a new file next to `target`, synced, with `mode`.

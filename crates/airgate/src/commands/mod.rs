@@ -1,6 +1,8 @@
 //! One module per command; `run` dispatches to them.
 
 mod audit;
+mod audit_source;
+mod audit_witness;
 mod bundle_create;
 mod bundle_extract;
 mod bundle_inspect;
