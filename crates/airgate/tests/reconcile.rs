@@ -251,6 +251,7 @@ impl Tenant {
             .arg(&self.p.kustomize)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
+            .env("DOCKER_CONFIG", self.dir.path().join("docker"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
@@ -2022,97 +2023,182 @@ async fn the_two_person_rule_refuses_a_lone_developer_and_applies_the_release_me
     Ok(())
 }
 
-/// With a log key the controller signs a checkpoint after every record;
-/// a stranger verifies the store against it offline; a record edited while
-/// the controller was down makes the next controller refuse to start, not
-/// append to a log it cannot prove.
-#[tokio::test]
-async fn the_controller_signs_checkpoints_and_refuses_a_log_that_was_edited() -> Result<()> {
+/// With a log key and a repository the controller publishes the audit log
+/// to the internal registry; when the leader dies with its disk, a new one
+/// restores the published log and continues it with no fork (`audit
+/// verify` and the witness agree); a store edited while its controller was
+/// down is refused: nothing appended, `AuditLogRefused` on the App, the
+/// metric at 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_log_is_published_continued_by_a_new_leader_and_refused_when_edited() -> Result<()>
+{
     let _git = GIT.read().await;
     let t = Tenant::new("ctl-audit").await?;
     t.write("envs/prod/settings.yaml", &config_map("settings", "1"))?;
     t.push("one object")?;
-    let key = t.dir.path().join("log");
-    let made = airgate()
-        .args([
-            "key",
-            "generate",
-            "--type",
-            "note",
-            "--name",
-            "airgate-test",
-            "--out",
-        ])
-        .arg(&key)
-        .output()?;
-    anyhow::ensure!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+    let keys = t.dir.path();
+    for (kind, name, out) in [
+        ("note", "airgate-test", "log"),
+        ("witness", "security.test/w1", "witness"),
+    ] {
+        let made = airgate()
+            .args(["key", "generate", "--type", kind, "--name", name, "--out"])
+            .arg(keys.join(out))
+            .output()?;
+        anyhow::ensure!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let docker = t.dir.path().join("docker");
+    std::fs::create_dir_all(&docker)?;
+    std::fs::copy(
+        t.p.docker_config()?.path().join("config.json"),
+        docker.join("config.json"),
+    )?;
+    let repo = format!("{}/audit/{}", t.p.internal_registry, t.ns);
+    let (key, vkey, ca) = (
+        keys.join("log.key").display().to_string(),
+        keys.join("log.vkey").display().to_string(),
+        t.p.internal_registry_ca.display().to_string(),
     );
-    let key_file = key.with_extension("key").display().to_string();
-    let lease = format!("{}-lease", t.ns);
-    let c = t
-        .controller_traced(
-            "c1",
-            &lease,
-            None,
-            &["--log-key", &key_file, "--log-name", "test"],
+    let flags = [
+        "--log-key",
+        &key,
+        "--log-name",
+        "test",
+        "--log-repository",
+        &repo,
+        "--ca-file",
+        &ca,
+    ];
+    let audit = |args: &[&str]| -> Result<std::process::Output> {
+        Ok(airgate()
+            .env("DOCKER_CONFIG", &docker)
+            .arg("audit")
+            .args(args)
+            .args(["--ca-file", &ca])
+            .output()?)
+    };
+    let (repo_ref, vkey_ref, audit_ref) = (repo.as_str(), vkey.as_str(), &audit);
+    let published = move |at_least: usize| {
+        eventually(
+            "the log published",
+            Duration::from_secs(30),
+            move || async move {
+                let out = audit_ref(&[
+                    "log",
+                    "--log",
+                    repo_ref,
+                    "--log-key",
+                    vkey_ref,
+                    "-o",
+                    "jsonl",
+                ])
+                .map_err(|e| e.to_string())?;
+                let n = String::from_utf8_lossy(&out.stdout).lines().count();
+                if out.status.success() && n >= at_least {
+                    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+                } else {
+                    Err(format!(
+                        "{n} records: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    ))
+                }
+            },
         )
-        .await?;
-    t.create_app("shop", json!({})).await?;
-    t.until("shop", "Ready", ready, &c).await?;
-    let checkpoint = c.data.join("checkpoint");
-    let store = c.data.join("records.db");
-    let records = c.records(&format!("{}/shop", t.ns))?;
-    anyhow::ensure!(!records.is_empty(), "no record");
-    let text = std::fs::read_to_string(&checkpoint)?;
-    assert!(text.starts_with("airgate.dev/audit/test\n"), "{text}");
-    let verify = airgate()
-        .args(["audit", "verify", "--store"])
-        .arg(&store)
-        .arg("--checkpoint")
-        .arg(&checkpoint)
-        .arg("--log-key")
-        .arg(key.with_extension("vkey"))
-        .output()?;
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    drop(c);
+    };
+    let witness = || {
+        let state = keys.join("witness.state").display().to_string();
+        let wkey = keys.join("witness.key").display().to_string();
+        audit(&[
+            "witness",
+            "--log",
+            &repo,
+            "--log-key",
+            &vkey,
+            "--key",
+            &wkey,
+            "--state",
+            &state,
+        ])
+    };
 
-    // Edited while the controller was down: the next one refuses to start.
-    let conn = rusqlite::Connection::open(&store)?;
+    let lease = format!("{}-lease", t.ns);
+    let c1 = t.controller_traced("c1", &lease, None, &flags).await?;
+    t.create_app("shop", json!({})).await?;
+    let first = t.until("shop", "Ready", ready, &c1).await?;
+    let before = published(1).await?.lines().count();
+    let w = witness()?;
+    anyhow::ensure!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+
+    // The leader dies with its disk; a controller with an empty one takes
+    // over, restores the published log and continues it.
+    drop(c1);
+    t.write("envs/prod/settings.yaml", &config_map("settings", "2"))?;
+    let second = t.push("second")?;
+    let c2 = t.controller_traced("c2", &lease, None, &flags).await?;
+    t.until(
+        "shop",
+        "the second commit",
+        |a| applied(a).as_deref() == Some(second.as_str()),
+        &c2,
+    )
+    .await?;
+    let log = published(before + 1).await?;
+    assert!(c2.log().contains("restoring the audit log"), "{}", c2.log());
+    for revision in [applied(&first).unwrap_or_default(), second.clone()] {
+        assert!(log.contains(&revision), "{revision} not in\n{log}");
+    }
+    let w = witness()?;
+    let said = String::from_utf8_lossy(&w.stderr);
+    assert!(
+        w.status.success() && said.contains("consistent with the"),
+        "{said}"
+    );
+    let wvkey = keys.join("witness.vkey").display().to_string();
+    let verified = audit(&[
+        "verify",
+        "--log",
+        &repo,
+        "--log-key",
+        &vkey,
+        "--witness-key",
+        &wvkey,
+    ])?;
+    let said = String::from_utf8_lossy(&verified.stderr);
+    assert!(
+        verified.status.success() && said.contains("this log extends them"),
+        "{said}"
+    );
+    drop(c2);
+
+    // The first controller's disk, edited while it was down: it does not
+    // append to it. Every App says why, and the metric says 0.
+    let conn = rusqlite::Connection::open(keys.join("c1").join("records.db"))?;
     conn.execute(
         "UPDATE sync_records SET body = replace(body, 'succeeded', 'failed') WHERE seq = 1",
         [],
     )?;
     drop(conn);
-    let mut again = t
-        .controller_traced(
-            "c1",
-            &lease,
-            None,
-            &["--log-key", &key_file, "--log-name", "test"],
-        )
-        .await?;
-    let status = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(s) = again.child.try_wait()? {
-                return Ok::<_, anyhow::Error>(s);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await
-    .context("the controller kept running on an edited log")??;
-    assert!(!status.success());
-    let log = again.log();
+    let again = t.controller_traced("c1", &lease, None, &flags).await?;
+    let refused = t.until_reason("AuditLogRefused", &again).await?;
+    let said = ready_message(&refused);
     assert!(
-        log.contains("does not verify") && log.contains("refusing to append"),
-        "{log}"
+        said.contains("record 1") && said.contains("does not verify"),
+        "{said}"
+    );
+    let metrics =
+        t.p.https_client()?
+            .get(&again.metrics)
+            .send()
+            .await?
+            .text()
+            .await?;
+    assert!(
+        metrics.contains("airgate_audit_log_consistent 0"),
+        "{metrics}"
     );
     Ok(())
 }
