@@ -137,6 +137,33 @@ pub struct InstallArgs {
     /// every ServiceAccount in the cluster (a ClusterRole).
     #[arg(long = "tenant-namespace", value_name = "NS")]
     pub tenant_namespaces: Vec<String>,
+    #[command(flatten)]
+    pub audit: InstallAudit,
+}
+
+/// How the installed controller signs and publishes its audit log: from
+/// Secrets and a ConfigMap the kubelet mounts (the controller's account
+/// reads no Secret).
+#[derive(Debug, Default, Args)]
+pub struct InstallAudit {
+    /// A Secret in the controller's namespace whose key `key` holds the note signing
+    /// key (`airgate key generate --type note`): mounted, and passed as --log-key.
+    #[arg(long, value_name = "SECRET")]
+    pub log_key_secret: Option<String>,
+    /// The audit log's name (its checkpoints' origin is airgate.dev/audit/NAME).
+    #[arg(long, value_name = "NAME", requires = "log_key_secret")]
+    pub log_name: Option<String>,
+    /// Publish the audit log to this registry repository (HOST[:PORT]/PATH).
+    #[arg(long, value_name = "REPOSITORY", requires = "log_key_secret")]
+    pub log_repository: Option<String>,
+    /// A `kubernetes.io/dockerconfigjson` Secret with push credentials for
+    /// --log-repository: mounted as DOCKER_CONFIG.
+    #[arg(long, value_name = "SECRET", requires = "log_repository")]
+    pub registry_secret: Option<String>,
+    /// A ConfigMap whose key `ca.crt` holds the registry's CA: mounted, and passed
+    /// as --ca-file.
+    #[arg(long, value_name = "CONFIGMAP", requires = "log_repository")]
+    pub registry_ca_configmap: Option<String>,
 }
 
 #[derive(Debug, Args)]

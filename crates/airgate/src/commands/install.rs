@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
-use crate::cli::InstallArgs;
+use crate::cli::{InstallArgs, InstallAudit};
 
 /// The name of the controller's ServiceAccount, roles and Deployment.
 const NAME: &str = "airgate-controller";
@@ -30,6 +30,7 @@ pub fn manifests(
     namespace: &str,
     image: &str,
     tenants: &[String],
+    audit: &InstallAudit,
 ) -> Result<Vec<(&'static str, Vec<Value>)>> {
     let crd = serde_json::to_value(App::crd()).context("serialising the App CRD")?;
     let namespace_obj = json!({"apiVersion": "v1", "kind": "Namespace",
@@ -80,7 +81,7 @@ pub fn manifests(
     let data = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": "airgate-data", "namespace": namespace, "labels": labels()},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}});
-    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+    let mut deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
     "metadata": {"name": NAME, "namespace": namespace, "labels": labels()},
     "spec": {
         "replicas": 1,
@@ -113,6 +114,7 @@ pub fn manifests(
             }
         }
     }});
+    wire_audit(&mut deployment, audit);
     Ok(vec![
         ("crd.yaml", vec![crd]),
         ("namespace.yaml", vec![namespace_obj]),
@@ -133,6 +135,71 @@ pub fn manifests(
     ])
 }
 
+/// Mounts what the audit log needs (the log key Secret, the registry's
+/// credentials and CA) into the controller's pod and passes the flags.
+fn wire_audit(deployment: &mut Value, audit: &InstallAudit) {
+    let pod = &mut deployment["spec"]["template"]["spec"];
+    let mut args = vec![];
+    let mut env = vec![];
+    let mut mounts = vec![];
+    let mut volumes = vec![];
+    let mut mount = |name: &str, path: &str, source: Value| {
+        mounts.push(json!({"name": name, "mountPath": path, "readOnly": true}));
+        let mut volume = json!({"name": name});
+        if let (Some(v), Some(s)) = (volume.as_object_mut(), source.as_object()) {
+            v.extend(s.clone());
+        }
+        volumes.push(volume);
+    };
+    if let Some(secret) = &audit.log_key_secret {
+        mount(
+            "log-key",
+            "/etc/airgate/log-key",
+            json!({"secret": {"secretName": secret, "defaultMode": 0o400}}),
+        );
+        args.push("--log-key=/etc/airgate/log-key/key".to_string());
+    }
+    if let Some(name) = &audit.log_name {
+        args.push(format!("--log-name={name}"));
+    }
+    if let Some(repo) = &audit.log_repository {
+        args.push(format!("--log-repository={repo}"));
+    }
+    if let Some(secret) = &audit.registry_secret {
+        mount(
+            "registry-auth",
+            "/etc/airgate/docker",
+            json!({"secret": {"secretName": secret,
+            "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}}),
+        );
+        env.push(json!({"name": "DOCKER_CONFIG", "value": "/etc/airgate/docker"}));
+    }
+    if let Some(map) = &audit.registry_ca_configmap {
+        mount(
+            "registry-ca",
+            "/etc/airgate/registry-ca",
+            json!({"configMap": {"name": map}}),
+        );
+        args.push("--ca-file=/etc/airgate/registry-ca/ca.crt".to_string());
+    }
+    let container = &mut pod["containers"][0];
+    for (field, extra) in [
+        (
+            "args",
+            args.into_iter().map(Value::from).collect::<Vec<_>>(),
+        ),
+        ("env", env),
+        ("volumeMounts", mounts),
+    ] {
+        if let Some(list) = container[field].as_array_mut() {
+            list.extend(extra);
+        }
+    }
+    if let Some(list) = pod["volumes"].as_array_mut() {
+        list.extend(volumes);
+    }
+}
+
 fn yaml(objects: &[Value]) -> Result<String> {
     let mut out = String::new();
     for o in objects {
@@ -143,7 +210,12 @@ fn yaml(objects: &[Value]) -> Result<String> {
 }
 
 pub fn run(args: InstallArgs) -> Result<ExitCode> {
-    let groups = manifests(&args.namespace, &args.image, &args.tenant_namespaces)?;
+    let groups = manifests(
+        &args.namespace,
+        &args.image,
+        &args.tenant_namespaces,
+        &args.audit,
+    )?;
     match &args.output {
         None => {
             let all: Vec<Value> = groups.into_iter().flat_map(|(_, o)| o).collect();
@@ -173,7 +245,12 @@ mod tests {
 
     #[test]
     fn the_controller_account_may_impersonate_but_not_write_workloads() -> Result<()> {
-        let groups = manifests("airgate-system", "registry.internal:5000/airgate:1", &[])?;
+        let groups = manifests(
+            "airgate-system",
+            "registry.internal:5000/airgate:1",
+            &[],
+            &InstallAudit::default(),
+        )?;
         let role = groups
             .iter()
             .flat_map(|(_, o)| o)
@@ -206,9 +283,53 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_log_key_and_registry_credentials_are_mounted_not_read_by_the_controller()
+    -> Result<()> {
+        let audit = InstallAudit {
+            log_key_secret: Some("airgate-log-key".into()),
+            log_name: Some("prod".into()),
+            log_repository: Some("registry.internal:5000/airgate/audit".into()),
+            registry_secret: Some("airgate-registry".into()),
+            registry_ca_configmap: Some("registry-ca".into()),
+        };
+        let groups = manifests("airgate-system", "r:1", &[], &audit)?;
+        let all: Vec<&Value> = groups.iter().flat_map(|(_, o)| o).collect();
+        let deployment = all
+            .iter()
+            .find(|o| o["kind"] == "Deployment")
+            .ok_or_else(|| anyhow::anyhow!("no Deployment"))?;
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        for want in [
+            "--log-key=/etc/airgate/log-key/key",
+            "--log-name=prod",
+            "--log-repository=registry.internal:5000/airgate/audit",
+            "--ca-file=/etc/airgate/registry-ca/ca.crt",
+        ] {
+            assert!(args.contains(&want), "{want} not in {args:?}");
+        }
+        assert_eq!(container["env"][1]["value"], "/etc/airgate/docker");
+        let volumes = deployment["spec"]["template"]["spec"]["volumes"].to_string();
+        for want in ["airgate-log-key", "airgate-registry", "registry-ca"] {
+            assert!(volumes.contains(want), "{want} not in {volumes}");
+        }
+        // Still no Secret in the controller's own RBAC.
+        let rbac = serde_json::to_string(
+            &all.iter()
+                .filter(|o| o["kind"] == "ClusterRole")
+                .collect::<Vec<_>>(),
+        )?;
+        assert!(!rbac.contains("secrets"), "{rbac}");
+        Ok(())
+    }
+
+    #[test]
     fn tenant_namespaces_get_impersonation_through_namespaced_roles_only() -> Result<()> {
         let tenants = ["team-a".to_string(), "team-b".to_string()];
-        let groups = manifests("airgate-system", "r:1", &tenants)?;
+        let groups = manifests("airgate-system", "r:1", &tenants, &InstallAudit::default())?;
         let all: Vec<&Value> = groups.iter().flat_map(|(_, o)| o).collect();
         let cluster_role = all.iter().find(|o| o["kind"] == "ClusterRole");
         let cluster_impersonates = cluster_role.is_some_and(|r| {
