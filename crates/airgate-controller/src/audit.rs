@@ -25,7 +25,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use airgate_oci::files::RepoFiles;
-use airgate_store::tiles::{entries_path, open_checkpoint, unbundle};
+use airgate_store::tiles::{entries_path, unbundle, write_file};
+use airgate_store::tlog::open_checkpoint;
 use airgate_store::{Store, StoreError};
 use anyhow::{Context as _, Result, anyhow};
 use serde_json::json;
@@ -120,28 +121,28 @@ impl AuditLog {
         if let Some(why) = self.refused() {
             return Err(format!("not appended: {why}"));
         }
-        let store = lock(store);
-        let mut store = store;
+        let mut store = lock(store);
         store.append(record).map_err(|e| e.to_string())?;
         self.write_checkpoint(&store).map_err(|e| e.to_string())?;
         self.wake.notify_one();
         Ok(())
     }
 
+    /// A checkpoint of `store` now, signed; `None` without a key.
+    fn sign(&self, store: &Store) -> Result<Option<Vec<u8>>, StoreError> {
+        self.signer
+            .as_ref()
+            .map(|(signer, _)| store.checkpoint(&self.name, signer))
+            .transpose()
+    }
+
     /// A fresh checkpoint of `store`, written in place atomically.
-    fn write_checkpoint(&self, store: &Store) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some((signer, _)) = &self.signer else {
-            return Ok(None);
+    fn write_checkpoint(&self, store: &Store) -> Result<(), StoreError> {
+        let Some(text) = self.sign(store)? else {
+            return Ok(());
         };
-        let text = store.checkpoint(&self.name, signer)?;
-        let fail = |e: std::io::Error| StoreError::Corrupt {
-            seq: 0,
-            message: format!("writing {}: {e}", self.path.display()),
-        };
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, &text).map_err(fail)?;
-        std::fs::rename(&tmp, &self.path).map_err(fail)?;
-        Ok(Some(text))
+        write_file(&self.path, &text)
+            .map_err(|e| StoreError::Log(format!("writing {}: {e}", self.path.display())))
     }
 
     /// On becoming leader: proves the store is a log that extends its
@@ -260,11 +261,13 @@ impl AuditLog {
                 at
             }
         };
-        let (files, text) = {
+        // The tiles and the checkpoint of one tree: the store may have
+        // grown since `size` was read.
+        let (size, files, text) = {
             let store = lock(store);
+            let size = store.tree_head().map_err(failed)?.size;
             let files = store.tiles(from, size).map_err(failed)?;
-            let text = self.write_checkpoint(&store).map_err(failed)?;
-            (files, text)
+            (size, files, self.sign(&store).map_err(failed)?)
         };
         let puts = files.iter().map(|(path, data)| repo.put(path, data));
         futures_util::future::try_join_all(puts)

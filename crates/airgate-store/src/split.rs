@@ -30,12 +30,41 @@ pub struct Part {
 /// The text fields a part repeats are cut to this many bytes.
 const TEXT: usize = 1024;
 
-/// The room left for lists in a part, after its header (the record
-/// without its lists) and the `part` field's own bytes.
+/// Bytes kept free in a part for its `part` field, which the header does
+/// not carry yet (`,"part":{"index":4294967295,"of":4294967295}` is 45).
 const SLACK: usize = 64;
 
 fn size<T: Serialize>(item: &T) -> usize {
     serde_json::to_string(item).map_or(MAX_BODY, |s| s.len()) + 1
+}
+
+/// Fills parts in order, starting a new one when the next item would not
+/// fit the room left after the header.
+struct Packer {
+    header: SyncRecord,
+    room: usize,
+    used: usize,
+    parts: Vec<SyncRecord>,
+}
+
+impl Packer {
+    fn add<T: Serialize + Clone>(
+        &mut self,
+        items: &[T],
+        field: fn(&mut SyncRecord) -> &mut Vec<T>,
+    ) {
+        for item in items {
+            let n = size(item);
+            if self.used + n > self.room && self.used > 0 {
+                self.parts.push(self.header.clone());
+                self.used = 0;
+            }
+            self.used += n;
+            if let Some(last) = self.parts.last_mut() {
+                field(last).push(item.clone());
+            }
+        }
+    }
 }
 
 impl SyncRecord {
@@ -45,44 +74,29 @@ impl SyncRecord {
         if size(self) <= MAX_BODY {
             return vec![self.clone()];
         }
-        let mut header = SyncRecord {
+        let header = SyncRecord {
             objects: vec![],
             images: vec![],
             drift: vec![],
             trust: vec![],
-            part: Some(Part {
-                index: u32::MAX,
-                of: u32::MAX,
-            }),
+            message: airgate_core::text::cut(&self.message, TEXT),
+            error: self
+                .error
+                .as_deref()
+                .map(|e| airgate_core::text::cut(e, TEXT)),
             ..self.clone()
         };
-        header.message = airgate_core::text::cut(&header.message, TEXT);
-        header.error = header
-            .error
-            .as_deref()
-            .map(|e| airgate_core::text::cut(e, TEXT));
-        let room = MAX_BODY.saturating_sub(size(&header) + SLACK);
-        let mut parts: Vec<SyncRecord> = vec![header.clone()];
-        let mut used = 0;
-        macro_rules! pack {
-            ($field:ident) => {
-                for item in &self.$field {
-                    let n = size(item);
-                    if used + n > room && used > 0 {
-                        parts.push(header.clone());
-                        used = 0;
-                    }
-                    used += n;
-                    if let Some(last) = parts.last_mut() {
-                        last.$field.push(item.clone());
-                    }
-                }
-            };
-        }
-        pack!(objects);
-        pack!(images);
-        pack!(drift);
-        pack!(trust);
+        let mut packer = Packer {
+            room: MAX_BODY.saturating_sub(size(&header) + SLACK),
+            used: 0,
+            parts: vec![header.clone()],
+            header,
+        };
+        packer.add(&self.objects, |r| &mut r.objects);
+        packer.add(&self.images, |r| &mut r.images);
+        packer.add(&self.drift, |r| &mut r.drift);
+        packer.add(&self.trust, |r| &mut r.trust);
+        let mut parts = packer.parts;
         let of = parts.len() as u32;
         for (i, p) in parts.iter_mut().enumerate() {
             p.part = Some(Part {

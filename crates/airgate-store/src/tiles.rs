@@ -97,27 +97,44 @@ pub fn unbundle(data: &[u8], count: u64, path: &str) -> Result<Vec<Vec<u8>>, Sto
     Ok(out)
 }
 
-/// The tiles (hash tiles and entry bundles) of a tree of `size` records
-/// that a tree of `old` records did not have, as `tlog_tiles` numbers them.
-fn new_tiles(old: u64, size: u64) -> Vec<Tile> {
-    if size == 0 {
+/// One file of the layout: a hash tile, or the entry bundle beside each
+/// level-0 tile.
+enum File {
+    Hashes(Tile),
+    Entries { n: u64, width: u64 },
+}
+
+impl File {
+    fn path(&self) -> String {
+        match self {
+            File::Hashes(t) => tile_path(t.level(), t.level_index(), u64::from(t.width())),
+            File::Entries { n, width } => entries_path(*n, *width),
+        }
+    }
+}
+
+/// The files a tree of `new` records has and one of `old` did not
+/// (partial ones at `new`'s widths), as `tlog_tiles` numbers the tiles.
+fn layout(old: u64, new: u64) -> Vec<File> {
+    if new == 0 {
         return vec![];
     }
-    Tile::new_tiles(HEIGHT, old, size)
+    let mut files = Vec::new();
+    for tile in Tile::new_tiles(HEIGHT, old, new) {
+        let entries = (tile.level() == 0).then(|| File::Entries {
+            n: tile.level_index(),
+            width: u64::from(tile.width()),
+        });
+        files.push(File::Hashes(tile));
+        files.extend(entries);
+    }
+    files
 }
 
 /// Every path a reader of a tree of `size` records needs: each hash
 /// tile and entry bundle, at that size's widths.
 pub fn paths(size: u64) -> Vec<String> {
-    let mut out = Vec::new();
-    for tile in new_tiles(0, size) {
-        let (level, n, w) = (tile.level(), tile.level_index(), u64::from(tile.width()));
-        out.push(tile_path(level, n, w));
-        if level == 0 {
-            out.push(entries_path(n, w));
-        }
-    }
-    out
+    layout(0, size).iter().map(File::path).collect()
 }
 
 impl Store {
@@ -125,18 +142,19 @@ impl Store {
     /// every hash tile and entry bundle a tree of `new` has and one of
     /// `old` did not (partial ones at `new`'s widths), path and bytes.
     pub fn tiles(&self, old: u64, new: u64) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let reader = crate::tlog::Reader { conn: &self.conn };
-        let mut files = Vec::new();
-        for tile in new_tiles(old, new) {
-            let (level, n, w) = (tile.level(), tile.level_index(), u64::from(tile.width()));
-            let data = tile.read_data(&reader).map_err(|e| bad(e.to_string()))?;
-            files.push((tile_path(level, n, w), data));
-            if level == 0 {
-                let bodies = self.bodies(n * WIDTH, n * WIDTH + w)?;
-                files.push((entries_path(n, w), bundle(&bodies)?));
-            }
+        layout(old, new)
+            .into_iter()
+            .map(|file| Ok((file.path(), self.file(&file)?)))
+            .collect()
+    }
+
+    fn file(&self, file: &File) -> Result<Vec<u8>, StoreError> {
+        match file {
+            File::Hashes(tile) => tile
+                .read_data(&crate::tlog::Reader { conn: &self.conn })
+                .map_err(|e| bad(e.to_string())),
+            File::Entries { n, width } => bundle(&self.bodies(n * WIDTH, n * WIDTH + width)?),
         }
-        Ok(files)
     }
 
     /// The bodies of leaves `from..to`, byte for byte.
@@ -188,14 +206,21 @@ pub fn write_dir(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), StoreErr
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(fail(e)),
         }
-        if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent).map_err(fail)?;
-        }
-        let tmp = full.with_extension("tmp");
-        std::fs::write(&tmp, data).map_err(fail)?;
-        std::fs::rename(&tmp, &full).map_err(fail)?;
+        write_file(&full, data).map_err(fail)?;
     }
     Ok(())
+}
+
+/// Replaces the file at `path` with `data` at once (a temporary file
+/// beside it, renamed over it), creating its directory if need be: a
+/// reader sees the old bytes or the new, never part of them.
+pub fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The size a checkpoint claims, before any check: to know which files
@@ -207,21 +232,6 @@ pub fn checkpoint_size(text: &[u8]) -> Result<u64, StoreError> {
         .map_err(|e| bad(format!("checkpoint: {e}")))
 }
 
-/// A checkpoint whose signature by `vkey` checks, and its parsed form.
-pub fn open_checkpoint(text: &[u8], vkey: &str) -> Result<Checkpoint, StoreError> {
-    crate::tlog::verify_note(text, vkey)?;
-    let note = signed_note::Note::from_bytes(text).map_err(|e| bad(format!("checkpoint: {e}")))?;
-    let checkpoint =
-        Checkpoint::from_bytes(note.text()).map_err(|e| bad(format!("checkpoint: {e}")))?;
-    if !checkpoint.origin().starts_with(crate::tlog::ORIGIN_PREFIX) {
-        return Err(bad(format!(
-            "checkpoint: origin {:?} is not an airgate audit log",
-            checkpoint.origin()
-        )));
-    }
-    Ok(checkpoint)
-}
-
 /// Reads the log published at `source` up to the signed `checkpoint` (its
 /// text, signed by `vkey`): every entry into a fresh in-memory store whose
 /// tree must be the checkpoint's, every hash tile compared with that
@@ -231,7 +241,7 @@ pub fn read_log(
     text: &[u8],
     vkey: &str,
 ) -> Result<(Store, Checkpoint), StoreError> {
-    let checkpoint = open_checkpoint(text, vkey)?;
+    let checkpoint = crate::tlog::open_checkpoint(text, vkey)?;
     let size = checkpoint.size();
     let mut store = Store::open(Path::new(":memory:"))?;
     let mut n = 0;
@@ -250,9 +260,12 @@ pub fn read_log(
             "the {size} published entries do not hash to the checkpoint's root: an entry bundle was changed"
         )));
     }
-    for (path, want) in store.tiles(0, size)? {
-        if !path.starts_with("tile/entries/") && source.read(&path)? != want {
-            return Err(bad(format!("{path} is not the tile the entries make")));
+    for file in layout(0, size) {
+        if let File::Hashes(_) = file {
+            let path = file.path();
+            if source.read(&path)? != store.file(&file)? {
+                return Err(bad(format!("{path} is not the tile the entries make")));
+            }
         }
     }
     Ok((store, checkpoint))

@@ -319,10 +319,7 @@ fn check_checkpoint(
     head: TreeHead,
 ) -> Result<(), StoreError> {
     let bad = StoreError::Log;
-    verify_note(text, vkey)?;
-    let note = Note::from_bytes(text).map_err(|e| bad(format!("checkpoint: {e}")))?;
-    let checkpoint =
-        Checkpoint::from_bytes(note.text()).map_err(|e| bad(format!("checkpoint: {e}")))?;
+    let checkpoint = open_checkpoint(text, vkey)?;
     let size = checkpoint.size();
     if size > head.size {
         return Err(bad(format!(
@@ -339,32 +336,40 @@ fn check_checkpoint(
     Ok(())
 }
 
-/// Checks that the signed note `text` carries a valid signature by the
-/// verifier key `vkey` (`<name>+<hex key id>+<base64 key>`).
-pub fn verify_note(text: &[u8], vkey: &str) -> Result<(), StoreError> {
+/// A checkpoint whose signature by the verifier key `vkey`
+/// (`<name>+<hex key id>+<base64 key>`) checks, parsed; its origin must be
+/// an airgate audit log's.
+pub fn open_checkpoint(text: &[u8], vkey: &str) -> Result<Checkpoint, StoreError> {
     let bad = StoreError::Log;
     let verifier =
         StandardVerifier::new(vkey).map_err(|e| bad(format!("the log's verifier key: {e}")))?;
     let name = verifier.name().to_string();
-    let verifiers = VerifierList::new(vec![Box::new(verifier)]);
     let note = Note::from_bytes(text).map_err(|e| bad(format!("checkpoint: {e}")))?;
-    let (verified, _) = note
-        .verify(&verifiers)
+    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
         .map_err(|e| bad(format!("checkpoint: no valid signature of {name}: {e}")))?;
-    if verified.is_empty() {
-        return Err(bad(format!("checkpoint: not signed by {name}")));
+    let checkpoint =
+        Checkpoint::from_bytes(note.text()).map_err(|e| bad(format!("checkpoint: {e}")))?;
+    if !checkpoint.origin().starts_with(ORIGIN_PREFIX) {
+        return Err(bad(format!(
+            "checkpoint: origin {:?} is not an airgate audit log",
+            checkpoint.origin()
+        )));
     }
-    Ok(())
+    Ok(checkpoint)
 }
 
-/// A note signing key and its verifier key, from a 32-byte Ed25519 seed:
-/// `PRIVATE+KEY+<name>+<hex id>+<base64>` and `<name>+<hex id>+<base64>`,
-/// the encodings of Go's `sumdb/note` (and C2SP `signed-note`).
-pub fn note_keys(name: &str, seed: [u8; 32]) -> (String, String) {
+/// The algorithm byte of checkpoint signing keys (C2SP signed-note Ed25519).
+pub(crate) const ALG_NOTE: u8 = 1;
+
+/// A signing key and its verifier key from a 32-byte Ed25519 seed, for
+/// algorithm byte `alg`: `PRIVATE+KEY+<name>+<hex id>+<base64(alg ||
+/// seed)>` and `<name>+<hex id>+<base64(alg || public key)>`, the
+/// encodings of Go's `sumdb/note` (and C2SP `signed-note`).
+pub(crate) fn encode_keys(name: &str, seed: [u8; 32], alg: u8) -> (String, String) {
     use base64::Engine as _;
     let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let public = [&[1u8][..], signing.verifying_key().as_bytes()].concat();
-    let private = [&[1u8][..], &seed[..]].concat();
+    let public = [&[alg][..], signing.verifying_key().as_bytes()].concat();
+    let private = [&[alg][..], &seed[..]].concat();
     let id = signed_note::key_id(name, &public);
     let b64 = base64::engine::general_purpose::STANDARD;
     (
@@ -373,17 +378,38 @@ pub fn note_keys(name: &str, seed: [u8; 32]) -> (String, String) {
     )
 }
 
+/// A key as [`encode_keys`] writes it (`private` or verifier), decoded:
+/// name, hex key id, algorithm byte and the 32 key bytes.
+pub(crate) fn decode_key(key: &str, private: bool) -> Option<(String, u32, u8, [u8; 32])> {
+    use base64::Engine as _;
+    let parts: Vec<&str> = key
+        .trim()
+        .splitn(if private { 5 } else { 3 }, '+')
+        .collect();
+    let (name, id, key) = match (private, parts.as_slice()) {
+        (true, ["PRIVATE", "KEY", name, id, key]) | (false, [name, id, key]) => (name, id, key),
+        _ => return None,
+    };
+    let raw = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
+    let (alg, bytes) = raw.split_first()?;
+    Some((
+        name.to_string(),
+        u32::from_str_radix(id, 16).ok()?,
+        *alg,
+        bytes.try_into().ok()?,
+    ))
+}
+
+/// A note signing key and its verifier key, from a 32-byte Ed25519 seed.
+pub fn note_keys(name: &str, seed: [u8; 32]) -> (String, String) {
+    encode_keys(name, seed, ALG_NOTE)
+}
+
 /// The verifier key (`name+id+key`) of a note signing key
 /// (`PRIVATE+KEY+name+id+key`), or `None` when it is not an Ed25519 one.
 pub fn verifier_key(skey: &str) -> Option<String> {
-    use base64::Engine as _;
-    let parts: Vec<&str> = skey.trim().splitn(5, '+').collect();
-    let ["PRIVATE", "KEY", name, _, key] = parts[..] else {
-        return None;
-    };
-    let raw = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
-    let seed: [u8; 32] = raw.get(1..33)?.try_into().ok()?;
-    (raw.first() == Some(&1) && raw.len() == 33).then(|| note_keys(name, seed).1)
+    let (name, _, alg, seed) = decode_key(skey, true)?;
+    (alg == ALG_NOTE).then(|| note_keys(&name, seed).1)
 }
 
 #[cfg(test)]

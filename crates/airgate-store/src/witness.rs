@@ -16,13 +16,13 @@
 //! algorithm byte 0x04: `PRIVATE+KEY+<name>+<id>+<base64(0x04 || seed)>`
 //! and `<name>+<id>+<base64(0x04 || public key)>`.
 
-use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use signed_note::{Note, Signer, Verifier, VerifierList};
 use tlog_tiles::Checkpoint;
 
 use crate::StoreError;
-use crate::tiles::{Source, check_consistency, open_checkpoint};
+use crate::tiles::{Source, check_consistency};
+use crate::tlog::{decode_key, encode_keys, open_checkpoint};
 
 const ALG_COSIGNATURE: u8 = 4;
 
@@ -36,45 +36,18 @@ fn message(time: u64, text: &[u8]) -> Vec<u8> {
 
 /// A witness signing key and its verifier key, from a 32-byte seed.
 pub fn witness_keys(name: &str, seed: [u8; 32]) -> (String, String) {
-    let signing = SigningKey::from_bytes(&seed);
-    let public = [&[ALG_COSIGNATURE][..], signing.verifying_key().as_bytes()].concat();
-    let private = [&[ALG_COSIGNATURE][..], &seed[..]].concat();
-    let id = signed_note::key_id(name, &public);
-    let b64 = base64::engine::general_purpose::STANDARD;
-    (
-        format!("PRIVATE+KEY+{name}+{id:08x}+{}", b64.encode(private)),
-        format!("{name}+{id:08x}+{}", b64.encode(public)),
-    )
+    encode_keys(name, seed, ALG_COSIGNATURE)
 }
 
-/// `name`, key id and key bytes of an encoded key, checked.
+/// `name`, key id and key bytes of an encoded witness key, checked.
 fn decode(key: &str, private: bool) -> Result<(String, u32, [u8; 32]), StoreError> {
-    let parts: Vec<&str> = key
-        .trim()
-        .splitn(if private { 5 } else { 3 }, '+')
-        .collect();
-    let fields = match (private, parts.as_slice()) {
-        (true, ["PRIVATE", "KEY", name, id, key]) => (name, id, key),
-        (false, [name, id, key]) => (name, id, key),
-        _ => return Err(bad("not a witness key (`key generate --type witness`)")),
-    };
-    let (name, id, key) = fields;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(key)
-        .map_err(|_| bad("a witness key's base64 does not decode"))?;
-    let (alg, bytes) = raw
-        .split_first()
-        .ok_or_else(|| bad("an empty witness key"))?;
-    let bytes: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| bad("a witness key is not 32 bytes"))?;
-    if *alg != ALG_COSIGNATURE {
-        return Err(bad(
+    match decode_key(key, private) {
+        Some((name, id, ALG_COSIGNATURE, bytes)) => Ok((name, id, bytes)),
+        Some(_) => Err(bad(
             "not a witness key: its algorithm is not cosignature/v1 (0x04); hint: a witness key comes from `airgate key generate --type witness`",
-        ));
+        )),
+        None => Err(bad("not a witness key (`key generate --type witness`)")),
     }
-    let id = u32::from_str_radix(id, 16).map_err(|_| bad("a witness key's id is not hex"))?;
-    Ok((name.to_string(), id, bytes))
 }
 
 /// Signs cosignatures at a fixed time.
@@ -82,6 +55,8 @@ pub struct Cosigner {
     name: String,
     id: u32,
     key: SigningKey,
+    /// The verifier key, `name+id+base64(0x04 || public key)`.
+    vkey: String,
     time: u64,
 }
 
@@ -96,29 +71,22 @@ impl Cosigner {
     /// since the epoch).
     pub fn new(skey: &str, time: u64) -> Result<Cosigner, StoreError> {
         let (name, _, seed) = decode(skey, true)?;
-        let key = SigningKey::from_bytes(&seed);
-        let public = [&[ALG_COSIGNATURE][..], key.verifying_key().as_bytes()].concat();
-        let id = signed_note::key_id(&name, &public);
+        let vkey = witness_keys(&name, seed).1;
+        let (_, id, _) = decode(&vkey, false)?;
         Ok(Cosigner {
             name,
             id,
-            key,
+            key: SigningKey::from_bytes(&seed),
+            vkey,
             time,
         })
     }
 
     /// The verifier key of this cosigner.
-    pub fn vkey(&self) -> String {
-        let public = [&[ALG_COSIGNATURE][..], self.key.verifying_key().as_bytes()].concat();
-        format!(
-            "{}+{:08x}+{}",
-            self.name,
-            self.id,
-            base64::engine::general_purpose::STANDARD.encode(public)
-        )
+    pub fn vkey(&self) -> &str {
+        &self.vkey
     }
 }
-
 impl Signer for Cosigner {
     fn name(&self) -> &str {
         &self.name
@@ -207,7 +175,7 @@ pub fn witness(
 ) -> Result<Vec<u8>, StoreError> {
     let checkpoint = open_checkpoint(new, log_vkey)?;
     if let Some(old) = state {
-        let old = check_cosigned(old, &cosigner.vkey(), log_vkey)
+        let old = check_cosigned(old, cosigner.vkey(), log_vkey)
             .map_err(|e| bad(format!("the witness's state: {e}")))?;
         if old.origin() != checkpoint.origin() {
             return Err(bad(format!(

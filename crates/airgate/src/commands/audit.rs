@@ -37,7 +37,7 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
             log,
             out,
         } => {
-            let text = checkpoint(&open(&store)?, &key, &log)?;
+            let text = checkpoint(&audit_source::open_store(&store)?, &key, &log)?;
             match out {
                 Some(path) => write_new(&path, &text)?,
                 None => crate::stdout::text(&String::from_utf8_lossy(&text))?,
@@ -61,7 +61,12 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
             store,
             key,
             log,
-        } => export(&open(&store)?, &dir, key.as_deref(), &log),
+        } => export(
+            &audit_source::open_store(&store)?,
+            &dir,
+            key.as_deref(),
+            &log,
+        ),
         AuditCommand::Witness {
             log,
             log_key,
@@ -70,10 +75,6 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
             registry,
         } => super::audit_witness::witness(&log, &log_key, &key, &state, &registry),
     }
-}
-
-fn open(path: &Path) -> Result<Store> {
-    audit_source::open_store(path)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -234,7 +235,7 @@ fn export(store: &Store, dir: &Path, key: Option<&Path>, log_name: &str) -> Resu
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write as _;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use airgate_oci::files::RepoFiles;
 use airgate_store::Store;
-use airgate_store::tiles::{Dir, paths, read_log, write_dir};
+use airgate_store::tiles::{Dir, paths, read_log, write_dir, write_file};
 use anyhow::{Context as _, Result, bail};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
@@ -61,13 +61,7 @@ impl Location {
         match self {
             Location::Dir(d) => {
                 let full = d.join(path);
-                if let Some(parent) = full.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                let tmp = full.with_extension("tmp");
-                std::fs::write(&tmp, data)
-                    .and_then(|_| std::fs::rename(&tmp, &full))
-                    .with_context(|| format!("writing {}", full.display()))
+                write_file(&full, data).with_context(|| format!("writing {}", full.display()))
             }
             Location::Registry(r) => Ok(r.put(path, data).await?),
         }

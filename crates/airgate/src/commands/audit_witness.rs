@@ -39,7 +39,7 @@ pub fn witness(
             key.display()
         )
     })?;
-    let verifier = CosignatureVerifier::new(&cosigner.vkey())?;
+    let verifier = CosignatureVerifier::new(cosigner.vkey())?;
     let location = Location::parse(log, registry)?;
     let scratch = tempfile::tempdir()?;
     let (checkpoint, dir) = crate::block_on(location.fetch(scratch.path()))?;
@@ -57,9 +57,7 @@ pub fn witness(
                 state.display()
             )
         })?;
-    let tmp = state.with_extension("tmp");
-    std::fs::write(&tmp, &cosigned)
-        .and_then(|_| std::fs::rename(&tmp, state))
+    airgate_store::tiles::write_file(state, &cosigned)
         .with_context(|| format!("writing {}", state.display()))?;
     crate::block_on(location.put(&verifier.path(), &cosigned))?;
     let size = airgate_store::tiles::checkpoint_size(&cosigned)?;

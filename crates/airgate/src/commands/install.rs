@@ -78,6 +78,28 @@ pub fn manifests(
         "metadata": {"name": format!("{NAME}-lease"), "namespace": namespace, "labels": labels()},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("{NAME}-lease")},
         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]});
+    Ok(vec![
+        ("crd.yaml", vec![crd]),
+        ("namespace.yaml", vec![namespace_obj]),
+        (
+            "rbac.yaml",
+            [
+                account,
+                cluster_role,
+                cluster_binding,
+                lease_role,
+                lease_binding,
+            ]
+            .into_iter()
+            .chain(tenant_rbac)
+            .collect(),
+        ),
+        ("controller.yaml", controller(namespace, image, audit)),
+    ])
+}
+
+/// The controller's volume and Deployment.
+fn controller(namespace: &str, image: &str, audit: &InstallAudit) -> Vec<Value> {
     let data = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": "airgate-data", "namespace": namespace, "labels": labels()},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}});
@@ -115,24 +137,7 @@ pub fn manifests(
         }
     }});
     wire_audit(&mut deployment, audit);
-    Ok(vec![
-        ("crd.yaml", vec![crd]),
-        ("namespace.yaml", vec![namespace_obj]),
-        (
-            "rbac.yaml",
-            [
-                account,
-                cluster_role,
-                cluster_binding,
-                lease_role,
-                lease_binding,
-            ]
-            .into_iter()
-            .chain(tenant_rbac)
-            .collect(),
-        ),
-        ("controller.yaml", vec![data, deployment]),
-    ])
+    vec![data, deployment]
 }
 
 /// Mounts what the audit log needs (the log key Secret, the registry's
