@@ -19,15 +19,18 @@
 //! controllers that both think they lead cannot fork the published log;
 //! the one that finds a checkpoint it does not extend stops appending.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use airgate_core::Digest;
+use airgate_core::provenance::VerifiedImport;
 use airgate_oci::files::RepoFiles;
 use airgate_store::tiles::{entries_path, unbundle, write_file};
 use airgate_store::tlog::open_checkpoint;
-use airgate_store::{Store, StoreError};
+use airgate_store::{Store, StoreError, SyncRecord};
 use anyhow::{Context as _, Result, anyhow};
 use serde_json::json;
 
@@ -45,6 +48,9 @@ pub struct AuditLog {
     /// Why the controller refuses to append, while it does.
     refused: Mutex<Option<String>>,
     wake: tokio::sync::Notify,
+    /// The ids of the imports the log records: read from the store when
+    /// first needed, forgotten when the log is opened again.
+    imports: Mutex<Option<HashSet<Digest>>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -97,6 +103,7 @@ impl AuditLog {
             repository: settings.log_repository.clone(),
             refused: Mutex::new(Some("the audit log has not been checked yet".into())),
             wake: tokio::sync::Notify::new(),
+            imports: Mutex::new(None),
         })
     }
 
@@ -113,16 +120,44 @@ impl AuditLog {
 
     /// Appends `record` (unless refused), signs a checkpoint, and wakes
     /// the publisher.
-    pub fn append(
+    pub fn append(&self, store: &Mutex<Store>, record: &SyncRecord) -> Result<(), String> {
+        self.append_with_imports(store, &[], record)
+    }
+
+    /// [`AuditLog::append`], preceded by the record of each import in
+    /// `imports` the log does not have yet (in one transaction), so the
+    /// imports a sync record names are in the log before it.
+    pub fn append_with_imports(
         &self,
         store: &Mutex<Store>,
-        record: &airgate_store::SyncRecord,
+        imports: &[VerifiedImport],
+        record: &SyncRecord,
     ) -> Result<(), String> {
         if let Some(why) = self.refused() {
             return Err(format!("not appended: {why}"));
         }
         let mut store = lock(store);
-        store.append(record).map_err(|e| e.to_string())?;
+        let mut known = lock(&self.imports);
+        if known.is_none() && !imports.is_empty() {
+            let ids = store
+                .all(Some(""), None)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter_map(|s| s.record.import.map(|i| i.id))
+                .collect();
+            *known = Some(ids);
+        }
+        let mut records: Vec<SyncRecord> = Vec::new();
+        for i in imports {
+            if known.as_mut().is_some_and(|k| k.insert(i.id.clone())) {
+                records.push(SyncRecord::import(i, record.started_at));
+            }
+        }
+        records.push(record.clone());
+        if let Err(e) = store.append_all(&records) {
+            *known = None;
+            return Err(e.to_string());
+        }
         self.write_checkpoint(&store).map_err(|e| e.to_string())?;
         self.wake.notify_one();
         Ok(())
@@ -159,6 +194,7 @@ impl AuditLog {
                            "key": self.signer.as_ref().map(|(_, v)| v)}),
                 );
                 metrics.log_consistent.store(true, Ordering::Relaxed);
+                *lock(&self.imports) = None;
                 *lock(&self.refused) = None;
                 self.wake.notify_one();
             }

@@ -61,6 +61,9 @@ pub struct Settings {
     pub log_name: String,
     /// Where the audit log is published (`HOST/PATH` in a registry).
     pub log_repository: Option<airgate_oci::files::RepoFiles>,
+    /// Reads images' imports (provenance), with the controller's registry
+    /// credentials and CAs.
+    pub registry: airgate_oci::RegistryClient,
     pub kustomize: Option<PathBuf>,
     pub listen: String,
     pub concurrency: u16,
@@ -122,7 +125,8 @@ fn context(
             settings.data_dir.join("git"),
             settings.kustomize.clone(),
             settings.config.clone(),
-        ),
+        )
+        .with_imports(settings.registry.clone()),
         store: Mutex::new(store),
         audit,
         recorder: Recorder::new(

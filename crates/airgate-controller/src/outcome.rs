@@ -7,6 +7,7 @@
 //! history) and the Event. Before this module the same set of writes was
 //! repeated, slightly differently, in four places.
 
+use airgate_core::provenance::VerifiedImport;
 use airgate_core::status::{ConditionStatus, ConditionType, Reason, RecordKind, RecordResult};
 use airgate_kube::app::{App, AppStatus, SyncSummary};
 use airgate_store::SyncRecord;
@@ -31,6 +32,8 @@ pub enum Outcome {
         /// What changed, counted.
         summary: String,
         author: String,
+        /// The imports the record names; the log records those it lacks.
+        imports: Vec<VerifiedImport>,
     },
     /// A sync failed; `record.result` says whether it may pass by itself.
     SyncFailed { record: SyncRecord, reason: Reason },
@@ -95,7 +98,8 @@ impl Reporter<'_> {
                 record,
                 summary,
                 author,
-            } => self.synced(record, summary, author, status).await,
+                imports,
+            } => self.synced(record, summary, author, &imports, status).await,
             Outcome::SyncFailed { record, reason } => {
                 self.sync_failed(record, reason, status).await;
             }
@@ -151,9 +155,19 @@ impl Reporter<'_> {
         record: SyncRecord,
         summary: String,
         author: String,
+        imports: &[VerifiedImport],
         status: &mut AppStatus,
     ) {
-        self.record(&record);
+        if let Err(e) = self
+            .ctx
+            .audit
+            .append_with_imports(&self.ctx.store, imports, &record)
+        {
+            log::error(
+                "sync record not stored",
+                json!({"app": record.app, "error": e}),
+            );
+        }
         self.ctx.metrics.sync(record.result, record.duration_ms);
         log::info(
             "synced",

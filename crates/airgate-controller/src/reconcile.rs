@@ -368,6 +368,7 @@ async fn sync(
         record,
         summary: counts(&changes),
         author,
+        imports: outcome.imported.iter().map(|i| i.import.clone()).collect(),
     }
 }
 

@@ -70,10 +70,32 @@ pub fn sync_spec(app: &App) -> Result<SyncSpec, String> {
         policy: Policy {
             allowed_registries: app.spec.policy.allowed_registries.clone(),
             require_digests: app.spec.policy.require_digests,
+            require_imported_by: imported_by(app)?,
         },
         prune: app.spec.prune,
         verify: verify(app)?,
+        applied: app
+            .status
+            .as_ref()
+            .and_then(|s| s.last_applied_revision.clone()),
     })
+}
+
+/// `spec.policy.requireImportedBy`: bundle key ids, checked.
+fn imported_by(app: &App) -> Result<Vec<airgate_core::Digest>, String> {
+    app.spec
+        .policy
+        .require_imported_by
+        .iter()
+        .map(|k| {
+            k.parse().map_err(|_| {
+                format!(
+                    "spec.policy.requireImportedBy: '{}' is not a key id (sha256:<64 hex>)\nhint: `airgate key generate` printed it; `airgate bundle verify BUNDLE --key PREFIX.pub -o json` shows it as signedBy",
+                    airgate_core::text::shown(k, 100)
+                )
+            })
+        })
+        .collect()
 }
 
 /// `spec.source.verify`, checked.

@@ -15,6 +15,10 @@ pub struct Policy {
     pub allowed_registries: Vec<String>,
     #[serde(default)]
     pub require_digests: bool,
+    /// Bundle key ids; see [`crate::provenance`]. Checked by the sync,
+    /// which reads the registry, not by [`Policy::check`].
+    #[serde(default)]
+    pub require_imported_by: Vec<crate::Digest>,
 }
 
 /// One image that breaks the policy.
@@ -117,6 +121,7 @@ mod tests {
                 "harbor.internal".into(),
             ],
             require_digests: false,
+            ..Policy::default()
         };
         let v = p.check(&found(&[
             "registry.internal:5000/mirror/library/nginx:1",
@@ -141,6 +146,7 @@ mod tests {
         let p = Policy {
             allowed_registries: vec![],
             require_digests: true,
+            ..Policy::default()
         };
         let v = p.check(&found(&[
             "r.internal/app:1",

@@ -115,6 +115,9 @@ words! {
         /// The audit log does not verify, or does not extend its last
         /// published checkpoint: nothing is applied until it does.
         AuditLogRefused = "AuditLogRefused",
+        /// An image has no import signed by a key `requireImportedBy`
+        /// names (or its imports could not be read): nothing is applied.
+        ImageNotImported = "ImageNotImported",
     }
 }
 
@@ -126,6 +129,9 @@ words! {
         Sync = "sync",
         Drift = "drift",
         Health = "health",
+        /// An import (`bundle push`) the controller met when it deployed
+        /// one of its images; its id is what sync records name.
+        Import = "import",
     }
 }
 

@@ -150,6 +150,10 @@ pub struct AppPolicy {
     pub allowed_registries: Vec<String>,
     #[serde(default)]
     pub require_digests: bool,
+    /// Bundle signing key ids (`sha256:...`): every image must have come
+    /// through a `bundle push` of a bundle signed by one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_imported_by: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -16,16 +16,14 @@
 //! names it by path and its blob matches the digest, within 16 MiB.
 
 use airgate_core::digest::Digest;
-use airgate_core::oci::OCI_MANIFEST;
 use bytes::Bytes;
 
-use crate::registry::{Manifest, RegistryClient, RegistryError};
+use crate::registry::{RegistryClient, RegistryError};
 
 /// The artifact type of every file airgate keeps in a repository.
 pub const ARTIFACT_TYPE: &str = "application/vnd.airgate.audit.v1";
 /// The media type of the file's layer.
 pub const FILE_TYPE: &str = "application/vnd.airgate.audit.file.v1";
-const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
 const TITLE: &str = "org.opencontainers.image.title";
 const MAX_FILE: u64 = 16 << 20;
 
@@ -85,31 +83,16 @@ impl RepoFiles {
             .client
             .put_blob_bytes(registry, repository, &data)
             .await?;
-        let empty = Bytes::from_static(b"{}");
-        let config = self
-            .client
-            .put_blob_bytes(registry, repository, &empty)
+        self.client
+            .put_blob_bytes(registry, repository, &Bytes::from_static(b"{}"))
             .await?;
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "artifactType": ARTIFACT_TYPE,
-            "config": {"mediaType": EMPTY_TYPE, "digest": config.as_str(), "size": 2},
-            "layers": [{
-                "mediaType": FILE_TYPE,
-                "digest": digest.as_str(),
-                "size": data.len(),
-                "annotations": {TITLE: path},
-            }],
+        let layer = serde_json::json!({
+            "mediaType": FILE_TYPE,
+            "digest": digest.as_str(),
+            "size": data.len(),
+            "annotations": {TITLE: path},
         });
-        let bytes = Bytes::from(serde_json::to_vec(&manifest).map_err(|e| {
-            RegistryError::Protocol(format!("encoding the manifest of {path}: {e}"))
-        })?);
-        let manifest = Manifest {
-            digest: Digest::of(&bytes),
-            bytes,
-            media_type: OCI_MANIFEST.to_string(),
-        };
+        let manifest = crate::imports::artifact_manifest(ARTIFACT_TYPE, &[layer], None)?;
         self.client
             .put_manifest(registry, repository, &tag(path)?, &manifest)
             .await?;

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod bundle;
 pub mod files;
+pub mod imports;
 pub mod lock;
 pub mod progress;
 pub mod push;

@@ -43,21 +43,9 @@ pub async fn resolve(
         subject: None,
     }];
 
-    // OCI 1.1 referrers: the API, else the referrers tag.
-    let listed = match client.referrers(registry, repository, &subject).await? {
-        Some(list) => list,
-        None => match client
-            .get_manifest(registry, repository, &oci::referrers_tag(&subject))
-            .await
-        {
-            Ok(index) => match oci::parse_manifest(&index.bytes, &index.media_type) {
-                Ok(Parsed::Index { manifests }) => manifests,
-                _ => Vec::new(),
-            },
-            Err(RegistryError::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(e),
-        },
-    };
+    let listed = client
+        .list_referrers(registry, repository, &subject)
+        .await?;
     for d in listed {
         let reference = by_digest(image, &d.digest)?;
         out.push(LockedImage {

@@ -140,6 +140,14 @@ pub struct PushedImage {
     pub source: String,
     /// `registry/repository[:tag]@digest`
     pub target: String,
+    /// Where it went, and its manifest or index (what an import refers to).
+    #[serde(skip)]
+    pub repository: String,
+    #[serde(skip)]
+    pub manifest: Descriptor,
+    /// Set for a referrer the bundle carried (a signature, an attestation).
+    #[serde(skip)]
+    pub is_referrer: bool,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -403,6 +411,16 @@ pub async fn push(
         summary.images.push(PushedImage {
             source: p.image.reference.to_string(),
             target: format!("{shown}@{}", p.image.digest),
+            repository: p.repository.clone(),
+            manifest: Descriptor {
+                media_type: media_type.clone(),
+                digest: p.image.digest.clone(),
+                size: bytes.len() as u64,
+                platform: None,
+                annotations: None,
+                artifact_type: None,
+            },
+            is_referrer: p.image.subject.is_some(),
         });
     }
     for ((repository, subject), referrers) in &unindexed {
@@ -415,7 +433,7 @@ pub async fn push(
 /// Lists `referrers` in the referrers index at `subject`'s referrers tag
 /// (OCI 1.1's fallback for registries without the referrers API), keeping
 /// what the index already lists.
-async fn update_referrers_tag(
+pub(crate) async fn update_referrers_tag(
     client: &RegistryClient,
     registry: &str,
     repository: &str,

@@ -759,6 +759,30 @@ impl RegistryClient {
         .await
     }
 
+    /// The referrers of `digest`: by the referrers API, else from the
+    /// referrers tag (OCI 1.1's fallback); empty when there are none.
+    pub async fn list_referrers(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Vec<oci::Descriptor>, RegistryError> {
+        if let Some(list) = self.referrers(registry, repository, digest).await? {
+            return Ok(list);
+        }
+        match self
+            .get_manifest(registry, repository, &oci::referrers_tag(digest))
+            .await
+        {
+            Ok(index) => match oci::parse_manifest(&index.bytes, &index.media_type) {
+                Ok(oci::Parsed::Index { manifests }) => Ok(manifests),
+                _ => Ok(Vec::new()),
+            },
+            Err(RegistryError::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stores a manifest under `reference` (a tag, or its digest). Returns
     /// whether the registry said it indexed the manifest's `subject`
     /// (the `OCI-Subject` header of a registry with the referrers API).

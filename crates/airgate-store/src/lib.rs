@@ -6,12 +6,15 @@
 //! and [`Store::verify_chain`] finds the first break offline. The store
 //! never updates or deletes a row.
 
+use airgate_core::Digest;
+use airgate_core::provenance::VerifiedImport;
 use airgate_core::status::{RecordKind, RecordResult};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub mod query;
 mod split;
 pub mod tiles;
 pub mod tlog;
@@ -36,6 +39,12 @@ pub struct ObjectChange {
     pub object: String,
     /// created, configured, unchanged, deleted, skipped
     pub action: String,
+    /// The field paths the change set or removed (`.spec.replicas`,
+    /// `.spec.template.spec.containers[web].resources.limits.memory`):
+    /// paths only, never values, so a Secret's content stays out of the
+    /// log. Empty for an unchanged or deleted object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
 }
 
 /// A change made to an applied object by someone other than airgate.
@@ -50,6 +59,35 @@ pub struct Drift {
     pub fields: Vec<String>,
     /// Whether airgate put it back.
     pub corrected: bool,
+}
+
+/// An import, as the log keeps it (see [`airgate_core::provenance`]);
+/// its images are the record's `images`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportEntry {
+    /// The digest of the import statement: what sync records name.
+    pub id: Digest,
+    /// The bundle's inventory digest.
+    pub inventory: Digest,
+    /// The bundle's signer, when its signature verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<Digest>,
+    pub target: String,
+    pub user: String,
+    pub host: String,
+    pub pushed_at: i64,
+    pub pushed_by: String,
+}
+
+/// One deployed image and the import that brought it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageImport {
+    pub image: String,
+    pub import: Digest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<Digest>,
 }
 
 /// What one sync (or drift correction) did.
@@ -78,10 +116,44 @@ pub struct SyncRecord {
     /// applied one first, with its signer, verdict and trailers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trust: Vec<airgate_core::trust::CommitTrust>,
+    /// For each digest-pinned image deployed that came through an import:
+    /// that import.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imported: Vec<ImageImport>,
+    /// For an `import` record: the import (its images are `images`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportEntry>,
     /// Set when one sync's record was too large for one log entry
     /// ([`MAX_BODY`]) and was stored as several records in a row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<Part>,
+}
+
+impl SyncRecord {
+    /// The record of an import, met at `seen_at` (seconds since the epoch).
+    pub fn import(v: &VerifiedImport, seen_at: i64) -> SyncRecord {
+        let i = &v.import;
+        SyncRecord {
+            kind: RecordKind::Import,
+            started_at: seen_at,
+            message: format!(
+                "bundle {} pushed to {} by {}@{}",
+                i.inventory, i.target, i.user, i.host
+            ),
+            images: i.images.iter().map(|m| m.target.clone()).collect(),
+            import: Some(ImportEntry {
+                id: v.id.clone(),
+                inventory: i.inventory.clone(),
+                signed_by: v.signed_by.clone(),
+                target: i.target.clone(),
+                user: i.user.clone(),
+                host: i.host.clone(),
+                pushed_at: i.pushed_at,
+                pushed_by: i.pushed_by.clone(),
+            }),
+            ..SyncRecord::default()
+        }
+    }
 }
 
 /// A record as stored: its place in the chain and its hashes.
@@ -408,10 +480,13 @@ mod tests {
             objects: vec![ObjectChange {
                 object: "Deployment/shop/web".into(),
                 action: "configured".into(),
+                fields: vec![],
             }],
             images: vec!["registry.internal/web:1.2.4@sha256:abc".into()],
             drift: vec![],
             trust: vec![],
+            imported: vec![],
+            import: None,
             part: None,
         }
     }

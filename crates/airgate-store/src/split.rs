@@ -79,6 +79,7 @@ impl SyncRecord {
             images: vec![],
             drift: vec![],
             trust: vec![],
+            imported: vec![],
             message: airgate_core::text::cut(&self.message, TEXT),
             error: self
                 .error
@@ -96,6 +97,7 @@ impl SyncRecord {
         packer.add(&self.images, |r| &mut r.images);
         packer.add(&self.drift, |r| &mut r.drift);
         packer.add(&self.trust, |r| &mut r.trust);
+        packer.add(&self.imported, |r| &mut r.imported);
         let mut parts = packer.parts;
         let of = parts.len() as u32;
         for (i, p) in parts.iter_mut().enumerate() {
@@ -122,6 +124,7 @@ mod tests {
                 .map(|i| ObjectChange {
                     object: format!("ConfigMap/shop/config-{i:06}"),
                     action: "created".into(),
+                    fields: vec![],
                 })
                 .collect(),
             images: (0..50)

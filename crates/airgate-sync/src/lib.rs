@@ -46,6 +46,7 @@ use serde_json::Value;
 pub use airgate_core::ownership::{APP_NAME_LABEL, APP_NAMESPACE_LABEL};
 pub use trust::{Verification, Verify};
 
+pub mod provenance;
 mod trust;
 
 /// Everything one App asks for.
@@ -66,6 +67,9 @@ pub struct SyncSpec {
     /// Commit trust: what the revision's signatures must meet, and the
     /// ConfigMap naming who may sign (`spec.source.verify`).
     pub verify: Option<Verify>,
+    /// The revision applied last (`status.lastAppliedRevision`): what a
+    /// sync's field paths are relative to.
+    pub applied: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +91,8 @@ pub enum SyncError {
         /// Every commit verified, the applied one first.
         trust: Vec<CommitTrust>,
     },
+    #[error("provenance: {} image(s) not imported as requireImportedBy asks; nothing was applied: {}", .0.len(), .0.join("; "))]
+    NotImported(Vec<String>),
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error("{0}")]
@@ -101,6 +107,7 @@ impl SyncError {
             SyncError::Render { .. } => Reason::RenderFailed,
             SyncError::Policy(_) => Reason::PolicyViolation,
             SyncError::Unverified { .. } => Reason::VerificationFailed,
+            SyncError::NotImported(_) => Reason::ImageNotImported,
             SyncError::Apply(e) => match e.cause() {
                 ApplyError::DryRun { .. } => Reason::DryRunFailed,
                 ApplyError::Ownership(_) => Reason::OwnershipConflict,
@@ -121,12 +128,22 @@ pub struct SyncOutcome {
     pub inventory: Inventory,
     /// Every image reference the revision deploys, sorted and unique.
     pub images: Vec<String>,
+    /// The import named for each digest-pinned image that has one.
+    pub imported: Vec<provenance::ImageImport>,
+    /// For each object created or configured: the field paths this
+    /// revision changed relative to the one applied before
+    /// ([`airgate_core::fields`]).
+    pub fields: HashMap<ObjectRef, Vec<String>>,
 }
 
 impl SyncOutcome {
     /// The record to store.
     pub fn record(&self, app: &str, started_at: i64, duration_ms: u64) -> SyncRecord {
         let changes = self.applied.changes.iter().chain(&self.pruned.changes);
+        let mut objects = object_changes(changes.clone());
+        for (o, c) in objects.iter_mut().zip(changes) {
+            o.fields = self.fields.get(&c.object).cloned().unwrap_or_default();
+        }
         SyncRecord {
             app: app.to_string(),
             kind: RecordKind::Sync,
@@ -144,10 +161,20 @@ impl SyncOutcome {
             duration_ms,
             result: RecordResult::Succeeded,
             error: None,
-            objects: object_changes(changes),
+            objects,
             images: self.images.clone(),
             drift: Vec::new(),
             trust: Vec::new(),
+            imported: self
+                .imported
+                .iter()
+                .map(|i| airgate_store::ImageImport {
+                    image: i.image.clone(),
+                    import: i.import.id.clone(),
+                    signed_by: i.import.signed_by.clone(),
+                })
+                .collect(),
+            import: None,
             part: None,
         }
     }
@@ -195,8 +222,56 @@ pub fn object_changes<'a>(
                 .ok()
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default(),
+            fields: Vec::new(),
         })
         .collect()
+}
+
+/// Whether `object` (as applied) is the one the manifest `rendered`
+/// names: namespaced objects without a namespace land in the App's.
+fn renders(object: &ObjectRef, rendered: &ObjectRef, app_namespace: &str) -> bool {
+    let namespace = rendered.namespace.as_deref().unwrap_or(app_namespace);
+    object.api_version == rendered.api_version
+        && object.kind == rendered.kind
+        && object.name == rendered.name
+        && object.namespace.as_deref().is_none_or(|ns| ns == namespace)
+}
+
+/// The field paths each object created, configured or recreated by
+/// `applied` changed: `after` (this revision) against `before` (the
+/// revision applied last; `None` when unknown, and then every top-level
+/// field is named).
+fn field_paths(
+    spec: &SyncSpec,
+    applied: &ChangeSet,
+    before: Option<&[Manifest]>,
+    after: &[Manifest],
+) -> HashMap<ObjectRef, Vec<String>> {
+    use airgate_kube::Action;
+    let find = |list: &[Manifest], object: &ObjectRef| {
+        list.iter()
+            .find(|m| {
+                ObjectRef::from_object(&m.value, "")
+                    .is_ok_and(|r| renders(object, &r, &spec.namespace))
+            })
+            .map(|m| m.value.clone())
+    };
+    let mut out = HashMap::new();
+    for c in &applied.changes {
+        let Some(new) = find(after, &c.object) else {
+            continue;
+        };
+        let old = match c.action {
+            Action::Configured | Action::Recreated => before.and_then(|b| find(b, &c.object)),
+            Action::Created => None,
+            _ => continue,
+        };
+        out.insert(
+            c.object.clone(),
+            airgate_core::fields::changed(old.as_ref(), &new),
+        );
+    }
+    out
 }
 
 /// How many revisions of one (URL, path) the render cache keeps: the one
@@ -250,6 +325,9 @@ pub struct Syncer {
     fetches: std::sync::atomic::AtomicU64,
     /// (App, ServiceAccount) -> its Applier.
     appliers: std::sync::Mutex<HashMap<(String, String), Arc<Applier>>>,
+    /// Where imports are read; `None`: no registry is read, and an App
+    /// with `requireImportedBy` is refused.
+    imports: Option<provenance::Imports>,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -271,7 +349,14 @@ impl Syncer {
             fetched: Default::default(),
             appliers: Default::default(),
             fetches: Default::default(),
+            imports: None,
         }
+    }
+
+    /// Reads each image's imports with `client` (see [`provenance`]).
+    pub fn with_imports(mut self, client: airgate_oci::RegistryClient) -> Syncer {
+        self.imports = Some(provenance::Imports::new(client));
+        self
     }
 
     /// The mirror an App's fetches and reads go to: Apps that verify
@@ -396,15 +481,7 @@ impl Syncer {
             let Ok(r) = ObjectRef::from_object(&m.value, &what) else {
                 continue;
             };
-            // Namespaced objects without a namespace land in the App's.
-            let namespace = r.namespace.as_deref().unwrap_or(&spec.namespace);
-            let wanted = objects.iter().any(|o| {
-                o.api_version == r.api_version
-                    && o.kind == r.kind
-                    && o.name == r.name
-                    && o.namespace.as_deref().is_none_or(|ns| ns == namespace)
-            });
-            if wanted {
+            if objects.iter().any(|o| renders(o, &r, &spec.namespace)) {
                 selected.push((what, &m.value));
             }
         }
@@ -561,6 +638,21 @@ impl Syncer {
         if !violations.is_empty() {
             return Err(SyncError::Policy(violations));
         }
+        let (imported, refused) = match &self.imports {
+            Some(imports) => {
+                imports
+                    .check(&spec.policy.require_imported_by, &found)
+                    .await
+            }
+            None if spec.policy.require_imported_by.is_empty() => Default::default(),
+            None => (
+                Vec::new(),
+                vec!["this controller reads no registry, so no import can be checked".to_string()],
+            ),
+        };
+        if !refused.is_empty() {
+            return Err(SyncError::NotImported(refused));
+        }
         let mut images: Vec<String> = found.iter().map(|f| f.image.to_string()).collect();
         images.sort();
         images.dedup();
@@ -577,6 +669,15 @@ impl Syncer {
         } else {
             ChangeSet::default()
         };
+        let earlier = match &spec.applied {
+            Some(r) if r != &commit.id => self.render(spec, r).await.ok(),
+            _ => None,
+        };
+        let before = match &spec.applied {
+            Some(r) if r == &commit.id => Some(manifests.as_slice()),
+            _ => earlier.as_deref(),
+        };
+        let fields = field_paths(spec, &applied, before, &manifests);
         // Objects that opted out of pruning stay owned, so a later sync sees them.
         let mut inventory = inventory;
         for c in pruned
@@ -592,6 +693,8 @@ impl Syncer {
             pruned,
             inventory,
             images,
+            imported,
+            fields,
         })
     }
 }

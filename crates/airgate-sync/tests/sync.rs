@@ -57,9 +57,11 @@ fn spec(p: &Perimeter, ns: &str, repo: &str) -> Result<SyncSpec> {
         policy: Policy {
             allowed_registries: vec!["registry.internal:5000".into()],
             require_digests: true,
+            ..Policy::default()
         },
         prune: true,
         verify: None,
+        applied: None,
     })
 }
 

@@ -336,6 +336,31 @@ pub enum AuditCommand {
         #[command(flatten)]
         source: AuditSource,
     },
+    /// Where an image came from and where it ran: the import that brought the digest
+    /// (bundle, signer, who pushed it, when) and every App that deployed it, from which
+    /// sync until which. Exits 1 when the log knows nothing of it.
+    Trace {
+        /// IMAGE@sha256:<hex>, or the digest alone.
+        image: String,
+        #[command(flatten)]
+        source: AuditSource,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Which sync last set a field of an object (revision, author, signers, ticket,
+    /// time), and any drift by another field manager since. Exits 1 when no sync set it.
+    Blame {
+        /// KIND/NAMESPACE/NAME (KIND/NAME for a cluster-scoped object).
+        object: String,
+        /// A field path: .spec.replicas, .spec.template.spec.containers[web].resources.limits.memory.
+        /// Without it: the last sync that changed the object at all.
+        #[arg(long, value_name = "PATH")]
+        field: Option<String>,
+        #[command(flatten)]
+        source: AuditSource,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Write the log into DIR in the C2SP tlog-tiles layout (tile/..., tile/entries/...),
     /// DIR/entries.jsonl (every record, what a SIEM ingests) and, with --key,
     /// DIR/checkpoint and DIR/log.vkey. DIR must not exist.

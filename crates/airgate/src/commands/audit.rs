@@ -56,6 +56,17 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
             output,
         ),
         AuditCommand::Show { seq, source } => show(&audit_source::open(&source)?.store, seq),
+        AuditCommand::Trace {
+            image,
+            source,
+            output,
+        } => super::audit_query::trace(&image, &source, output),
+        AuditCommand::Blame {
+            object,
+            field,
+            source,
+            output,
+        } => super::audit_query::blame(&object, field.as_deref(), &source, output),
         AuditCommand::Export {
             dir,
             store,
@@ -173,7 +184,11 @@ fn log(
                     rec.kind.as_str(),
                     rec.result.as_str(),
                     rec.revision,
-                    rec.error.as_deref().unwrap_or(&rec.committer.email)
+                    match (&rec.error, &rec.import) {
+                        (Some(e), _) => e.as_str(),
+                        (None, Some(_)) => rec.message.as_str(),
+                        (None, None) => rec.committer.email.as_str(),
+                    }
                 )?;
             }
         }

@@ -3,9 +3,16 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use airgate_core::Digest;
+use airgate_core::provenance::{Import, ImportedImage};
+use airgate_core::signing;
 use airgate_oci::RegistryClient;
-use airgate_oci::push::{self, PushRequest, Target};
+use airgate_oci::bundle::{Trust, Verified, read_inventory};
+use airgate_oci::imports::{self, Artifact};
+use airgate_oci::push::{self, PushRequest, PushSummary, Target};
 use anyhow::{Result, anyhow};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 
 use crate::cli::{BundlePushArgs, Output};
 use crate::commands::bundle_verify;
@@ -29,11 +36,9 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
     }
     let client = RegistryClient::new(options)?;
     // Verify the whole bundle before a single byte goes to the registry.
-    let verified = bundle_verify::verify_with_progress(
-        &args.bundle,
-        &bundle_verify::trust(&args.trust)?,
-        bundle_verify::Pass::Parallel,
-    )?;
+    let trust = bundle_verify::trust(&args.trust)?;
+    let verified =
+        bundle_verify::verify_with_progress(&args.bundle, &trust, bundle_verify::Pass::Parallel)?;
     let verified_in = started.elapsed();
     let request = PushRequest {
         bundle: &args.bundle,
@@ -46,8 +51,19 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
     let result = crate::block_on(async { Ok(push::push(&client, &request, &progress).await?) });
     progress_bar::finish(bar);
     let summary = result?;
+    let artifact = import_artifact(&args, &verified, &trust, &summary)?;
+    let import = crate::block_on(attach_import(
+        &client,
+        &target.registry,
+        &summary,
+        &artifact,
+    ))?;
     match args.format {
-        Output::Json => crate::out!("{}", serde_json::to_string_pretty(&summary)?)?,
+        Output::Json => {
+            let mut json = serde_json::to_value(&summary)?;
+            json["import"] = serde_json::to_value(&import)?;
+            crate::out!("{}", serde_json::to_string_pretty(&json)?)?
+        }
         Output::Text => {
             for i in &summary.images {
                 crate::out!("{} -> {}", i.source, i.target)?;
@@ -66,5 +82,110 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
         progress_bar::rate(summary.bytes_uploaded, started.elapsed()),
         verified_in.as_secs_f64(),
     );
+    eprintln!(
+        "import {} recorded beside {} images (signed by {})",
+        import.id,
+        import.attached,
+        import
+            .signed_by
+            .as_ref()
+            .map_or("nobody: the bundle was not verified with a key", |k| k
+                .as_str()),
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The import statement and the signed inventory `push` leaves beside
+/// every image (see `airgate_core::provenance`).
+fn import_artifact(
+    args: &BundlePushArgs,
+    verified: &Verified,
+    trust: &Trust,
+    summary: &PushSummary,
+) -> Result<Artifact> {
+    let entry = read_inventory(&args.bundle)?;
+    if entry.digest != verified.inventory_digest {
+        anyhow::bail!(
+            "{}: the bundle changed while it was pushed; push it again",
+            args.bundle.display()
+        );
+    }
+    let key = match (trust, &verified.signed_by) {
+        (Trust::Key(k), Some(_)) => Some(k),
+        _ => None,
+    };
+    let statement = Import {
+        inventory: verified.inventory_digest.clone(),
+        signed_by: key.map(signing::key_id),
+        public_key: key.map(|k| STANDARD.encode(k.as_bytes())),
+        target: args.to.clone(),
+        images: summary
+            .images
+            .iter()
+            .filter(|i| !i.is_referrer)
+            .map(|i| ImportedImage {
+                source: i.source.clone(),
+                target: i.target.clone(),
+                digest: i.manifest.digest.clone(),
+            })
+            .collect(),
+        user: ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| "unknown".into()),
+        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "unknown".into()),
+        pushed_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+        pushed_by: format!("airgate {}", env!("CARGO_PKG_VERSION")),
+    };
+    Ok(Artifact {
+        statement: serde_json::to_vec(&statement)?.into(),
+        inventory: entry.bytes.into(),
+        signature: match (key, entry.signature) {
+            (Some(_), Some(sig)) => Some(serde_json::to_vec(&sig)?.into()),
+            _ => None,
+        },
+    })
+}
+
+/// What `push` says of the import it recorded.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ImportSummary {
+    id: Digest,
+    signed_by: Option<Digest>,
+    /// Images the import artifact was attached to.
+    attached: usize,
+}
+
+async fn attach_import(
+    client: &RegistryClient,
+    registry: &str,
+    summary: &PushSummary,
+    artifact: &Artifact,
+) -> Result<ImportSummary> {
+    let mut attached = 0;
+    for image in summary.images.iter().filter(|i| !i.is_referrer) {
+        imports::attach(
+            client,
+            registry,
+            &image.repository,
+            &image.manifest,
+            artifact,
+        )
+        .await?;
+        attached += 1;
+    }
+    let statement: Import = serde_json::from_slice(&artifact.statement)?;
+    Ok(ImportSummary {
+        id: Digest::of(&artifact.statement),
+        signed_by: statement.signed_by,
+        attached,
+    })
 }

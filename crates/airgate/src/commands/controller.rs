@@ -36,14 +36,14 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
     }
     crate::block_on(async move {
         let config = kube_client::config(args.kubeconfig.as_deref()).await?;
+        let registry =
+            airgate_oci::RegistryClient::new(crate::registry_options::options(&args.registry)?)?;
         let log_repository = match &args.log_repository {
             None => None,
-            Some(location) => {
-                let client = airgate_oci::RegistryClient::new(crate::registry_options::options(
-                    &args.registry,
-                )?)?;
-                Some(airgate_oci::files::RepoFiles::new(client, location)?)
-            }
+            Some(location) => Some(airgate_oci::files::RepoFiles::new(
+                registry.clone(),
+                location,
+            )?),
         };
         let store = args
             .store
@@ -61,6 +61,7 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
             log_key: args.log_key,
             log_name: args.log_name,
             log_repository,
+            registry,
             kustomize: args.kustomize,
             listen: args.listen,
             concurrency: args.concurrency,

@@ -1,6 +1,7 @@
 //! One module per command; `run` dispatches to them.
 
 mod audit;
+mod audit_query;
 mod audit_source;
 mod audit_witness;
 mod bundle_create;
