@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod bundle;
+pub mod cosign;
 pub mod digest;
 pub mod discover;
 pub mod drift;

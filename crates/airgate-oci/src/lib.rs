@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod bundle;
+pub mod cosign;
 pub mod files;
 pub mod imports;
 pub mod lock;

@@ -1,6 +1,8 @@
 //! The audit log's write and read figures for `bench/audit.sh`: appends N
 //! records in batches, signing a checkpoint every second as the controller
-//! would under load, then verifies the whole log and measures proofs. The
+//! would under load, then verifies the whole log, measures proofs, and
+//! times `blame` (as `audit blame` runs it) on random objects: each record
+//! changes one of 350 Deployments, naming the field paths it set. The
 //! last checkpoint and the verifier key go next to STORE (`.checkpoint`,
 //! `.vkey`) for `airgate audit verify`.
 //!
@@ -9,7 +11,17 @@
 use std::time::Instant;
 
 use airgate_store::tlog::note_keys;
-use airgate_store::{Store, SyncRecord};
+use airgate_store::{ObjectChange, Store, SyncRecord};
+
+const FIELDS: [&str; 3] = [
+    ".spec.template.spec.containers[app].image",
+    ".spec.template.spec.containers[app].resources.limits.memory",
+    ".spec.replicas",
+];
+
+fn object(i: u64) -> String {
+    format!("Deployment/team-{}/app-{}", i % 50, i % 7)
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -33,6 +45,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 started_at: 1_700_000_000 + i as i64,
                 duration_ms: i % 5000,
                 images: vec![format!("registry.internal:5000/app@sha256:{i:064x}")],
+                objects: vec![ObjectChange {
+                    object: object(i),
+                    action: "configured".into(),
+                    fields: vec![FIELDS[(i % 3) as usize].to_string()],
+                }],
                 ..SyncRecord::default()
             })
             .collect();
@@ -55,8 +72,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .inclusion_proof((head.size / 2) as i64, head.size)?
         .len();
     let consistency = store.consistency_proof(head.size / 3, head.size)?.len();
+    // blame: 200 random (object, field) questions, p50 and p95.
+    let mut times = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let started = Instant::now();
+        let b = store.blame(&object(x % 350), Some(FIELDS[(x % 3) as usize]))?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        if b.set_by.is_none() {
+            return Err(format!("no setter for {}", object(x % 350)).into());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let (p50, p95) = (times[times.len() / 2], times[times.len() * 95 / 100]);
     println!(
-        "{{\"records\": {}, \"batch\": {batch}, \"appendSeconds\": {append_s:.2}, \"recordsPerSecond\": {:.0}, \"checkpoints\": {checkpoints}, \"verifySeconds\": {verify_s:.2}, \"inclusionProofHashes\": [{inclusion}, {middle}], \"consistencyProofHashes\": {consistency}}}",
+        "{{\"records\": {}, \"batch\": {batch}, \"appendSeconds\": {append_s:.2}, \"recordsPerSecond\": {:.0}, \"checkpoints\": {checkpoints}, \"verifySeconds\": {verify_s:.2}, \"inclusionProofHashes\": [{inclusion}, {middle}], \"consistencyProofHashes\": {consistency}, \"blameP50Ms\": {p50:.1}, \"blameP95Ms\": {p95:.1}}}",
         head.size,
         head.size as f64 / append_s
     );

@@ -14,12 +14,14 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+mod index;
 pub mod query;
 mod split;
 pub mod tiles;
 pub mod tlog;
 pub mod witness;
 
+pub use index::{image_key, object_key};
 pub use split::{MAX_BODY, Part};
 
 /// The hash the first record chains to.
@@ -228,8 +230,10 @@ impl Store {
         )
         .map_err(err)?;
         conn.execute_batch(tlog::SCHEMA).map_err(err)?;
+        conn.execute_batch(index::SCHEMA).map_err(err)?;
         let store = Store { conn, path: shown };
         store.backfill_log()?;
+        store.backfill_index()?;
         Ok(store)
     }
 
@@ -323,6 +327,7 @@ impl Store {
             .map_err(&err)?;
             let seq = tx.last_insert_rowid();
             tlog::append_leaf(&hashes, (seq - 1) as u64, &body)?;
+            index::insert(&tx, seq, &record).map_err(&err)?;
             stored.push(Stored {
                 seq,
                 prev_hash: std::mem::replace(&mut prev, hash.clone()),
@@ -331,6 +336,9 @@ impl Store {
             });
         }
         drop(hashes);
+        if let Some(last) = stored.last() {
+            index::indexed_to(&tx, last.seq).map_err(&err)?;
+        }
         tx.commit().map_err(&err)?;
         Ok(stored)
     }

@@ -10,7 +10,7 @@ use airgate_core::Digest;
 use airgate_core::status::{RecordKind, RecordResult};
 use serde::Serialize;
 
-use crate::{Drift, ImageImport, ObjectChange, Stored, SyncRecord};
+use crate::{Drift, ImageImport, ObjectChange, Store, StoreError, Stored, SyncRecord};
 
 /// One record, with its parts joined: where it starts in the log.
 #[derive(Clone, Debug)]
@@ -246,6 +246,36 @@ pub fn blame(records: &[Stored], object: &str, field: Option<&str>) -> Blame {
         field: field.map(String::from),
         set_by,
         drift_since,
+    }
+}
+
+impl Store {
+    /// [`trace`] over the records that can answer it: those naming the
+    /// digest (from the index), and each deploying App's records from its
+    /// first deployment on (to see what replaced it).
+    pub fn trace(&self, digest: &Digest) -> Result<Trace, StoreError> {
+        let mut records = self.indexed(&crate::image_key(digest.as_str()))?;
+        let mut firsts: std::collections::BTreeMap<String, i64> = Default::default();
+        for s in &records {
+            if s.record.kind == RecordKind::Sync {
+                firsts.entry(s.record.app.clone()).or_insert(s.seq);
+            }
+        }
+        for (app, seq) in firsts {
+            records.extend(self.app_from(&app, seq)?);
+        }
+        records.sort_by_key(|s| s.seq);
+        records.dedup_by_key(|s| s.seq);
+        Ok(trace(&records, digest))
+    }
+
+    /// [`blame`] over the records naming `object` (from the index).
+    pub fn blame(&self, object: &str, field: Option<&str>) -> Result<Blame, StoreError> {
+        Ok(blame(
+            &self.indexed(&crate::object_key(object))?,
+            object,
+            field,
+        ))
     }
 }
 

@@ -489,6 +489,10 @@ pub struct BundlePushArgs {
     /// Blobs larger than this many MiB are uploaded in chunks of this size.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub chunk_size: u64,
+    /// Sign every image pushed with this key (`key generate --type cosign`), in
+    /// cosign's format (the `sha256-<hex>.sig` tag), so admission can require it.
+    #[arg(long, value_name = "PREFIX.key")]
+    pub sign_images: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// How to print the summary.

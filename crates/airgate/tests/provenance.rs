@@ -1,5 +1,6 @@
 //! Provenance from bundle to pod, against the perimeter: a signed bundle is
-//! pushed (its import left beside the image), an App deploys the image
+//! pushed (its import left beside the image, the image signed for cosign,
+//! which verifies it), an App deploys the image
 //! under `requireImportedBy`, and the log answers where the image came
 //! from and who set a field; an image that skipped the gate (copied in
 //! with plain skopeo, then dressed up with another image's import) is
@@ -84,6 +85,9 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
         .context("key generate names the key id")?
         .to_string();
     run(airgate()
+        .args(["key", "generate", "--type", "cosign", "--out"])
+        .arg(dir.join("images")))?;
+    run(airgate()
         .args(["bundle", "create", "--lock"])
         .arg(&lock)
         .arg("-o")
@@ -97,6 +101,8 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
         .args(["--to", &format!("{internal}/{}", t.ns), "--ca-file", &ca])
         .arg("--key")
         .arg(dir.join("bundle.pub"))
+        .arg("--sign-images")
+        .arg(dir.join("images.key"))
         .args(["--format", "json"]))?)?;
     let target = pushed["images"][0]["target"]
         .as_str()
@@ -108,6 +114,27 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
         .to_string();
     assert_eq!(pushed["import"]["signedBy"], json!(key_id), "{pushed}");
     assert!(target.ends_with(&web.digest), "{target}");
+    // cosign, the real consumer, verifies the signature push made.
+    let cosign_verify = |key: &str| {
+        Command::new(&p.cosign)
+            .args(["verify", "--insecure-ignore-tlog=true", "--key"])
+            .arg(dir.join(key))
+            .arg(&target)
+            .env("DOCKER_CONFIG", &docker)
+            .env("SSL_CERT_FILE", &p.internal_registry_ca)
+            .output()
+    };
+    let good = cosign_verify("images.pub")?;
+    ensure!(
+        good.status.success(),
+        "cosign verify: {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let wrong = cosign_verify("bundle.pub")?;
+    ensure!(
+        !wrong.status.success(),
+        "cosign verified with a key that did not sign"
+    );
 
     // The rogue image goes in by plain skopeo: no import.
     let certs = tempfile::tempdir()?;

@@ -169,3 +169,38 @@ fn blame_names_the_last_sync_that_set_the_field_and_drift_since() {
     assert_eq!(setter.and_then(|s| s.ticket.as_deref()), Some("OPS-7"));
     assert_eq!(setter.map(|s| s.at.revision.as_str()), Some("r2"));
 }
+
+/// The index must answer as reading every record would, split records
+/// included (the object in a later part, the signer in the first).
+#[test]
+fn the_index_answers_as_the_whole_log_would() -> Result<(), StoreError> {
+    let mut store = Store::open(std::path::Path::new(":memory:"))?;
+    let web = "Deployment/shop/web";
+    let image = format!("registry.internal:5000/web@{}", digest(1));
+    let mut big = sync("shop/web", "r1", 10, std::slice::from_ref(&image));
+    big.message = "m".repeat(5000);
+    big.objects = (0..3000)
+        .map(|i| change(&format!("ConfigMap/shop/c{i:05}"), "created", &[".data"]))
+        .collect();
+    big.objects.push(change(web, "created", &[".spec"]));
+    let mut other = sync("stage/web", "s1", 11, &[]);
+    other.objects = vec![change("Deployment/stage/web", "created", &[".spec"])];
+    let mut next = sync("shop/web", "r2", 12, &[]);
+    next.objects = vec![change(web, "configured", &[".spec.replicas"])];
+    store.append_all(&[big, other, next])?;
+    let all = store.all(None, None)?;
+    assert!(all.len() > 3, "the first record was split");
+    for field in [None, Some(".spec.replicas"), Some(".spec.template")] {
+        let (from_index, whole) = (store.blame(web, field)?, blame(&all, web, field));
+        assert_eq!(from_index.set_by, whole.set_by, "{field:?}");
+        assert!(whole.set_by.is_some());
+    }
+    let (from_index, whole) = (store.trace(&digest(1))?, trace(&all, &digest(1)));
+    assert_eq!(from_index.deployments, whole.deployments);
+    assert_eq!(whole.deployments.len(), 1);
+    assert_eq!(
+        whole.deployments[0].until.as_ref().map(|u| u.seq),
+        Some(all.len() as i64)
+    );
+    Ok(())
+}

@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 
 use airgate_core::Digest;
-use airgate_store::query::{self, At, Blame, Trace};
+use airgate_store::query::{At, Blame, Trace};
 use anyhow::{Context as _, Result};
 
 use super::audit_source;
@@ -38,7 +38,7 @@ fn digest_of(image: &str) -> Result<Digest> {
 pub fn trace(image: &str, source: &AuditSource, output: Output) -> Result<ExitCode> {
     let digest = digest_of(image)?;
     let store = audit_source::open(source)?.store;
-    let t = query::trace(&store.all(None, None)?, &digest);
+    let t = store.trace(&digest)?;
     match output {
         Output::Json => crate::out!("{}", serde_json::to_string_pretty(&t)?)?,
         Output::Text => print_trace(&t)?,
@@ -104,7 +104,7 @@ pub fn blame(
         );
     }
     let store = audit_source::open(source)?.store;
-    let b = query::blame(&store.all(None, None)?, object, field);
+    let b = store.blame(object, field)?;
     match output {
         Output::Json => crate::out!("{}", serde_json::to_string_pretty(&b)?)?,
         Output::Text => print_blame(&b)?,

@@ -10,7 +10,7 @@ use airgate_oci::RegistryClient;
 use airgate_oci::bundle::{Trust, Verified, read_inventory};
 use airgate_oci::imports::{self, Artifact};
 use airgate_oci::push::{self, PushRequest, PushSummary, Target};
-use anyhow::{Result, anyhow};
+use anyhow::{Context as _, Result, anyhow};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
@@ -35,6 +35,12 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
         options.insecure.push(target.registry.clone());
     }
     let client = RegistryClient::new(options)?;
+    let image_key = match &args.sign_images {
+        Some(path) => Some(super::key::read_private(path).with_context(|| {
+            "--sign-images: not a private key\nhint: airgate key generate --type cosign --out PREFIX"
+        })?),
+        None => None,
+    };
     // Verify the whole bundle before a single byte goes to the registry.
     let trust = bundle_verify::trust(&args.trust)?;
     let verified =
@@ -58,10 +64,15 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
         &summary,
         &artifact,
     ))?;
+    let signatures = match &image_key {
+        Some(key) => crate::block_on(sign_images(&client, &target.registry, &summary, key))?,
+        None => Vec::new(),
+    };
     match args.format {
         Output::Json => {
             let mut json = serde_json::to_value(&summary)?;
             json["import"] = serde_json::to_value(&import)?;
+            json["signatures"] = serde_json::to_value(&signatures)?;
             crate::out!("{}", serde_json::to_string_pretty(&json)?)?
         }
         Output::Text => {
@@ -92,7 +103,40 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
             .map_or("nobody: the bundle was not verified with a key", |k| k
                 .as_str()),
     );
+    if let Some(key) = &image_key {
+        eprintln!(
+            "signed {} images for cosign (key id {}); check with: cosign verify --key PREFIX.pub --insecure-ignore-tlog=true IMAGE",
+            signatures.len(),
+            signing::key_id(&key.verifying_key())
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One image signed in cosign's format, and where the signature is.
+#[derive(Debug, serde::Serialize)]
+struct Signed {
+    image: String,
+    signature: String,
+}
+
+async fn sign_images(
+    client: &RegistryClient,
+    registry: &str,
+    summary: &PushSummary,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<Vec<Signed>> {
+    let mut out = Vec::new();
+    for image in summary.images.iter().filter(|i| !i.is_referrer) {
+        let digest = &image.manifest.digest;
+        let sig =
+            airgate_oci::cosign::sign(client, registry, &image.repository, digest, key).await?;
+        out.push(Signed {
+            image: image.target.clone(),
+            signature: format!("{registry}/{}@{sig}", image.repository),
+        });
+    }
+    Ok(out)
 }
 
 /// The import statement and the signed inventory `push` leaves beside

@@ -1,5 +1,5 @@
-//! `airgate key generate`: an Ed25519 key pair for signing bundles (PEM),
-//! or for signing the audit log's checkpoints (`--type note`: the signed-note
+//! `airgate key generate`: an Ed25519 key pair for signing bundles or
+//! images (PEM), or for signing the audit log's checkpoints (`--type note`: the signed-note
 //! key encodings Go's `sumdb/note` and the C2SP specs use).
 
 use std::io::Write;
@@ -39,15 +39,9 @@ pub fn generate(prefix: &Path, force: bool, kind: KeyType, name: &str) -> Result
         );
     }
     let private = with_suffix(prefix, ".key");
-    let public = with_suffix(
-        prefix,
-        if kind == KeyType::Bundle {
-            ".pub"
-        } else {
-            ".vkey"
-        },
-    );
-    if kind != KeyType::Bundle && !signed_note::is_key_name_valid(name) {
+    let pem = matches!(kind, KeyType::Bundle | KeyType::Cosign);
+    let public = with_suffix(prefix, if pem { ".pub" } else { ".vkey" });
+    if !pem && !signed_note::is_key_name_valid(name) {
         bail!("--name '{name}' is not a key name: no spaces or '+', not empty");
     }
     let mut existed = [false, false];
@@ -81,6 +75,9 @@ pub fn generate(prefix: &Path, force: bool, kind: KeyType, name: &str) -> Result
         KeyType::Bundle => "private, keep it on the connected side",
         KeyType::Note => "private: the controller's, in a Secret",
         KeyType::Witness => "private: the witness's, on its own machine",
+        KeyType::Cosign => {
+            "private: signs images as `bundle push --sign-images` pushes them; `cosign verify --key` reads the .pub"
+        }
     };
     eprintln!(
         "wrote {} ({keep}) and {} (key id {id})",
@@ -93,7 +90,7 @@ pub fn generate(prefix: &Path, force: bool, kind: KeyType, name: &str) -> Result
 /// The two files' contents and the key id, from a seed.
 fn material(kind: KeyType, name: &str, seed: [u8; 32]) -> Result<(Vec<u8>, Vec<u8>, String)> {
     Ok(match kind {
-        KeyType::Bundle => {
+        KeyType::Bundle | KeyType::Cosign => {
             let key = signing::signing_key_from_seed(seed);
             (
                 signing::private_key_pem(&key)?.into_bytes(),
@@ -128,6 +125,10 @@ pub enum KeyType {
     /// A witness's cosignatures of the audit log's checkpoints (C2SP
     /// tlog-cosignature, algorithm 0x04): PREFIX.key and PREFIX.vkey.
     Witness,
+    /// Images, as `bundle push --sign-images` signs them in cosign's format:
+    /// PREFIX.key and PREFIX.pub (Ed25519, PEM; `cosign verify --key
+    /// PREFIX.pub` and admission controllers built on cosign read it).
+    Cosign,
 }
 
 /// `content` in a new file next to `target`, synced, with `mode`.
