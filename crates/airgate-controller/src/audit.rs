@@ -48,6 +48,8 @@ pub struct AuditLog {
     /// Why the controller refuses to append, while it does.
     refused: Mutex<Option<String>>,
     wake: tokio::sync::Notify,
+    /// Who appends (`--identity`), named in every record.
+    identity: String,
     /// The ids of the imports the log records: read from the store when
     /// first needed, forgotten when the log is opened again.
     imports: Mutex<Option<HashSet<Digest>>>,
@@ -104,6 +106,7 @@ impl AuditLog {
             refused: Mutex::new(Some("the audit log has not been checked yet".into())),
             wake: tokio::sync::Notify::new(),
             imports: Mutex::new(None),
+            identity: settings.identity.clone(),
         })
     }
 
@@ -154,6 +157,9 @@ impl AuditLog {
             }
         }
         records.push(record.clone());
+        for r in &mut records {
+            r.controller.clone_from(&self.identity);
+        }
         if let Err(e) = store.append_all(&records) {
             *known = None;
             return Err(e.to_string());

@@ -122,6 +122,13 @@ pub struct SyncRecord {
     /// that import.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub imported: Vec<ImageImport>,
+    /// The revision applied before this sync (what it changed from): the
+    /// range applied is `fromRevision..revision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_revision: Option<String>,
+    /// The controller that appended the record (`--identity`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub controller: String,
     /// For an `import` record: the import (its images are `images`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportEntry>,
@@ -495,6 +502,8 @@ mod tests {
             trust: vec![],
             imported: vec![],
             import: None,
+            from_revision: None,
+            controller: String::new(),
             part: None,
         }
     }

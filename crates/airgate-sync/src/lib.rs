@@ -130,6 +130,8 @@ pub struct SyncOutcome {
     pub images: Vec<String>,
     /// The import named for each digest-pinned image that has one.
     pub imported: Vec<provenance::ImageImport>,
+    /// The revision applied before ([`SyncSpec::applied`]).
+    pub from_revision: Option<String>,
     /// For each object created or configured: the field paths this
     /// revision changed relative to the one applied before
     /// ([`airgate_core::fields`]).
@@ -175,6 +177,8 @@ impl SyncOutcome {
                 })
                 .collect(),
             import: None,
+            from_revision: self.from_revision.clone(),
+            controller: String::new(),
             part: None,
         }
     }
@@ -678,6 +682,7 @@ impl Syncer {
             _ => earlier.as_deref(),
         };
         let fields = field_paths(spec, &applied, before, &manifests);
+        let from_revision = spec.applied.clone().filter(|r| r != &commit.id);
         // Objects that opted out of pruning stay owned, so a later sync sees them.
         let mut inventory = inventory;
         for c in pruned
@@ -695,6 +700,7 @@ impl Syncer {
             images,
             imported,
             fields,
+            from_revision,
         })
     }
 }

@@ -228,6 +228,12 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
         Some(import_id.as_str()),
         "{synced:?}"
     );
+    assert_eq!(synced.controller, "c1");
+    let next = records
+        .iter()
+        .find(|r| r.revision == second)
+        .context("the second sync's record")?;
+    assert_eq!(next.from_revision.as_deref(), Some(first.as_str()));
 
     // Where did the running image come from?
     let store = c.data.join("records.db").display().to_string();

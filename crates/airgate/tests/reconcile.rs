@@ -1617,8 +1617,8 @@ async fn the_two_person_rule_refuses_a_lone_developer_and_applies_the_release_me
 /// down is refused: nothing appended, `AuditLogRefused` on the App, the
 /// metric at 0.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_audit_log_is_published_continued_by_a_new_leader_and_refused_when_edited() -> Result<()>
-{
+async fn the_audit_log_is_published_continued_by_a_new_leader_after_a_kill_mid_sync_and_refused_when_edited()
+-> Result<()> {
     let _git = GIT.read().await;
     let t = Tenant::new("ctl-audit").await?;
     t.write("envs/prod/settings.yaml", &config_map("settings", "1"))?;
@@ -1720,11 +1720,32 @@ async fn the_audit_log_is_published_continued_by_a_new_leader_and_refused_when_e
     let w = witness()?;
     anyhow::ensure!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
 
-    // The leader dies with its disk; a controller with an empty one takes
-    // over, restores the published log and continues it.
-    drop(c1);
+    // The leader dies with its disk in the middle of a sync; a controller
+    // with an empty disk takes over, restores the published log and
+    // continues it.
+    const N: usize = 600;
+    let many: String = (0..N)
+        .map(|i| format!("---\n{}", config_map(&format!("cm-{i}"), "x")))
+        .collect();
+    t.write("envs/prod/many.yaml", &many)?;
     t.write("envs/prod/settings.yaml", &config_map("settings", "2"))?;
-    let second = t.push("second")?;
+    let second = t.push("second: many objects")?;
+    let cms: Api<ConfigMap> = Api::namespaced(t.p.kube_client().await?, &t.ns);
+    let selector = kube::api::ListParams::default().labels("airgate.dev/app-name=shop");
+    let mut at_kill = 0;
+    for _ in 0..1500 {
+        at_kill = cms.list_metadata(&selector).await?.items.len();
+        if at_kill > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(c1); // SIGKILL, mid-apply
+    assert!(
+        at_kill > 1 && at_kill <= N,
+        "the kill did not land mid-sync ({at_kill} of {})",
+        N + 1
+    );
     let c2 = t.controller_traced("c2", &lease, None, &flags).await?;
     t.until(
         "shop",
@@ -1787,5 +1808,23 @@ async fn the_audit_log_is_published_continued_by_a_new_leader_and_refused_when_e
         metrics.contains("airgate_audit_log_consistent 0"),
         "{metrics}"
     );
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(t.p.kube_client().await?, &t.ns);
+    let said = eventually("an AuditLogRefused Event", Duration::from_secs(30), || {
+        let events = events.clone();
+        async move {
+            let list = events
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("AuditLogRefused"))
+                .map(|e| Some(e.message.unwrap_or_default()))
+                .ok_or_else(|| "no such Event yet".to_string())
+        }
+    })
+    .await?;
+    assert!(said.contains("record 1"), "{said}");
     Ok(())
 }
