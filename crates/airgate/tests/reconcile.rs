@@ -1280,14 +1280,7 @@ async fn a_sync_killed_midway_leaves_no_orphan_after_a_restart() -> Result<()> {
     t.create_app("shop", json!({})).await?;
     let cms: Api<ConfigMap> = Api::namespaced(t.p.kube_client().await?, &t.ns);
     let selector = kube::api::ListParams::default().labels("airgate.dev/app-name=shop");
-    let mut at_kill = 0;
-    for _ in 0..600 {
-        at_kill = cms.list_metadata(&selector).await?.items.len();
-        if at_kill > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let at_kill = t.until_applying(0).await?;
     drop(c); // SIGKILL, mid-apply
     assert!(
         at_kill > 0 && at_kill < N,
@@ -1730,16 +1723,7 @@ async fn the_audit_log_is_published_continued_by_a_new_leader_after_a_kill_mid_s
     t.write("envs/prod/many.yaml", &many)?;
     t.write("envs/prod/settings.yaml", &config_map("settings", "2"))?;
     let second = t.push("second: many objects")?;
-    let cms: Api<ConfigMap> = Api::namespaced(t.p.kube_client().await?, &t.ns);
-    let selector = kube::api::ListParams::default().labels("airgate.dev/app-name=shop");
-    let mut at_kill = 0;
-    for _ in 0..1500 {
-        at_kill = cms.list_metadata(&selector).await?.items.len();
-        if at_kill > 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let at_kill = t.until_applying(1).await?;
     drop(c1); // SIGKILL, mid-apply
     assert!(
         at_kill > 1 && at_kill <= N,

@@ -33,49 +33,47 @@ pub fn airgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_airgate"))
 }
 
+/// Runs `command`; its stderr when it fails.
+fn succeeds(command: &mut Command) -> Result<(), String> {
+    let out = command.output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 /// `airgate install`'s CRD, namespace and RBAC, applied once per run.
 pub fn installed(p: &Perimeter) -> Result<()> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let out = airgate()
-            .args(["install", "-o"])
-            .arg(dir.path())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        let out = Command::new(&p.kubectl)
-            .arg("--kubeconfig")
-            .arg(&p.kubeconfig)
-            // Forced: the perimeter may hold the CRD of an older build.
-            .args([
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=airgate-install",
-            ])
-            .args(["-f", "crd.yaml", "-f", "namespace.yaml", "-f", "rbac.yaml"])
-            .current_dir(dir.path())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        let out = Command::new(&p.kubectl)
-            .arg("--kubeconfig")
-            .arg(&p.kubeconfig)
-            .args([
-                "wait",
-                "--for=condition=Established",
-                "crd/apps.airgate.dev",
-            ])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
+        succeeds(airgate().args(["install", "-o"]).arg(dir.path()))?;
+        let kubectl = || {
+            let mut c = Command::new(&p.kubectl);
+            c.arg("--kubeconfig")
+                .arg(&p.kubeconfig)
+                .current_dir(dir.path());
+            c
+        };
+        // Forced: the perimeter may hold the CRD of an older build.
+        succeeds(kubectl().args([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=airgate-install",
+            "-f",
+            "crd.yaml",
+            "-f",
+            "namespace.yaml",
+            "-f",
+            "rbac.yaml",
+        ]))?;
+        succeeds(kubectl().args([
+            "wait",
+            "--for=condition=Established",
+            "crd/apps.airgate.dev",
+        ]))?;
         Ok(())
     })
     .clone()
@@ -358,6 +356,22 @@ impl Tenant {
             controller,
         )
         .await
+    }
+
+    /// Waits (up to 30 s) until the App `shop` owns more than `more_than`
+    /// ConfigMaps, and returns how many: to kill a controller mid-apply.
+    pub async fn until_applying(&self, more_than: usize) -> Result<usize> {
+        let cms: Api<ConfigMap> = Api::namespaced(self.p.kube_client().await?, &self.ns);
+        let selector = kube::api::ListParams::default().labels("airgate.dev/app-name=shop");
+        let mut seen = 0;
+        for _ in 0..1500 {
+            seen = cms.list_metadata(&selector).await?.items.len();
+            if seen > more_than {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(seen)
     }
 
     pub async fn config_map(&self, name: &str) -> Result<Option<ConfigMap>> {
