@@ -41,6 +41,12 @@ impl std::fmt::Display for Violation {
 }
 
 impl Policy {
+    /// Whether `allowedRegistries` names the image's registry (and path):
+    /// where the controller may read imports from.
+    pub fn lists(&self, found: &Found) -> bool {
+        !self.allowed_registries.is_empty() && self.allowed(found)
+    }
+
     fn allowed(&self, found: &Found) -> bool {
         if self.allowed_registries.is_empty() {
             return true;

@@ -643,11 +643,7 @@ impl Syncer {
             return Err(SyncError::Policy(violations));
         }
         let (imported, refused) = match &self.imports {
-            Some(imports) => {
-                imports
-                    .check(&spec.policy.require_imported_by, &found)
-                    .await
-            }
+            Some(imports) => imports.check(&spec.policy, &found).await,
             None if spec.policy.require_imported_by.is_empty() => Default::default(),
             None => (
                 Vec::new(),
