@@ -166,8 +166,16 @@ mod tests {
         let imports = Imports::new(client);
         let key = Digest::of(b"key");
         for (listed, required, refusal) in [
-            (vec![], vec![key.clone()], Some("allowedRegistries does not list")),
-            (vec!["registry.internal:5000".to_string()], vec![key.clone()], Some("does not list")),
+            (
+                vec![],
+                vec![key.clone()],
+                Some("allowedRegistries does not list"),
+            ),
+            (
+                vec!["registry.internal:5000".to_string()],
+                vec![key.clone()],
+                Some("does not list"),
+            ),
             (vec![], vec![], None),
         ] {
             let policy = Policy {
