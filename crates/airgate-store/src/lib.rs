@@ -225,6 +225,7 @@ impl Store {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
+             PRAGMA cache_size = -65536;
              CREATE TABLE IF NOT EXISTS sync_records (
                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
                  app TEXT NOT NULL,
@@ -264,13 +265,22 @@ impl Store {
     /// all of them or none. A record whose body would exceed [`MAX_BODY`]
     /// is stored as several parts in a row ([`SyncRecord::parts`]).
     pub fn append_all(&mut self, records: &[SyncRecord]) -> Result<Vec<Stored>, StoreError> {
+        let encode = |r: &SyncRecord| {
+            serde_json::to_string(r).map_err(|e| StoreError::Corrupt {
+                seq: 0,
+                message: e.to_string(),
+            })
+        };
         let mut bodies = Vec::with_capacity(records.len());
         for record in records {
+            // Encoded once; split (as `parts` would) only when it does not fit.
+            let body = encode(record)?;
+            if body.len() < MAX_BODY {
+                bodies.push((record.clone(), body));
+                continue;
+            }
             for part in record.parts() {
-                let body = serde_json::to_string(&part).map_err(|e| StoreError::Corrupt {
-                    seq: 0,
-                    message: e.to_string(),
-                })?;
+                let body = encode(&part)?;
                 bodies.push((part, body));
             }
         }
