@@ -124,18 +124,21 @@ impl AuditLog {
     /// Appends `record` (unless refused), signs a checkpoint, and wakes
     /// the publisher.
     pub fn append(&self, store: &Mutex<Store>, record: &SyncRecord) -> Result<(), String> {
-        self.append_with_imports(store, &[], record)
+        self.append_with_imports(store, &[], Some(record), record.started_at)
+            .map(|_| ())
     }
 
-    /// [`AuditLog::append`], preceded by the record of each import in
-    /// `imports` the log does not have yet (in one transaction), so the
-    /// imports a sync record names are in the log before it.
+    /// [`AuditLog::append`] (of `record`, if any), preceded by the record
+    /// of each import in `imports` the log does not have yet, met at
+    /// `seen_at` (in one transaction), so the imports a sync record names
+    /// are in the log before it. Returns how many import records it added.
     pub fn append_with_imports(
         &self,
         store: &Mutex<Store>,
         imports: &[VerifiedImport],
-        record: &SyncRecord,
-    ) -> Result<(), String> {
+        record: Option<&SyncRecord>,
+        seen_at: i64,
+    ) -> Result<usize, String> {
         if let Some(why) = self.refused() {
             return Err(format!("not appended: {why}"));
         }
@@ -153,10 +156,14 @@ impl AuditLog {
         let mut records: Vec<SyncRecord> = Vec::new();
         for i in imports {
             if known.as_mut().is_some_and(|k| k.insert(i.id.clone())) {
-                records.push(SyncRecord::import(i, record.started_at));
+                records.push(SyncRecord::import(i, seen_at));
             }
         }
-        records.push(record.clone());
+        let added = records.len();
+        records.extend(record.cloned());
+        if records.is_empty() {
+            return Ok(0);
+        }
         for r in &mut records {
             r.controller.clone_from(&self.identity);
         }
@@ -166,7 +173,12 @@ impl AuditLog {
         }
         self.write_checkpoint(&store).map_err(|e| e.to_string())?;
         self.wake.notify_one();
-        Ok(())
+        Ok(added)
+    }
+
+    /// Where the log is published, if it is.
+    pub fn repository(&self) -> Option<&RepoFiles> {
+        self.repository.as_ref()
     }
 
     /// A checkpoint of `store` now, signed; `None` without a key.

@@ -16,6 +16,7 @@ mod correct;
 mod decide;
 mod drift;
 mod health;
+mod imports;
 mod lease;
 pub mod log;
 mod metrics;
@@ -209,6 +210,8 @@ pub async fn run(settings: Settings) -> Result<()> {
             .publish_forever(&publisher.store, &publisher.metrics)
             .await;
     });
+    let recorder = ctx.clone();
+    tokio::spawn(async move { imports::record_forever(&recorder.audit, &recorder.store).await });
 
     let triggers = futures_util::stream::unfold(triggered, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))

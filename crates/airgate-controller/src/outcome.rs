@@ -158,11 +158,12 @@ impl Reporter<'_> {
         imports: &[VerifiedImport],
         status: &mut AppStatus,
     ) {
-        if let Err(e) = self
-            .ctx
-            .audit
-            .append_with_imports(&self.ctx.store, imports, &record)
-        {
+        if let Err(e) = self.ctx.audit.append_with_imports(
+            &self.ctx.store,
+            imports,
+            Some(&record),
+            record.started_at,
+        ) {
             log::error(
                 "sync record not stored",
                 json!({"app": record.app, "error": e}),

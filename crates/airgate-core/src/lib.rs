@@ -12,6 +12,7 @@ pub mod discover;
 pub mod drift;
 pub mod fields;
 pub mod health;
+pub mod hidden;
 pub mod inventory;
 pub mod lock;
 pub mod mirror;

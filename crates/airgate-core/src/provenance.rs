@@ -111,6 +111,17 @@ pub enum ProvenanceError {
 
 /// Checks `evidence` for the image `digest` (see the module docs).
 pub fn verify(evidence: &Evidence, digest: &Digest) -> Result<VerifiedImport, ProvenanceError> {
+    let verified = verify_statement(evidence)?;
+    if !verified.import.images.iter().any(|i| &i.digest == digest) {
+        return Err(ProvenanceError::Unlisted(digest.clone()));
+    }
+    Ok(verified)
+}
+
+/// Checks `evidence` as a whole: the inventory is the one named, the
+/// signature verifies with the key given, whose id is the signer named,
+/// and the signed inventory lists every image the statement names.
+pub fn verify_statement(evidence: &Evidence) -> Result<VerifiedImport, ProvenanceError> {
     let bad = |e: String| ProvenanceError::Statement(e);
     let import: Import =
         serde_json::from_slice(&evidence.import).map_err(|e| bad(e.to_string()))?;
@@ -124,47 +135,58 @@ pub fn verify(evidence: &Evidence, digest: &Digest) -> Result<VerifiedImport, Pr
     let signed_by = match (&import.signed_by, &import.public_key) {
         (None, _) => None,
         (Some(_), None) => return Err(bad("a signer is named without its public key".into())),
-        (Some(claimed), Some(key)) => {
-            let raw = STANDARD
-                .decode(key)
-                .map_err(|e| bad(format!("publicKey: {e}")))?;
-            let raw: [u8; 32] = raw
-                .try_into()
-                .map_err(|_| bad("publicKey: an Ed25519 key is 32 bytes".into()))?;
-            let key = ed25519_dalek::VerifyingKey::from_bytes(&raw)
-                .map_err(|e| bad(format!("publicKey: {e}")))?;
-            let actual = signing::key_id(&key);
-            if &actual != claimed {
-                return Err(ProvenanceError::KeyId {
-                    claimed: claimed.clone(),
-                    actual,
-                });
-            }
-            let signature = evidence
-                .signature
-                .as_deref()
-                .ok_or(ProvenanceError::NoSignature)?;
-            let signature: SignatureFile = serde_json::from_slice(signature)
-                .map_err(|e| signing::SigningError::Malformed(e.to_string()))?;
-            signing::verify(&evidence.inventory, &signature, &key)?;
-            Some(actual)
-        }
+        (Some(claimed), Some(key)) => Some(check_signature(evidence, claimed, key)?),
     };
     let inventory: BundleInventory =
         serde_json::from_slice(&evidence.inventory).map_err(|e| bad(format!("inventory: {e}")))?;
-    let listed = inventory.images.iter().any(|i| &i.digest == digest)
-        || inventory
-            .blobs
-            .iter()
-            .any(|b| b.media_type.is_some() && &b.digest == digest);
-    if !listed || !import.images.iter().any(|i| &i.digest == digest) {
-        return Err(ProvenanceError::Unlisted(digest.clone()));
+    let listed = |digest: &Digest| {
+        inventory.images.iter().any(|i| &i.digest == digest)
+            || inventory
+                .blobs
+                .iter()
+                .any(|b| b.media_type.is_some() && &b.digest == digest)
+    };
+    if let Some(unlisted) = import.images.iter().find(|i| !listed(&i.digest)) {
+        return Err(ProvenanceError::Unlisted(unlisted.digest.clone()));
     }
     Ok(VerifiedImport {
         id: Digest::of(&evidence.import),
         signed_by,
         import,
     })
+}
+
+/// The signer's key id, when the signature over the inventory verifies
+/// with `key` (base64 of the raw key) and that key's id is `claimed`.
+fn check_signature(
+    evidence: &Evidence,
+    claimed: &Digest,
+    key: &str,
+) -> Result<Digest, ProvenanceError> {
+    let bad = |e: String| ProvenanceError::Statement(e);
+    let raw = STANDARD
+        .decode(key)
+        .map_err(|e| bad(format!("publicKey: {e}")))?;
+    let raw: [u8; 32] = raw
+        .try_into()
+        .map_err(|_| bad("publicKey: an Ed25519 key is 32 bytes".into()))?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&raw)
+        .map_err(|e| bad(format!("publicKey: {e}")))?;
+    let actual = signing::key_id(&key);
+    if &actual != claimed {
+        return Err(ProvenanceError::KeyId {
+            claimed: claimed.clone(),
+            actual,
+        });
+    }
+    let signature = evidence
+        .signature
+        .as_deref()
+        .ok_or(ProvenanceError::NoSignature)?;
+    let signature: SignatureFile = serde_json::from_slice(signature)
+        .map_err(|e| signing::SigningError::Malformed(e.to_string()))?;
+    signing::verify(&evidence.inventory, &signature, &key)?;
+    Ok(actual)
 }
 
 /// The import to name for an image among those that verified: the

@@ -70,6 +70,22 @@ impl RepoFiles {
         }
     }
 
+    /// The repository `PATH/name` beside this one, with the same client.
+    pub fn beside(&self, name: &str) -> RepoFiles {
+        RepoFiles {
+            client: self.client.clone(),
+            registry: self.registry.clone(),
+            repository: format!("{}/{name}", self.repository),
+        }
+    }
+
+    /// Every tag in the repository (see [`tag`] for how paths map to them).
+    pub async fn tags(&self) -> Result<Vec<String>, RegistryError> {
+        self.client
+            .list_tags(&self.registry, &self.repository)
+            .await
+    }
+
     /// `HOST/PATH`, for messages.
     pub fn location(&self) -> String {
         format!("{}/{}", self.registry, self.repository)

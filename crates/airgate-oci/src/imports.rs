@@ -21,6 +21,7 @@ use airgate_core::provenance::{self, Evidence};
 use bytes::Bytes;
 
 use crate::bundle::{MAX_INVENTORY, MAX_SIGNATURE};
+use crate::files::RepoFiles;
 use crate::registry::{Manifest, RegistryClient, RegistryError};
 
 const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
@@ -161,4 +162,57 @@ pub async fn find(
         out.push(evidence);
     }
     Ok(out)
+}
+
+/// Where, beside the audit log's repository, `bundle push --log-repository`
+/// leaves each import for the controller to record (`REPO/imports`): the
+/// statement, inventory and signature as files named by the import's id.
+pub const INBOX: &str = "imports";
+
+fn inbox_path(id: &Digest, part: &str) -> String {
+    format!("{}/{part}", id.hex())
+}
+
+/// Leaves `artifact` in the inbox; returns the import's id.
+pub async fn leave(inbox: &RepoFiles, artifact: &Artifact) -> Result<Digest, RegistryError> {
+    let id = Digest::of(&artifact.statement);
+    inbox
+        .put(&inbox_path(&id, "inventory"), &artifact.inventory)
+        .await?;
+    if let Some(s) = &artifact.signature {
+        inbox.put(&inbox_path(&id, "signature"), s).await?;
+    }
+    // The statement last: an id is listed only once its files are there.
+    inbox
+        .put(&inbox_path(&id, "statement"), &artifact.statement)
+        .await?;
+    Ok(id)
+}
+
+/// The ids of the imports in the inbox.
+pub async fn waiting(inbox: &RepoFiles) -> Result<Vec<Digest>, RegistryError> {
+    Ok(inbox
+        .tags()
+        .await?
+        .iter()
+        .filter_map(|t| t.strip_suffix("-statement"))
+        .filter_map(|hex| format!("sha256:{hex}").parse().ok())
+        .collect())
+}
+
+/// The files of import `id`, as left; `None` when its statement is gone.
+pub async fn take(inbox: &RepoFiles, id: &Digest) -> Result<Option<Evidence>, RegistryError> {
+    let Some(import) = inbox.get(&inbox_path(id, "statement")).await? else {
+        return Ok(None);
+    };
+    let inventory = inbox
+        .get(&inbox_path(id, "inventory"))
+        .await?
+        .unwrap_or_default();
+    let signature = inbox.get(&inbox_path(id, "signature")).await?;
+    Ok(Some(Evidence {
+        import,
+        inventory,
+        signature,
+    }))
 }

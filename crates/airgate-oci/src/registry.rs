@@ -783,6 +783,58 @@ impl RegistryClient {
         }
     }
 
+    /// Every tag of `repository` (paged, a thousand at a time; at most
+    /// 100,000), or none when the repository does not exist.
+    pub async fn list_tags(
+        &self,
+        registry: &str,
+        repository: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        const PAGE: usize = 1000;
+        let mut tags: Vec<String> = Vec::new();
+        loop {
+            let last = tags.last().cloned();
+            let page: Vec<String> = self
+                .retry(|| async {
+                    let mut path = format!("/v2/{repository}/tags/list?n={PAGE}");
+                    if let Some(l) = &last {
+                        path.push_str(&format!("&last={l}"));
+                    }
+                    let resp = self
+                        .send(registry, repository, &Self::pull(repository), |c, base| {
+                            c.get(format!("{base}{path}"))
+                        })
+                        .await?;
+                    let status = resp.status();
+                    if status == StatusCode::NOT_FOUND {
+                        return Ok(Vec::new());
+                    }
+                    if !status.is_success() {
+                        let body = error_body(resp).await;
+                        return Err(status_error(&Method::GET, &path, status, &body));
+                    }
+                    let what = format!("the tags of {registry}/{repository}");
+                    let bytes = read_capped(resp, MAX_MANIFEST, &what, registry).await?;
+                    let list: serde_json::Value = serde_json::from_slice(&bytes)
+                        .map_err(|e| RegistryError::Protocol(format!("{what}: {e}")))?;
+                    Ok(list["tags"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|t| t.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default())
+                })
+                .await?;
+            let full = page.len() >= PAGE;
+            tags.extend(page);
+            if !full || tags.len() >= 100 * PAGE {
+                return Ok(tags);
+            }
+        }
+    }
+
     /// Stores a manifest under `reference` (a tag, or its digest). Returns
     /// whether the registry said it indexed the manifest's `subject`
     /// (the `OCI-Subject` header of a registry with the referrers API).

@@ -3,10 +3,12 @@
 //! A file is read as multi-document YAML (JSON is YAML too). A directory is
 //! read recursively, in name order; a directory holding a `kustomization.yaml`
 //! is rendered as one unit with the real `kustomize build`, as Argo CD does,
-//! since no Rust implementation of Kustomize exists. Errors name the file and,
+//! since no Rust implementation of Kustomize exists; a Helm chart with the
+//! real `helm template` ([`helm`]). Errors name the file and,
 //! for YAML, the line.
 
 pub mod confine;
+pub mod helm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,23 +64,44 @@ pub enum RenderError {
     NoKustomize { dir: String },
     #[error("kustomize build {dir} failed: {stderr}")]
     Kustomize { dir: String, stderr: String },
+    #[error(
+        "{chart} is a Helm chart, but no helm binary was found\n\
+         hint: install helm (v3 or v4), or name it with --helm PATH or AIRGATE_HELM"
+    )]
+    NoHelm { chart: String },
+    #[error("helm template {chart} failed: {stderr}")]
+    Helm { chart: String, stderr: String },
 }
 
 /// Files recognised inside directories (a file named explicitly is always read).
 const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
-/// How to render: where the kustomize binary is.
+/// How to render: where the kustomize and helm binaries are, and what a
+/// chart is rendered with.
 #[derive(Clone, Debug, Default)]
 pub struct Renderer {
     kustomize: Option<PathBuf>,
+    helm: Option<PathBuf>,
+    helm_options: helm::HelmOptions,
 }
 
 impl Renderer {
     /// `kustomize` is the binary to use; `None` looks for `$AIRGATE_KUSTOMIZE`,
     /// then `kustomize` on `PATH`, when a kustomization is met.
     pub fn new(kustomize: Option<PathBuf>) -> Renderer {
-        Renderer { kustomize }
+        Renderer {
+            kustomize,
+            ..Renderer::default()
+        }
+    }
+
+    /// Renders charts with `helm` (`None`: `$AIRGATE_HELM`, then `helm` on
+    /// `PATH`) and `options`.
+    pub fn with_helm(mut self, helm: Option<PathBuf>, options: helm::HelmOptions) -> Renderer {
+        self.helm = helm;
+        self.helm_options = options;
+        self
     }
 
     /// Every object under `paths`, in order.
@@ -94,6 +117,15 @@ impl Renderer {
     pub fn render(&self, paths: &[PathBuf]) -> Result<Vec<Manifest>, RenderError> {
         let mut out = Vec::new();
         for path in paths {
+            if helm::is_chart(path) {
+                let bin = binary(&self.helm, "AIRGATE_HELM", "helm").ok_or_else(|| {
+                    RenderError::NoHelm {
+                        chart: path.display().to_string(),
+                    }
+                })?;
+                out.extend(helm::template(&bin, path, &self.helm_options)?);
+                continue;
+            }
             let meta = std::fs::metadata(path).map_err(|source| io(path, source))?;
             if meta.is_dir() {
                 let root = path.canonicalize().map_err(|source| io(path, source))?;
@@ -162,22 +194,9 @@ impl Renderer {
         Ok(())
     }
 
-    fn kustomize_binary(&self) -> Option<PathBuf> {
-        if let Some(k) = &self.kustomize {
-            return Some(k.clone());
-        }
-        if let Some(k) = std::env::var_os("AIRGATE_KUSTOMIZE") {
-            return Some(PathBuf::from(k));
-        }
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .map(|d| d.join("kustomize"))
-            .find(|p| p.is_file())
-    }
-
     fn kustomize_build(&self, root: &Path, dir: &Path) -> Result<Vec<Manifest>, RenderError> {
         let shown = dir.display().to_string();
-        let Some(bin) = self.kustomize_binary() else {
+        let Some(bin) = binary(&self.kustomize, "AIRGATE_KUSTOMIZE", "kustomize") else {
             return Err(RenderError::NoKustomize { dir: shown });
         };
         let out = Command::new(&bin)
@@ -196,6 +215,20 @@ impl Renderer {
         let text = String::from_utf8_lossy(&out.stdout);
         parse_documents(&format!("{shown} (kustomize build)"), &text)
     }
+}
+
+/// The binary to run: the one given, else `$VAR`, else `name` on `PATH`.
+fn binary(given: &Option<PathBuf>, var: &str, name: &str) -> Option<PathBuf> {
+    if let Some(b) = given {
+        return Some(b.clone());
+    }
+    if let Some(b) = std::env::var_os(var) {
+        return Some(PathBuf::from(b));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// The largest manifest file read; larger ones are refused, not loaded.

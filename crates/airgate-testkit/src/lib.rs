@@ -49,6 +49,8 @@ pub struct Perimeter {
     pub git_askpass: PathBuf,
     pub kustomize: PathBuf,
     pub helm: PathBuf,
+    /// Helm 4, beside Helm 3 (`helm`): charts are tested with both.
+    pub helm4: PathBuf,
     /// The oras client, for checking carried referrers (OCI 1.1).
     pub oras: PathBuf,
     /// cosign, for signing test images and verifying carried signatures.
@@ -126,6 +128,7 @@ impl Perimeter {
             git_askpass: path("AIRGATE_GIT_ASKPASS")?,
             kustomize: path("AIRGATE_KUSTOMIZE")?,
             helm: path("AIRGATE_HELM")?,
+            helm4: path("AIRGATE_HELM4")?,
             oras: path("AIRGATE_ORAS")?,
             cosign: path("AIRGATE_COSIGN")?,
             audit_log: path("AIRGATE_AUDIT_LOG")?,

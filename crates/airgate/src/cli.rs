@@ -489,6 +489,10 @@ pub struct BundlePushArgs {
     /// Blobs larger than this many MiB are uploaded in chunks of this size.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub chunk_size: u64,
+    /// The audit log's repository (the controller's --log-repository): the import
+    /// is also left in REPO/imports, where the controller records it in the log.
+    #[arg(long, value_name = "HOST[:PORT]/PATH")]
+    pub log_repository: Option<String>,
     /// Sign every image pushed with this key (`key generate --type cosign`), in
     /// cosign's format (the `sha256-<hex>.sig` tag), so admission can require it.
     #[arg(long, value_name = "PREFIX.key")]
@@ -645,6 +649,40 @@ pub struct DiscoverArgs {
     /// The kustomize binary (default: $AIRGATE_KUSTOMIZE, then kustomize on PATH).
     #[arg(long, value_name = "BIN")]
     pub kustomize: Option<PathBuf>,
+    /// Also take possible images: strings outside pod specs that name a registry
+    /// host and a tag or digest (arguments, env values, custom resource fields,
+    /// ConfigMap data).
+    #[arg(long)]
+    pub possible: bool,
+    #[command(flatten)]
+    pub chart: ChartArgs,
+}
+
+/// How a chart among the paths (a directory with Chart.yaml, a .tgz, an oci://
+/// reference) is rendered: with the real `helm template`, offline.
+#[derive(Debug, Args)]
+pub struct ChartArgs {
+    /// A values file for charts (repeatable, applied in order).
+    #[arg(long = "values", value_name = "FILE")]
+    pub values: Vec<PathBuf>,
+    /// A value for charts, as helm --set takes it (repeatable, after the files).
+    #[arg(long = "set", value_name = "K=V")]
+    pub set: Vec<String>,
+    /// The release name charts are rendered with (default: release).
+    #[arg(long, value_name = "NAME")]
+    pub release_name: Option<String>,
+    /// The namespace charts are rendered for.
+    #[arg(long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// The Kubernetes version charts see (Capabilities.KubeVersion).
+    #[arg(long, value_name = "VERSION")]
+    pub kube_version: Option<String>,
+    /// The version of an oci:// chart (default: its newest).
+    #[arg(long, value_name = "VERSION")]
+    pub chart_version: Option<String>,
+    /// The helm binary, v3 or v4 (default: $AIRGATE_HELM, then helm on PATH).
+    #[arg(long, value_name = "BIN")]
+    pub helm: Option<PathBuf>,
 }
 
 /// How to reach registries. Credentials come from the Docker config file
@@ -670,7 +708,9 @@ pub struct ImagesArgs {
     /// The kubeconfig for --cluster (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, value_name = "FILE", requires = "cluster")]
     pub kubeconfig: Option<PathBuf>,
-    /// text: one reference per line, sorted and unique; json: also where each was found.
+    /// text: one reference per line, sorted and unique (certain ones; with
+    /// --possible, possible ones too); json: every one, whether it is certain, and
+    /// where each was found.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }

@@ -88,6 +88,18 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
         .args(["key", "generate", "--type", "cosign", "--out"])
         .arg(dir.join("images")))?;
     run(airgate()
+        .args([
+            "key",
+            "generate",
+            "--type",
+            "note",
+            "--name",
+            "airgate-test",
+            "--out",
+        ])
+        .arg(dir.join("log")))?;
+    let log_repo = format!("{internal}/audit/{}", t.ns);
+    run(airgate()
         .args(["bundle", "create", "--lock"])
         .arg(&lock)
         .arg("-o")
@@ -103,6 +115,7 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
         .arg(dir.join("bundle.pub"))
         .arg("--sign-images")
         .arg(dir.join("images.key"))
+        .args(["--log-repository", &log_repo])
         .args(["--format", "json"]))?)?;
     let target = pushed["images"][0]["target"]
         .as_str()
@@ -201,9 +214,41 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
     t.write("envs/prod/web.yaml", &deployment(&target, None, false))?;
     let first = t.push("web from bundle")?;
     let lease = format!("{}-lease", t.ns);
+    let log_key = dir.join("log.key").display().to_string();
     let c = t
-        .controller_traced("c1", &lease, None, &["--ca-file", &ca])
+        .controller_traced(
+            "c1",
+            &lease,
+            None,
+            &[
+                "--ca-file",
+                &ca,
+                "--log-key",
+                &log_key,
+                "--log-repository",
+                &log_repo,
+            ],
+        )
         .await?;
+    // The import is in the log once pushed, before any App deploys it.
+    let imports_logged = || -> Result<Vec<String>> {
+        Ok(c.records("")?
+            .into_iter()
+            .filter_map(|r| r.import.map(|i| i.id.to_string()))
+            .collect())
+    };
+    airgate_testkit::eventually(
+        "the import recorded from the inbox",
+        std::time::Duration::from_secs(30),
+        || async {
+            match imports_logged() {
+                Ok(ids) if ids.contains(&import_id) => Ok(Some(())),
+                Ok(ids) => Err(format!("{ids:?}: {}", c.log())),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await?;
     t.create_app("shop", policy).await?;
     t.until("shop", "Ready", ready, &c).await?;
     t.write(
@@ -234,6 +279,11 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
         .find(|r| r.revision == second)
         .context("the second sync's record")?;
     assert_eq!(next.from_revision.as_deref(), Some(first.as_str()));
+    assert_eq!(
+        imports_logged()?,
+        std::slice::from_ref(&import_id),
+        "recorded once"
+    );
 
     // Where did the running image come from?
     let store = c.data.join("records.db").display().to_string();

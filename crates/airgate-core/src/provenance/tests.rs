@@ -130,6 +130,16 @@ fn an_import_verifies_only_when_signed_inventory_key_and_image_all_hold() -> Res
             (want, got) => return Err(format!("{name}: wanted {want:?}, got {got:?}")),
         }
     }
+    // A statement naming an image its signed inventory does not list is
+    // refused whole (what the controller reads from the imports inbox).
+    let padded = Case {
+        seed: Some(7),
+        inventory: inventory(std::slice::from_ref(&image), &[]),
+        import_images: vec![image.clone(), other.clone()],
+    };
+    let whole = verify_statement(&evidence(&padded, |_, _| {}));
+    assert_eq!(whole.err(), Some(ProvenanceError::Unlisted(other.clone())));
+    assert!(verify_statement(&evidence(&signed, |_, _| {})).is_ok());
     // The key a bundle is signed with is also a PEM file; the id is the same.
     let pem = private_key_pem(&signing_key_from_seed([7; 32])).map_err(|e| e.to_string())?;
     let parsed = signing::parse_private_key(&pem).map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@ use airgate_core::provenance::{Import, ImportedImage};
 use airgate_core::signing;
 use airgate_oci::RegistryClient;
 use airgate_oci::bundle::{Trust, Verified, read_inventory};
+use airgate_oci::files::RepoFiles;
 use airgate_oci::imports::{self, Artifact};
 use airgate_oci::push::{self, PushRequest, PushSummary, Target};
 use anyhow::{Context as _, Result, anyhow};
@@ -64,6 +65,15 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
         &summary,
         &artifact,
     ))?;
+    if let Some(location) = &args.log_repository {
+        let inbox = RepoFiles::new(client.clone(), location)?.beside(imports::INBOX);
+        crate::block_on(async { Ok(imports::leave(&inbox, &artifact).await?) })?;
+        eprintln!(
+            "import {} left in {} for the audit log",
+            import.id,
+            inbox.location()
+        );
+    }
     let signatures = match &image_key {
         Some(key) => crate::block_on(sign_images(&client, &target.registry, &summary, key))?,
         None => Vec::new(),

@@ -19,6 +19,8 @@ struct Place {
     object: String,
     field: String,
     written: String,
+    /// In a pod spec or where a rule points; else a possible image.
+    certain: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -29,18 +31,28 @@ struct ImagesOutput {
 #[derive(Debug, Serialize)]
 struct Image {
     image: String,
+    /// Found somewhere for certain (else only as a possible image).
+    certain: bool,
     found: Vec<Place>,
 }
 
 pub fn run(args: ImagesArgs) -> Result<ExitCode> {
     let found = if args.cluster {
         let rules = manifests::rules(&args.discover)?;
-        cluster_images(&args, &rules)?
+        manifests::Discovered {
+            certain: cluster_images(&args, &rules)?,
+            possible: Vec::new(),
+        }
     } else {
         manifests::images(&args.discover)?
     };
     let mut by_image: BTreeMap<String, Vec<Place>> = BTreeMap::new();
-    for f in found {
+    let tagged = found
+        .certain
+        .into_iter()
+        .map(|f| (f, true))
+        .chain(found.possible.into_iter().map(|f| (f, false)));
+    for (f, certain) in tagged {
         by_image
             .entry(f.image.to_string())
             .or_default()
@@ -50,18 +62,34 @@ pub fn run(args: ImagesArgs) -> Result<ExitCode> {
                 object: f.object,
                 field: f.field,
                 written: f.written,
+                certain,
             });
     }
+    let certain = |places: &[Place]| places.iter().any(|p| p.certain);
     match args.output {
         Output::Text => {
-            for image in by_image.keys() {
-                crate::out!("{image}")?;
+            let mut left_out = 0;
+            for (image, places) in &by_image {
+                if certain(places) || args.discover.possible {
+                    crate::out!("{image}")?;
+                } else {
+                    left_out += 1;
+                }
+            }
+            if left_out > 0 {
+                eprintln!(
+                    "note: {left_out} possible images outside pod specs (arguments, env values, custom resource fields, ConfigMap data) are not listed\nhint: --possible lists them; -o json says where each was found; --rule KIND:PATH makes a place certain"
+                );
             }
         }
         Output::Json => {
             let images: Vec<Image> = by_image
                 .into_iter()
-                .map(|(image, found)| Image { image, found })
+                .map(|(image, found)| Image {
+                    image,
+                    certain: certain(&found),
+                    found,
+                })
                 .collect();
             crate::out!(
                 "{}",

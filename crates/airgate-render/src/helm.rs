@@ -1,0 +1,140 @@
+//! Helm charts, rendered with the real `helm template`, offline.
+//!
+//! Why the real binary: there is no Rust Helm, and a chart's meaning is
+//! what Helm makes of it. What Helm may reach is closed off: it runs with
+//! empty cache, config and data directories of its own (no repositories
+//! configured, nothing from the user's Helm setup), so a chart renders
+//! from what it carries or fails naming what it lacks (an undeclared
+//! dependency is not fetched: `helm dependency build` belongs on the
+//! connected side). Test hooks are skipped.
+//!
+//! A chart is a directory with a `Chart.yaml`, a packaged chart (`.tgz`),
+//! or an `oci://` reference (pulled with the Docker config's credentials;
+//! a loopback registry over plain HTTP).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{Manifest, RenderError, parse_documents};
+
+/// How to render a chart: what `helm template` is given.
+#[derive(Clone, Debug, Default)]
+pub struct HelmOptions {
+    /// Values files, in order.
+    pub values: Vec<PathBuf>,
+    /// `--set K=V`, in order, applied after the files.
+    pub set: Vec<String>,
+    /// Default: `release`.
+    pub release_name: Option<String>,
+    pub namespace: Option<String>,
+    /// `--kube-version` (Capabilities.KubeVersion).
+    pub kube_version: Option<String>,
+    /// `--api-versions` (Capabilities.APIVersions).
+    pub api_versions: Vec<String>,
+    /// `--version` of an `oci://` chart.
+    pub version: Option<String>,
+}
+
+/// Whether `path` names a chart (see the module docs).
+pub fn is_chart(path: &Path) -> bool {
+    let text = path.to_string_lossy();
+    text.starts_with("oci://")
+        || path.join("Chart.yaml").is_file()
+        || (path.is_file() && text.ends_with(".tgz"))
+}
+
+/// The Docker config file, where `oci://` charts' credentials are.
+fn docker_config() -> Option<PathBuf> {
+    let file = match std::env::var_os("REGISTRY_AUTH_FILE") {
+        Some(f) => PathBuf::from(f),
+        None => PathBuf::from(std::env::var_os("DOCKER_CONFIG").or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker").into())
+        })?)
+        .join("config.json"),
+    };
+    file.is_file().then_some(file)
+}
+
+fn loopback(reference: &str) -> bool {
+    let host = reference
+        .trim_start_matches("oci://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+/// `helm template` of `chart` with `options`, with Helm closed off (see
+/// the module docs).
+pub fn template(
+    helm: &Path,
+    chart: &Path,
+    options: &HelmOptions,
+) -> Result<Vec<Manifest>, RenderError> {
+    let shown = chart.display().to_string();
+    let home = tempfile::tempdir().map_err(|source| RenderError::Io {
+        path: "a temporary directory for helm".into(),
+        source,
+    })?;
+    let mut cmd = Command::new(helm);
+    cmd.arg("template")
+        .arg(options.release_name.as_deref().unwrap_or("release"))
+        .arg(chart)
+        .arg("--skip-tests")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("HELM_CACHE_HOME", home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", home.path().join("config"))
+        .env("HELM_DATA_HOME", home.path().join("data"));
+    for (name, value) in std::env::vars_os() {
+        if name == "SSL_CERT_FILE" || name == "SSL_CERT_DIR" {
+            cmd.env(name, value);
+        }
+    }
+    if shown.starts_with("oci://") {
+        if let Some(config) = docker_config() {
+            cmd.arg("--registry-config").arg(config);
+        }
+        if loopback(&shown) {
+            cmd.arg("--plain-http");
+        }
+        if let Some(v) = &options.version {
+            cmd.args(["--version", v]);
+        }
+    }
+    for v in &options.values {
+        cmd.arg("--values").arg(v);
+    }
+    for s in &options.set {
+        cmd.arg("--set").arg(s);
+    }
+    if let Some(ns) = &options.namespace {
+        cmd.args(["--namespace", ns]);
+    }
+    if let Some(v) = &options.kube_version {
+        cmd.args(["--kube-version", v]);
+    }
+    for a in &options.api_versions {
+        cmd.args(["--api-versions", a]);
+    }
+    let out = cmd.output().map_err(|source| RenderError::Io {
+        path: helm.display().to_string(),
+        source,
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let hint = if stderr.contains("missing in charts/") {
+            "\nhint: vendor the chart's dependencies on the connected side (helm dependency build), or carry them in a bundle"
+        } else {
+            ""
+        };
+        return Err(RenderError::Helm {
+            chart: shown,
+            stderr: format!("{}{hint}", airgate_core::text::cut(stderr.trim(), 2000)),
+        });
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_documents(&format!("{shown} (helm template)"), &text)
+}
