@@ -114,22 +114,40 @@ impl Store {
     /// The records indexed under `key`, oldest first, each with the other
     /// parts of its record (see [`crate::Part`]).
     pub fn indexed(&self, key: &str) -> Result<Vec<Stored>, StoreError> {
-        let hits = self.rows(
-            "SELECT s.seq, s.body, s.prev_hash, s.hash FROM record_keys k
-             JOIN sync_records s ON s.seq = k.seq WHERE k.key = ?1 ORDER BY k.seq",
-            [hashed(key)],
-        )?;
-        let mut out: Vec<Stored> = Vec::with_capacity(hits.len());
-        for hit in hits {
+        self.load(&self.indexed_seqs(key)?)
+    }
+
+    /// The seqs indexed under `key`, oldest first.
+    pub fn indexed_seqs(&self, key: &str) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq FROM record_keys WHERE key = ?1 ORDER BY seq")
+            .map_err(self.err())?;
+        let seqs = stmt
+            .query_map([hashed(key)], |r| r.get(0))
+            .map_err(self.err())?
+            .collect::<Result<Vec<i64>, _>>()
+            .map_err(self.err())?;
+        Ok(seqs)
+    }
+
+    /// The records at `seqs` (ascending), each with the other parts of its
+    /// record, oldest first.
+    pub fn load(&self, seqs: &[i64]) -> Result<Vec<Stored>, StoreError> {
+        let mut out: Vec<Stored> = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            if out.last().is_some_and(|s| s.seq >= seq) {
+                continue;
+            }
+            let Some(hit) = self.get(seq)? else {
+                continue;
+            };
             let Some(part) = hit.record.part else {
                 out.push(hit);
                 continue;
             };
             let first = hit.seq - i64::from(part.index) + 1;
             let last = first + i64::from(part.of) - 1;
-            if out.last().is_some_and(|s| s.seq >= last) {
-                continue;
-            }
             let from = out.last().map_or(first, |s| (s.seq + 1).max(first));
             out.extend(self.rows(
                 "SELECT seq, body, prev_hash, hash FROM sync_records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",

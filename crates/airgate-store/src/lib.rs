@@ -232,7 +232,7 @@ impl Store {
                  started_at INTEGER NOT NULL,
                  body TEXT NOT NULL,
                  prev_hash TEXT NOT NULL,
-                 hash TEXT NOT NULL UNIQUE
+                 hash TEXT NOT NULL
              );
              CREATE INDEX IF NOT EXISTS sync_records_app ON sync_records (app, seq);",
         )

@@ -269,13 +269,21 @@ impl Store {
         Ok(trace(&records, digest))
     }
 
-    /// [`blame`] over the records naming `object` (from the index).
+    /// [`blame`] over the records naming `object` (from the index), newest
+    /// first: the answer over the last N of them is the answer over all
+    /// once the setter is among them (what came before it does not count),
+    /// so N grows fourfold from 64 until it is, or all were read.
     pub fn blame(&self, object: &str, field: Option<&str>) -> Result<Blame, StoreError> {
-        Ok(blame(
-            &self.indexed(&crate::object_key(object))?,
-            object,
-            field,
-        ))
+        let seqs = self.indexed_seqs(&crate::object_key(object))?;
+        let mut take = 64;
+        loop {
+            let from = seqs.len().saturating_sub(take);
+            let answer = blame(&self.load(&seqs[from..])?, object, field);
+            if answer.set_by.is_some() || from == 0 {
+                return Ok(answer);
+            }
+            take = take.saturating_mul(4);
+        }
     }
 }
 

@@ -185,9 +185,17 @@ fn the_index_answers_as_the_whole_log_would() -> Result<(), StoreError> {
     big.objects.push(change(web, "created", &[".spec"]));
     let mut other = sync("stage/web", "s1", 11, &[]);
     other.objects = vec![change("Deployment/stage/web", "created", &[".spec"])];
-    let mut next = sync("shop/web", "r2", 12, &[]);
-    next.objects = vec![change(web, "configured", &[".spec.replicas"])];
-    store.append_all(&[big, other, next])?;
+    // More later records than blame first reads (64), none of them
+    // setting .spec.template: the first record must still be found.
+    let later: Vec<SyncRecord> = (0..100)
+        .map(|i| {
+            let mut next = sync("shop/web", &format!("r{}", i + 2), 12 + i, &[]);
+            next.objects = vec![change(web, "configured", &[".spec.replicas"])];
+            next
+        })
+        .collect();
+    store.append_all(&[big, other])?;
+    store.append_all(&later)?;
     let all = store.all(None, None)?;
     assert!(all.len() > 3, "the first record was split");
     for field in [None, Some(".spec.replicas"), Some(".spec.template")] {
@@ -198,9 +206,15 @@ fn the_index_answers_as_the_whole_log_would() -> Result<(), StoreError> {
     let (from_index, whole) = (store.trace(&digest(1))?, trace(&all, &digest(1)));
     assert_eq!(from_index.deployments, whole.deployments);
     assert_eq!(whole.deployments.len(), 1);
+    let replaced_at = all
+        .iter()
+        .find(|s| s.record.revision == "r2")
+        .map(|s| s.seq);
     assert_eq!(
         whole.deployments[0].until.as_ref().map(|u| u.seq),
-        Some(all.len() as i64)
+        replaced_at
     );
+    let first = store.blame(web, Some(".spec.template"))?;
+    assert_eq!(first.set_by.map(|s| s.at.seq), Some(1));
     Ok(())
 }
