@@ -18,12 +18,47 @@ pub struct ImageLock {
     pub images: Vec<LockedImage>,
 }
 
+/// What a locked reference names: an image, a Helm chart stored as an OCI
+/// artifact, or any other OCI artifact (a vulnerability database, a rule
+/// pack). All three are carried and pushed the same way, digests kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    #[default]
+    Image,
+    Chart,
+    Artifact,
+}
+
+/// Helm's config media type: a manifest with it is a chart.
+pub const HELM_CONFIG: &str = "application/vnd.cncf.helm.config.v1+json";
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+impl Kind {
+    /// What a manifest is, from its config's media type and its
+    /// `artifactType` (`None` for an index: an image, for every platform).
+    pub fn of(config: Option<&str>, artifact_type: Option<&str>) -> Kind {
+        match (config, artifact_type) {
+            (None, _) => Kind::Image,
+            (Some(HELM_CONFIG), _) => Kind::Chart,
+            (Some(c), None) if IMAGE_CONFIGS.contains(&c) => Kind::Image,
+            _ => Kind::Artifact,
+        }
+    }
+}
+
 /// One image pinned to a digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LockedImage {
     /// The normalised reference as the manifests use it.
     pub reference: ImageRef,
+    /// An image, a chart or another artifact (older locks: an image).
+    #[serde(default)]
+    pub kind: Kind,
     /// The digest of the manifest or index the reference resolved to.
     pub digest: Digest,
     /// Media type of what the digest names (a manifest or an index).
@@ -41,6 +76,47 @@ impl LockedImage {
     /// The reference pinned to its digest, tag kept.
     pub fn pinned(&self) -> ImageRef {
         self.reference.with_digest(self.digest.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_is_an_image_a_chart_or_an_artifact() {
+        let cases = [
+            (None, None, Kind::Image),
+            (
+                Some("application/vnd.oci.image.config.v1+json"),
+                None,
+                Kind::Image,
+            ),
+            (
+                Some("application/vnd.docker.container.image.v1+json"),
+                None,
+                Kind::Image,
+            ),
+            (Some(HELM_CONFIG), None, Kind::Chart),
+            (
+                Some("application/vnd.aquasec.trivy.config.v1+json"),
+                None,
+                Kind::Artifact,
+            ),
+            (
+                Some("application/vnd.oci.empty.v1+json"),
+                Some("application/vnd.falcosecurity.rulesfile.v1"),
+                Kind::Artifact,
+            ),
+            (
+                Some("application/vnd.oci.image.config.v1+json"),
+                Some("application/spdx+json"),
+                Kind::Artifact,
+            ),
+        ];
+        for (config, artifact, want) in cases {
+            assert_eq!(Kind::of(config, artifact), want, "{config:?} {artifact:?}");
+        }
     }
 }
 

@@ -140,6 +140,13 @@ pub fn referrer_descriptor(bytes: &[u8], media_type: &str, digest: &Digest) -> D
     }
 }
 
+/// The manifest's `artifactType`, if it has one.
+pub fn artifact_type_of(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<RawManifest>(bytes)
+        .ok()
+        .and_then(|m| m.artifact_type)
+}
+
 /// The tag under which a registry without the referrers API keeps the
 /// referrers index of `subject` (OCI 1.1's referrers tag schema).
 pub fn referrers_tag(subject: &Digest) -> String {

@@ -11,7 +11,7 @@
 //! puts it back with every digest intact.
 
 use airgate_core::ImageRef;
-use airgate_core::lock::LockedImage;
+use airgate_core::lock::{Kind, LockedImage};
 use airgate_core::oci::{self, Parsed};
 
 use crate::registry::{RegistryClient, RegistryError};
@@ -27,16 +27,26 @@ pub async fn resolve(
         .await?;
     let parsed = oci::parse_manifest(&manifest.bytes, &manifest.media_type)
         .map_err(|e| RegistryError::Protocol(format!("the manifest of {image}: {e}")))?;
-    let platforms = match parsed {
-        Parsed::Index { manifests } => manifests
-            .iter()
-            .filter_map(|m| m.platform.as_ref().map(|p| p.label()))
-            .collect(),
-        Parsed::Image { .. } => Vec::new(),
+    let (platforms, kind) = match &parsed {
+        Parsed::Index { manifests } => (
+            manifests
+                .iter()
+                .filter_map(|m| m.platform.as_ref().map(|p| p.label()))
+                .collect(),
+            Kind::Image,
+        ),
+        Parsed::Image { config, .. } => (
+            Vec::new(),
+            Kind::of(
+                Some(&config.media_type),
+                oci::artifact_type_of(&manifest.bytes).as_deref(),
+            ),
+        ),
     };
     let subject = manifest.digest.clone();
     let mut out = vec![LockedImage {
         reference: image.clone(),
+        kind,
         digest: manifest.digest,
         media_type: manifest.media_type,
         platforms,
@@ -50,6 +60,7 @@ pub async fn resolve(
         let reference = by_digest(image, &d.digest)?;
         out.push(LockedImage {
             reference,
+            kind: Kind::Artifact,
             digest: d.digest,
             media_type: d.media_type,
             platforms: Vec::new(),
@@ -68,6 +79,7 @@ pub async fn resolve(
             .map_err(|e| RegistryError::Protocol(e.to_string()))?;
         out.push(LockedImage {
             reference,
+            kind: Kind::Artifact,
             digest: found.digest,
             media_type: found.media_type,
             platforms: Vec::new(),

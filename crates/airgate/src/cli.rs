@@ -732,6 +732,11 @@ pub struct LockArgs {
     /// Parallel registry requests.
     #[arg(long, default_value_t = 8)]
     pub jobs: usize,
+    /// Also lock this OCI reference, whatever it holds: a Helm chart
+    /// (oci://HOST/PATH/NAME:VERSION), a vulnerability database, a rule pack
+    /// (repeatable). Each lock entry says its kind: image, chart or artifact.
+    #[arg(long = "artifact", value_name = "REF")]
+    pub artifacts: Vec<String>,
 }
 
 #[cfg(test)]

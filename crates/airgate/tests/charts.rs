@@ -196,3 +196,126 @@ fn charts_render_with_helm_3_and_4_and_hidden_images_are_counted() -> Result<()>
     );
     Ok(())
 }
+
+/// Runs `command`; its stdout, or an error with its stderr.
+fn run(command: &mut Command) -> Result<String> {
+    let out = command.output()?;
+    ensure!(out.status.success(), "{command:?}: {}", text(&out).1);
+    Ok(text(&out).0)
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest as _, Sha256};
+    Ok(format!("{:x}", Sha256::digest(std::fs::read(path)?)))
+}
+
+/// A chart and a Trivy-DB-shaped artifact (Trivy's own media types) are
+/// locked by reference, carried in a signed bundle, pushed with their
+/// digests, and fetched inside by their real consumers: `helm pull` and
+/// `oras pull`, byte for byte.
+#[test]
+fn a_chart_and_a_vulnerability_database_cross_the_gap_for_helm_and_oras() -> Result<()> {
+    let p = Perimeter::get();
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let base = unique_name("artifacts");
+    let chart = chart(d)?;
+    run(Command::new(&p.helm)
+        .arg("package")
+        .arg(&chart)
+        .arg("-d")
+        .arg(d))?;
+    let tgz = d.join("demo-0.1.0.tgz");
+    run(Command::new(&p.helm)
+        .arg("push")
+        .arg(&tgz)
+        .arg(format!("oci://{}/{base}/charts", p.upstream_registry))
+        .arg("--plain-http")
+        .env("HOME", d))?;
+    std::fs::write(d.join("trivy.json"), "{}")?;
+    std::fs::write(
+        d.join("db.tar.gz"),
+        airgate_testkit::images::pseudo_random(77, 300_000),
+    )?;
+    let db = format!("{}/{base}/trivy-db:2", p.upstream_registry);
+    run(Command::new(&p.oras)
+        .current_dir(d)
+        .args(["push", "--plain-http", "--config"])
+        .arg("trivy.json:application/vnd.aquasec.trivy.config.v1+json")
+        .arg(&db)
+        .arg("db.tar.gz:application/vnd.aquasec.trivy.db.layer.v1.tar+gzip"))?;
+
+    let lock = d.join("x.lock");
+    let chart_ref = format!("oci://{}/{base}/charts/demo:0.1.0", p.upstream_registry);
+    run(airgate(&["lock", "--artifact", &chart_ref, "--artifact", &db, "-o"]).arg(&lock))?;
+    let locked = std::fs::read_to_string(&lock)?;
+    assert!(
+        locked.contains("kind: chart") && locked.contains("kind: artifact"),
+        "{locked}"
+    );
+    run(airgate(&["key", "generate", "--out"]).arg(d.join("k")))?;
+    let bundle = d.join("b.tar");
+    run(airgate(&["bundle", "create", "--lock"])
+        .arg(&lock)
+        .arg("-o")
+        .arg(&bundle)
+        .arg("--sign-key")
+        .arg(d.join("k.key")))?;
+    let docker = p.docker_config()?;
+    let config = docker.path().join("config.json");
+    let ca = p.internal_registry_ca.display().to_string();
+    let pushed: Value = serde_json::from_str(&run(airgate(&["bundle", "push"])
+        .arg(&bundle)
+        .args([
+            "--to",
+            &format!("{}/{base}", p.internal_registry),
+            "--ca-file",
+            &ca,
+        ])
+        .arg("--key")
+        .arg(d.join("k.pub"))
+        .args(["--format", "json"])
+        .env("DOCKER_CONFIG", docker.path()))?)?;
+    let target = |suffix: &str| -> Result<String> {
+        pushed["images"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .filter_map(|i| i["target"].as_str())
+                    .find(|t| t.contains(suffix))
+            })
+            .map(|t| t.split('@').next().unwrap_or(t).to_string())
+            .ok_or_else(|| anyhow::anyhow!("{suffix} not pushed: {pushed}"))
+    };
+
+    // oras, the real consumer, pulls the database inside: the same bytes.
+    let pulled = d.join("pulled");
+    run(Command::new(&p.oras)
+        .args(["pull", "--ca-file", &ca, "--registry-config"])
+        .arg(&config)
+        .arg(target("trivy-db")?)
+        .arg("-o")
+        .arg(&pulled))?;
+    assert_eq!(
+        sha256_file(&pulled.join("db.tar.gz"))?,
+        sha256_file(&d.join("db.tar.gz"))?
+    );
+    // helm pulls the chart inside: the same package.
+    let charts = d.join("charts-inside");
+    std::fs::create_dir_all(&charts)?;
+    let chart_inside = target("charts/demo")?;
+    let (name, version) = chart_inside.rsplit_once(':').unwrap_or((&chart_inside, ""));
+    run(Command::new(&p.helm)
+        .arg("pull")
+        .arg(format!("oci://{name}"))
+        .args(["--version", version, "--ca-file", &ca, "--registry-config"])
+        .arg(&config)
+        .arg("-d")
+        .arg(&charts)
+        .env("HOME", d))?;
+    assert_eq!(
+        sha256_file(&charts.join("demo-0.1.0.tgz"))?,
+        sha256_file(&tgz)?
+    );
+    Ok(())
+}

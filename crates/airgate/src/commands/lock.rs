@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use airgate_core::lock::{ImageLock, LockedImage};
+use airgate_core::ImageRef;
+use airgate_core::lock::{ImageLock, Kind, LockedImage};
 use airgate_oci::RegistryClient;
 use anyhow::{Context, Result};
 use futures_util::{StreamExt, TryStreamExt};
@@ -13,7 +14,19 @@ use crate::{manifests, registry_options};
 
 pub fn run(args: LockArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let images = manifests::distinct_images(&args.discover)?;
+    let mut images = if args.discover.paths.is_empty() && !args.artifacts.is_empty() {
+        Vec::new()
+    } else {
+        manifests::distinct_images(&args.discover)?
+    };
+    for a in &args.artifacts {
+        images.push(
+            ImageRef::parse(a.trim_start_matches("oci://"))
+                .with_context(|| format!("--artifact {a}"))?,
+        );
+    }
+    images.sort();
+    images.dedup();
     let client = RegistryClient::new(registry_options::options(&args.registry)?)?;
     let locked: Vec<Vec<LockedImage>> = crate::block_on(async {
         futures_util::stream::iter(images.iter().map(|image| {
@@ -33,9 +46,18 @@ pub fn run(args: LockArgs) -> Result<ExitCode> {
     let lock = ImageLock::new(locked);
     let text = serde_saphyr::to_string(&lock).context("serialising the lock")?;
     crate::files::write_atomically(&args.output, text.as_bytes())?;
+    let count = |k: Kind| {
+        lock.images
+            .iter()
+            .filter(|i| i.kind == k && i.subject.is_none())
+            .count()
+    };
     eprintln!(
-        "locked {} images ({referrers} of them signatures, attestations or other referrers) to {} in {:.1}s",
+        "locked {} references ({} images, {} charts, {} artifacts; {referrers} signatures, attestations or other referrers) to {} in {:.1}s",
         lock.images.len(),
+        count(Kind::Image),
+        count(Kind::Chart),
+        count(Kind::Artifact),
         args.output.display(),
         started.elapsed().as_secs_f64()
     );
