@@ -507,8 +507,19 @@ pub struct BundlePushArgs {
 #[derive(Debug, Args)]
 pub struct BundleCreateArgs {
     /// The image lock (from `airgate lock`).
-    #[arg(long, value_name = "FILE")]
-    pub lock: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "chart")]
+    pub lock: Option<PathBuf>,
+    /// Carry a Helm chart and every image it renders with the chart flags
+    /// (--values, --set, ...): an oci:// chart is locked and carried as a chart,
+    /// a .tgz as a file; the images are locked now (possible ones with
+    /// --possible). The lock made is written next to the bundle (BUNDLE.lock).
+    #[arg(long, value_name = "REF")]
+    pub chart: Option<String>,
+    #[command(flatten)]
+    pub chart_args: ChartArgs,
+    /// With --chart: also lock the possible images the chart names.
+    #[arg(long, requires = "chart")]
+    pub possible: bool,
     /// The bundle to write.
     #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
     pub output: PathBuf,

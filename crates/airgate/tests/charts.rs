@@ -319,3 +319,77 @@ fn a_chart_and_a_vulnerability_database_cross_the_gap_for_helm_and_oras() -> Res
     );
     Ok(())
 }
+
+/// `bundle create --chart` carries a chart and the images it renders with
+/// the values given, in one command, and writes the lock it made.
+#[test]
+fn bundle_create_with_a_chart_carries_the_chart_and_its_images() -> Result<()> {
+    use airgate_testkit::images::{ImageSpec, LayerSpec, seed_image};
+    let p = Perimeter::get();
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let base = unique_name("carry");
+    let web = seed_image(
+        &p.upstream_registry,
+        &format!("{base}/web"),
+        "v1",
+        &ImageSpec::single(&[LayerSpec {
+            seed: 401,
+            size: 10_000,
+        }]),
+    )?;
+    let chart = d.join("carry");
+    std::fs::create_dir_all(chart.join("templates"))?;
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: carry\nversion: 1.2.0\n",
+    )?;
+    std::fs::write(
+        chart.join("values.yaml"),
+        "image: registry.example.com/unused:1\n",
+    )?;
+    std::fs::write(
+        chart.join("templates/pod.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: web, image: \"{{ .Values.image }}\"}]\n",
+    )?;
+    run(Command::new(&p.helm)
+        .arg("package")
+        .arg(&chart)
+        .arg("-d")
+        .arg(d))?;
+    run(Command::new(&p.helm)
+        .arg("push")
+        .arg(d.join("carry-1.2.0.tgz"))
+        .arg(format!("oci://{}/{base}/charts", p.upstream_registry))
+        .arg("--plain-http")
+        .env("HOME", d))?;
+    let bundle = d.join("b.tar");
+    let chart_ref = format!("oci://{}/{base}/charts/carry", p.upstream_registry);
+    run(airgate(&[
+        "bundle",
+        "create",
+        "--chart",
+        &chart_ref,
+        "--chart-version",
+        "1.2.0",
+    ])
+    .args(["--set", &format!("image={}", web.reference), "-o"])
+    .arg(&bundle)
+    .arg("--helm")
+    .arg(&p.helm4))?;
+    let lock = std::fs::read_to_string(d.join("b.tar.lock"))?;
+    assert!(
+        lock.contains("kind: chart") && lock.contains(&web.digest),
+        "{lock}"
+    );
+    let inspected: Value =
+        serde_json::from_str(&run(
+            airgate(&["bundle", "inspect", "-o", "json"]).arg(&bundle)
+        )?)?;
+    let carried = inspected.to_string();
+    assert!(
+        carried.contains(&web.digest) && carried.contains("/charts/carry"),
+        "{carried}"
+    );
+    Ok(())
+}

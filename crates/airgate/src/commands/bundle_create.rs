@@ -4,28 +4,40 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use airgate_core::ImageRef;
 use airgate_core::lock::ImageLock;
 use airgate_oci::RegistryClient;
 use airgate_oci::bundle::{self, CarriedFile, CreateRequest};
 use anyhow::{Context, Result};
 
-use crate::cli::{BundleCreateArgs, Output};
+use crate::cli::{BundleCreateArgs, ChartArgs, DiscoverArgs, Output};
 use crate::commands::key;
-use crate::{progress_bar, registry_options};
+use crate::{manifests, progress_bar, registry_options};
 
 pub fn run(args: BundleCreateArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let text = std::fs::read_to_string(&args.lock)
-        .with_context(|| format!("reading {}", args.lock.display()))?;
-    let lock: ImageLock = serde_saphyr::from_str(&text)
-        .with_context(|| format!("{} is not an image lock", args.lock.display()))?;
-    lock.validate()
-        .with_context(|| args.lock.display().to_string())?;
-    let files = args
+    let client = RegistryClient::new(registry_options::options(&args.registry)?)?;
+    let mut lock = match &args.lock {
+        Some(path) => read_lock(path)?,
+        None => ImageLock::new(Vec::new()),
+    };
+    let mut files = args
         .files
         .iter()
         .map(|spec| carried_file(spec))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(chart) = &args.chart {
+        let (chart_lock, file) = lock_chart(&args, chart, &client)?;
+        lock = ImageLock::new(lock.images.into_iter().chain(chart_lock.images).collect());
+        files.extend(file);
+        let written = PathBuf::from(format!("{}.lock", args.output.display()));
+        crate::files::write_atomically(&written, serde_saphyr::to_string(&lock)?.as_bytes())?;
+        eprintln!(
+            "locked {} references for {chart} (the lock is {}; review it with the bundle)",
+            lock.images.len(),
+            written.display()
+        );
+    }
     let since = match &args.since {
         Some(p) => Some(
             bundle::read_inventory_or_bundle(p)
@@ -38,7 +50,6 @@ pub fn run(args: BundleCreateArgs) -> Result<ExitCode> {
         .as_deref()
         .map(key::read_private)
         .transpose()?;
-    let client = RegistryClient::new(registry_options::options(&args.registry)?)?;
     let request = CreateRequest {
         lock: &lock,
         files: &files,
@@ -78,6 +89,60 @@ pub fn run(args: BundleCreateArgs) -> Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn read_lock(path: &std::path::Path) -> Result<ImageLock> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let lock: ImageLock = serde_saphyr::from_str(&text)
+        .with_context(|| format!("{} is not an image lock", path.display()))?;
+    lock.validate()
+        .with_context(|| path.display().to_string())?;
+    Ok(lock)
+}
+
+/// `--chart`: the images the chart renders with the chart flags, and the
+/// chart itself (an `oci://` chart locked as a chart; a `.tgz` carried as
+/// a file), locked now.
+fn lock_chart(
+    args: &BundleCreateArgs,
+    chart: &str,
+    client: &RegistryClient,
+) -> Result<(ImageLock, Option<CarriedFile>)> {
+    let c = &args.chart_args;
+    let discover = DiscoverArgs {
+        paths: vec![PathBuf::from(chart)],
+        rules: Vec::new(),
+        kustomize: None,
+        possible: args.possible,
+        chart: ChartArgs {
+            values: c.values.clone(),
+            set: c.set.clone(),
+            release_name: c.release_name.clone(),
+            namespace: c.namespace.clone(),
+            kube_version: c.kube_version.clone(),
+            chart_version: c.chart_version.clone(),
+            helm: c.helm.clone(),
+        },
+    };
+    let mut images = manifests::distinct_images(&discover)?;
+    let mut file = None;
+    if let Some(reference) = chart.strip_prefix("oci://") {
+        let reference = match &c.chart_version {
+            Some(v) => format!("{reference}:{v}"),
+            None => reference.to_string(),
+        };
+        images.push(ImageRef::parse(&reference).with_context(|| format!("--chart {chart}"))?);
+    } else if chart.ends_with(".tgz") {
+        file = Some(carried_file(chart)?);
+    } else {
+        eprintln!(
+            "note: {chart} is a directory: its images are carried, not the chart\nhint: carry the chart itself with `helm package` and --chart PACKAGE.tgz, or push it to a registry"
+        );
+    }
+    images.sort();
+    images.dedup();
+    Ok(super::lock::resolve_all(client, &images, args.jobs)?.0).map(|lock| (lock, file))
 }
 
 /// `SRC[=NAME]`

@@ -12,6 +12,30 @@ use futures_util::{StreamExt, TryStreamExt};
 use crate::cli::LockArgs;
 use crate::{manifests, registry_options};
 
+/// Each of `images` pinned with its referrers (`jobs` at a time): the
+/// lock, and how many referrers it holds.
+pub fn resolve_all(
+    client: &RegistryClient,
+    images: &[ImageRef],
+    jobs: usize,
+) -> Result<(ImageLock, usize)> {
+    let locked: Vec<Vec<LockedImage>> = crate::block_on(async {
+        futures_util::stream::iter(images.iter().map(|image| async move {
+            airgate_oci::lock::resolve(client, image)
+                .await
+                .with_context(|| format!("resolving {image}"))
+        }))
+        .buffered(jobs.max(1))
+        .try_collect()
+        .await
+    })?;
+    let referrers = locked.iter().map(|l| l.len() - 1).sum::<usize>();
+    Ok((
+        ImageLock::new(locked.into_iter().flatten().collect()),
+        referrers,
+    ))
+}
+
 pub fn run(args: LockArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let mut images = if args.discover.paths.is_empty() && !args.artifacts.is_empty() {
@@ -28,22 +52,7 @@ pub fn run(args: LockArgs) -> Result<ExitCode> {
     images.sort();
     images.dedup();
     let client = RegistryClient::new(registry_options::options(&args.registry)?)?;
-    let locked: Vec<Vec<LockedImage>> = crate::block_on(async {
-        futures_util::stream::iter(images.iter().map(|image| {
-            let client = &client;
-            async move {
-                airgate_oci::lock::resolve(client, image)
-                    .await
-                    .with_context(|| format!("resolving {image}"))
-            }
-        }))
-        .buffered(args.jobs.max(1))
-        .try_collect()
-        .await
-    })?;
-    let referrers = locked.iter().map(|l| l.len() - 1).sum::<usize>();
-    let locked: Vec<LockedImage> = locked.into_iter().flatten().collect();
-    let lock = ImageLock::new(locked);
+    let (lock, referrers) = resolve_all(&client, &images, args.jobs)?;
     let text = serde_saphyr::to_string(&lock).context("serialising the lock")?;
     crate::files::write_atomically(&args.output, text.as_bytes())?;
     let count = |k: Kind| {
