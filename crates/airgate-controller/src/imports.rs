@@ -7,7 +7,8 @@
 //! ([`airgate_oci::imports::leave`]). The leader looks there every
 //! [`EVERY`], checks each import it has not recorded as any reader would
 //! ([`airgate_core::provenance::verify_statement`]) and appends its record.
-//! An import that does not verify is logged once and left out.
+//! An import that does not verify, or whose bundle was not signed (its
+//! statement would be anyone's claim), is logged once and left out.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -62,12 +63,14 @@ pub async fn record_forever(audit: &AuditLog, store: &Mutex<Store>) {
             };
             seen.insert(id.clone());
             let verified = match verify_statement(&evidence) {
-                Ok(v) if v.id == id => v,
-                Ok(_) => {
-                    log::warn(
-                        "import refused",
-                        json!({"import": id, "error": "its statement is not the one its name says"}),
-                    );
+                Ok(v) if v.id == id && v.signed_by.is_some() => v,
+                Ok(v) => {
+                    let why = if v.id != id {
+                        "its statement is not the one its name says"
+                    } else {
+                        "the bundle was not signed: anyone who may push to the inbox could write such a statement, so only signed imports are recorded from it"
+                    };
+                    log::warn("import refused", json!({"import": id, "error": why}));
                     continue;
                 }
                 Err(e) => {

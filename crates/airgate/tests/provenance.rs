@@ -230,6 +230,30 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
             ],
         )
         .await?;
+    // An unsigned bundle's import is not recorded from the inbox: anyone
+    // who may push there could have written it.
+    let unsigned = dir.join("unsigned.tar");
+    run(airgate()
+        .args(["bundle", "create", "--lock"])
+        .arg(&lock)
+        .arg("-o")
+        .arg(&unsigned))?;
+    let left: Value = serde_json::from_str(&run(airgate()
+        .env("DOCKER_CONFIG", &docker)
+        .args(["bundle", "push"])
+        .arg(&unsigned)
+        .args([
+            "--to",
+            &format!("{internal}/{}-unsigned", t.ns),
+            "--ca-file",
+            &ca,
+        ])
+        .args(["--allow-unsigned", "--log-repository", &log_repo])
+        .args(["--format", "json"]))?)?;
+    let unsigned_id = left["import"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     // The import is in the log once pushed, before any App deploys it.
     let imports_logged = || -> Result<Vec<String>> {
         Ok(c.records("")?
@@ -283,6 +307,12 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
         imports_logged()?,
         std::slice::from_ref(&import_id),
         "recorded once"
+    );
+    assert!(!unsigned_id.is_empty());
+    assert!(
+        c.log().contains(&unsigned_id) && c.log().contains("was not signed"),
+        "{}",
+        c.log()
     );
 
     // Where did the running image come from?
