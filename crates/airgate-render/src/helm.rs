@@ -138,3 +138,96 @@ pub fn template(
     let text = String::from_utf8_lossy(&out.stdout);
     parse_documents(&format!("{shown} (helm template)"), &text)
 }
+
+/// Every `$ref` to a remote URL in the `values.schema.json` of the chart
+/// directory `chart` and of the subcharts vendored under its `charts/`:
+/// Helm fetches them when it checks values, which fails inside the
+/// perimeter (zarf#3118, flux2#4992). Files over [`crate::MAX_FILE`] and
+/// subcharts deeper than 8 levels are not read.
+pub fn remote_schema_refs(chart: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![(chart.to_path_buf(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let schema = dir.join("values.schema.json");
+        let small = std::fs::symlink_metadata(&schema)
+            .is_ok_and(|m| m.is_file() && m.len() <= crate::MAX_FILE);
+        if small
+            && let Ok(text) = std::fs::read(&schema)
+            && let Ok(value) = serde_json::from_slice::<serde_json::Value>(&text)
+        {
+            let mut refs = Vec::new();
+            remote_refs(&value, &mut refs);
+            out.extend(refs.into_iter().map(|r| (schema.clone(), r)));
+        }
+        if depth < 8
+            && let Ok(entries) = std::fs::read_dir(dir.join("charts"))
+        {
+            let mut subs: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect();
+            subs.sort();
+            dirs.extend(subs.into_iter().rev().map(|d| (d, depth + 1)));
+        }
+    }
+    out
+}
+
+fn remote_refs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                match child.as_str() {
+                    Some(url)
+                        if k == "$ref"
+                            && (url.starts_with("http://") || url.starts_with("https://")) =>
+                    {
+                        out.push(url.to_string());
+                    }
+                    _ => remote_refs(child, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                remote_refs(item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_schema_refs_are_found_in_the_chart_and_its_vendored_subcharts()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let chart = dir.path().join("app");
+        let sub = chart.join("charts/db");
+        std::fs::create_dir_all(&sub)?;
+        std::fs::write(
+            chart.join("values.schema.json"),
+            r##"{"properties": {"a": {"$ref": "#/definitions/a"}, "b": {"$ref": "https://json.schemastore.org/b.json"}}}"##,
+        )?;
+        std::fs::write(
+            sub.join("values.schema.json"),
+            r#"{"allOf": [{"$ref": "http://schemas.example.com/db.json"}, {"$ref": "file.json"}]}"#,
+        )?;
+        let found: Vec<String> = remote_schema_refs(&chart)
+            .into_iter()
+            .map(|(f, u)| format!("{}: {u}", f.strip_prefix(&chart).unwrap_or(&f).display()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "values.schema.json: https://json.schemastore.org/b.json",
+                "charts/db/values.schema.json: http://schemas.example.com/db.json",
+            ]
+        );
+        Ok(())
+    }
+}

@@ -50,6 +50,14 @@ pub fn images(args: &DiscoverArgs) -> Result<Discovered> {
             version: chart.chart_version.clone(),
         },
     );
+    for path in args.paths.iter().filter(|p| p.join("Chart.yaml").is_file()) {
+        for (file, url) in airgate_render::helm::remote_schema_refs(path) {
+            eprintln!(
+                "warning: {}: $ref {url} is fetched by helm when it checks values, and cannot be reached inside the perimeter\nhint: put the schema in the chart and refer to it by a relative path",
+                file.display()
+            );
+        }
+    }
     let manifests = renderer.render(&args.paths)?;
     let mut found = Discovered::default();
     for m in &manifests {

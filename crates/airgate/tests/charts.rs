@@ -393,3 +393,27 @@ fn bundle_create_with_a_chart_carries_the_chart_and_its_images() -> Result<()> {
     );
     Ok(())
 }
+
+/// A values schema that refers to a remote URL is named before helm runs:
+/// inside the perimeter that fetch fails.
+#[test]
+fn a_remote_schema_ref_is_named_before_helm_runs() -> Result<()> {
+    let p = Perimeter::get();
+    let dir = tempfile::tempdir()?;
+    let chart = chart(dir.path())?;
+    // Refused at once (nothing listens there), as a URL outside would be.
+    let url = "http://127.0.0.1:1/schemas/values.json";
+    std::fs::write(
+        chart.join("values.schema.json"),
+        format!(r#"{{"$ref": "{url}"}}"#),
+    )?;
+    let out = airgate(&["images", &chart.display().to_string(), "--helm"])
+        .arg(&p.helm)
+        .output()?;
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("values.schema.json") && stderr.contains(url) && stderr.contains("hint:"),
+        "{stderr}"
+    );
+    Ok(())
+}
