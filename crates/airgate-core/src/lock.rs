@@ -56,9 +56,6 @@ impl Kind {
 pub struct LockedImage {
     /// The normalised reference as the manifests use it.
     pub reference: ImageRef,
-    /// An image, a chart or another artifact (older locks: an image).
-    #[serde(default)]
-    pub kind: Kind,
     /// The digest of the manifest or index the reference resolved to.
     pub digest: Digest,
     /// Media type of what the digest names (a manifest or an index).
@@ -70,6 +67,10 @@ pub struct LockedImage {
     /// refers to (by OCI 1.1 `subject`, or by cosign's tag convention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Digest>,
+    /// An image, a chart or another artifact (older locks: an image). Last,
+    /// so that a lock reads as before: reference, then digest.
+    #[serde(default)]
+    pub kind: Kind,
 }
 
 impl LockedImage {
