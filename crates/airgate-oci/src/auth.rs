@@ -73,26 +73,28 @@ pub enum CredentialsError {
     },
 }
 
+/// Where the Docker config file is looked for: `$REGISTRY_AUTH_FILE`
+/// (podman, skopeo), else `$DOCKER_CONFIG/config.json`, else
+/// `~/.docker/config.json`. It may not exist.
+pub fn config_path() -> Option<PathBuf> {
+    if let Some(file) = std::env::var_os("REGISTRY_AUTH_FILE") {
+        return Some(PathBuf::from(file));
+    }
+    match std::env::var_os("DOCKER_CONFIG") {
+        Some(dir) => Some(PathBuf::from(dir).join("config.json")),
+        None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json")),
+    }
+}
+
 impl Credentials {
     /// Reads `$REGISTRY_AUTH_FILE` (podman, skopeo) if set, else
     /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`; no file
     /// means no credentials.
     pub fn from_environment() -> Result<Credentials, CredentialsError> {
-        let path = if let Some(file) = std::env::var_os("REGISTRY_AUTH_FILE") {
-            PathBuf::from(file)
-        } else {
-            match std::env::var_os("DOCKER_CONFIG") {
-                Some(dir) => PathBuf::from(dir).join("config.json"),
-                None => match std::env::var_os("HOME") {
-                    Some(home) => PathBuf::from(home).join(".docker/config.json"),
-                    None => return Ok(Credentials::default()),
-                },
-            }
-        };
-        if !path.exists() {
-            return Ok(Credentials::default());
+        match config_path() {
+            Some(path) if path.exists() => Credentials::from_file(&path),
+            _ => Ok(Credentials::default()),
         }
-        Credentials::from_file(&path)
     }
 
     pub fn from_file(path: &Path) -> Result<Credentials, CredentialsError> {

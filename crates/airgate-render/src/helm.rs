@@ -9,8 +9,8 @@
 //! connected side). Test hooks are skipped.
 //!
 //! A chart is a directory with a `Chart.yaml`, a packaged chart (`.tgz`),
-//! or an `oci://` reference (pulled with the Docker config's credentials;
-//! a loopback registry over plain HTTP).
+//! or an `oci://` reference (pulled with the credentials of the Docker
+//! config file the caller names; a loopback registry over plain HTTP).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +33,8 @@ pub struct HelmOptions {
     pub api_versions: Vec<String>,
     /// `--version` of an `oci://` chart.
     pub version: Option<String>,
+    /// The Docker config file an `oci://` chart's credentials are read from.
+    pub registry_config: Option<PathBuf>,
 }
 
 /// Whether `path` names a chart (see the module docs).
@@ -41,18 +43,6 @@ pub fn is_chart(path: &Path) -> bool {
     text.starts_with("oci://")
         || path.join("Chart.yaml").is_file()
         || (path.is_file() && text.ends_with(".tgz"))
-}
-
-/// The Docker config file, where `oci://` charts' credentials are.
-fn docker_config() -> Option<PathBuf> {
-    let file = match std::env::var_os("REGISTRY_AUTH_FILE") {
-        Some(f) => PathBuf::from(f),
-        None => PathBuf::from(std::env::var_os("DOCKER_CONFIG").or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker").into())
-        })?)
-        .join("config.json"),
-    };
-    file.is_file().then_some(file)
 }
 
 fn loopback(reference: &str) -> bool {
@@ -94,7 +84,7 @@ pub fn template(
         }
     }
     if shown.starts_with("oci://") {
-        if let Some(config) = docker_config() {
+        if let Some(config) = options.registry_config.as_ref().filter(|c| c.is_file()) {
             cmd.arg("--registry-config").arg(config);
         }
         if loopback(&shown) {

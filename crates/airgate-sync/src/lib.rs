@@ -252,28 +252,43 @@ fn field_paths(
     after: &[Manifest],
 ) -> HashMap<ObjectRef, Vec<String>> {
     use airgate_kube::Action;
-    let find = |list: &[Manifest], object: &ObjectRef| {
-        list.iter()
-            .find(|m| {
-                ObjectRef::from_object(&m.value, "")
-                    .is_ok_and(|r| renders(object, &r, &spec.namespace))
-            })
-            .map(|m| m.value.clone())
+    // Each list indexed once: an App of 50,000 objects must not scan its
+    // manifests once per object.
+    type Key = (String, String, String, String);
+    let key = |r: &ObjectRef| -> Key {
+        let namespace = r.namespace.as_deref().unwrap_or(&spec.namespace);
+        (
+            r.api_version.clone(),
+            r.kind.clone(),
+            namespace.to_string(),
+            r.name.clone(),
+        )
     };
+    let index = |list: &[Manifest]| -> HashMap<Key, usize> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                ObjectRef::from_object(&m.value, "")
+                    .ok()
+                    .map(|r| (key(&r), i))
+            })
+            .collect()
+    };
+    let (after_at, before_at) = (index(after), before.map(index).unwrap_or_default());
     let mut out = HashMap::new();
     for c in &applied.changes {
-        let Some(new) = find(after, &c.object) else {
+        let k = key(&c.object);
+        let Some(new) = after_at.get(&k).map(|&i| &after[i].value) else {
             continue;
         };
         let old = match c.action {
-            Action::Configured | Action::Recreated => before.and_then(|b| find(b, &c.object)),
+            Action::Configured | Action::Recreated => {
+                before.zip(before_at.get(&k)).map(|(b, &i)| &b[i].value)
+            }
             Action::Created => None,
             _ => continue,
         };
-        out.insert(
-            c.object.clone(),
-            airgate_core::fields::changed(old.as_ref(), &new),
-        );
+        out.insert(c.object.clone(), airgate_core::fields::changed(old, new));
     }
     out
 }

@@ -671,7 +671,7 @@ pub struct DiscoverArgs {
 
 /// How a chart among the paths (a directory with Chart.yaml, a .tgz, an oci://
 /// reference) is rendered: with the real `helm template`, offline.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ChartArgs {
     /// A values file for charts (repeatable, applied in order).
     #[arg(long = "values", value_name = "FILE")]

@@ -48,6 +48,7 @@ pub fn images(args: &DiscoverArgs) -> Result<Discovered> {
             kube_version: chart.kube_version.clone(),
             api_versions: Vec::new(),
             version: chart.chart_version.clone(),
+            registry_config: airgate_oci::auth::config_path(),
         },
     );
     for path in args.paths.iter().filter(|p| p.join("Chart.yaml").is_file()) {

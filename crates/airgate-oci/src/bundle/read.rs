@@ -118,8 +118,12 @@ pub struct Verified {
     pub inventory: BundleInventory,
     /// Digest of the inventory's bytes (what a later delta names in `since`).
     pub inventory_digest: Digest,
+    /// The inventory's exact bytes (what a signature covers).
+    pub inventory_bytes: bytes::Bytes,
     /// Key id of the signer, when the signature was checked with a key.
     pub signed_by: Option<Digest>,
+    /// The signature file, when it was checked with a key.
+    pub signature: Option<SignatureFile>,
     /// Whether the bundle has a signature (checked or not).
     pub signature_present: bool,
     /// Where each carried blob is in the file.
@@ -241,10 +245,11 @@ struct Checker<'a> {
     progress: &'a Progress,
     /// The inventory's bytes, kept until the signature over them is checked.
     pending: Option<Vec<u8>>,
-    inventory: Option<(BundleInventory, Digest)>,
+    inventory: Option<(BundleInventory, Digest, bytes::Bytes)>,
     /// Position of each blob in the inventory, built once.
     blob_index: BTreeMap<Digest, usize>,
     signed_by: Option<Digest>,
+    signature: Option<SignatureFile>,
     signature_present: bool,
     blobs: BTreeMap<Digest, Span>,
     files: BTreeMap<String, Span>,
@@ -271,6 +276,7 @@ impl<'a> Checker<'a> {
             inventory: None,
             blob_index: BTreeMap::new(),
             signed_by: None,
+            signature: None,
             signature_present: false,
             blobs: BTreeMap::new(),
             files: BTreeMap::new(),
@@ -304,7 +310,7 @@ impl<'a> Checker<'a> {
             _ => {}
         }
         self.accept_unsigned()?;
-        let Some((inv, _)) = &self.inventory else {
+        let Some((inv, _, _)) = &self.inventory else {
             return Err(VerifyError::NotABundle(bundle.to_string()));
         };
         let expected = match &kind {
@@ -366,7 +372,8 @@ impl<'a> Checker<'a> {
             .enumerate()
             .map(|(i, b)| (b.digest.clone(), i))
             .collect();
-        self.inventory = Some((inv, Digest::of(&bytes)));
+        let digest = Digest::of(&bytes);
+        self.inventory = Some((inv, digest, bytes.into()));
         Ok(())
     }
 
@@ -383,7 +390,8 @@ impl<'a> Checker<'a> {
             serde_json::from_slice(bytes).map_err(|e| SigningError::Malformed(e.to_string()))?;
         if let (Trust::Key(key), Some(inv_bytes)) = (&self.trust, &self.pending) {
             signing::verify(inv_bytes, &sig, key)?;
-            self.signed_by = Some(sig.key_id);
+            self.signed_by = Some(sig.key_id.clone());
+            self.signature = Some(sig);
         }
         self.signature_present = true;
         self.parse_pending()
@@ -430,7 +438,7 @@ impl<'a> Checker<'a> {
     /// The end: everything listed was there, every manifest's blobs are listed.
     fn finish(mut self, bundle: &str) -> Result<Verified, VerifyError> {
         self.accept_unsigned()?;
-        let Some((inventory, inventory_digest)) = self.inventory else {
+        let Some((inventory, inventory_digest, inventory_bytes)) = self.inventory else {
             return Err(VerifyError::NotABundle(bundle.to_string()));
         };
         let mut missing: Vec<String> = Vec::new();
@@ -464,7 +472,9 @@ impl<'a> Checker<'a> {
         Ok(Verified {
             inventory,
             inventory_digest,
+            inventory_bytes,
             signed_by: self.signed_by,
+            signature: self.signature,
             signature_present: self.signature_present,
             blobs: self.blobs,
             files: self.files,

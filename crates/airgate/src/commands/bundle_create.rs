@@ -10,7 +10,7 @@ use airgate_oci::RegistryClient;
 use airgate_oci::bundle::{self, CarriedFile, CreateRequest};
 use anyhow::{Context, Result};
 
-use crate::cli::{BundleCreateArgs, ChartArgs, DiscoverArgs, Output};
+use crate::cli::{BundleCreateArgs, DiscoverArgs, Output};
 use crate::commands::key;
 use crate::{manifests, progress_bar, registry_options};
 
@@ -115,15 +115,7 @@ fn lock_chart(
         rules: Vec::new(),
         kustomize: None,
         possible: args.possible,
-        chart: ChartArgs {
-            values: c.values.clone(),
-            set: c.set.clone(),
-            release_name: c.release_name.clone(),
-            namespace: c.namespace.clone(),
-            kube_version: c.kube_version.clone(),
-            chart_version: c.chart_version.clone(),
-            helm: c.helm.clone(),
-        },
+        chart: c.clone(),
     };
     let mut images = manifests::distinct_images(&discover)?;
     let mut file = None;
@@ -142,7 +134,8 @@ fn lock_chart(
     }
     images.sort();
     images.dedup();
-    Ok(super::lock::resolve_all(client, &images, args.jobs)?.0).map(|lock| (lock, file))
+    let (lock, _) = super::lock::resolve_all(client, &images, args.jobs)?;
+    Ok((lock, file))
 }
 
 /// `SRC[=NAME]`

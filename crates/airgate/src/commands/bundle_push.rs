@@ -7,7 +7,7 @@ use airgate_core::Digest;
 use airgate_core::provenance::{Import, ImportedImage};
 use airgate_core::signing;
 use airgate_oci::RegistryClient;
-use airgate_oci::bundle::{Trust, Verified, read_inventory};
+use airgate_oci::bundle::{Trust, Verified};
 use airgate_oci::files::RepoFiles;
 use airgate_oci::imports::{self, Artifact};
 use airgate_oci::push::{self, PushRequest, PushSummary, Target};
@@ -58,26 +58,15 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
     let result = crate::block_on(async { Ok(push::push(&client, &request, &progress).await?) });
     progress_bar::finish(bar);
     let summary = result?;
-    let artifact = import_artifact(&args, &verified, &trust, &summary)?;
-    let import = crate::block_on(attach_import(
+    let (artifact, statement) = import_artifact(&args, &verified, &trust, &summary)?;
+    let (import, signatures) = crate::block_on(after_push(
+        &args,
         &client,
         &target.registry,
         &summary,
-        &artifact,
+        (&artifact, &statement),
+        image_key.as_ref(),
     ))?;
-    if let Some(location) = &args.log_repository {
-        let inbox = RepoFiles::new(client.clone(), location)?.beside(imports::INBOX);
-        crate::block_on(async { Ok(imports::leave(&inbox, &artifact).await?) })?;
-        eprintln!(
-            "import {} left in {} for the audit log",
-            import.id,
-            inbox.location()
-        );
-    }
-    let signatures = match &image_key {
-        Some(key) => crate::block_on(sign_images(&client, &target.registry, &summary, key))?,
-        None => Vec::new(),
-    };
     match args.format {
         Output::Json => {
             let mut json = serde_json::to_value(&summary)?;
@@ -103,23 +92,7 @@ pub fn run(args: BundlePushArgs) -> Result<ExitCode> {
         progress_bar::rate(summary.bytes_uploaded, started.elapsed()),
         verified_in.as_secs_f64(),
     );
-    eprintln!(
-        "import {} recorded beside {} images (signed by {})",
-        import.id,
-        import.attached,
-        import
-            .signed_by
-            .as_ref()
-            .map_or("nobody: the bundle was not verified with a key", |k| k
-                .as_str()),
-    );
-    if let Some(key) = &image_key {
-        eprintln!(
-            "signed {} images for cosign (key id {}); check with: cosign verify --key PREFIX.pub --insecure-ignore-tlog=true IMAGE",
-            signatures.len(),
-            signing::key_id(&key.verifying_key())
-        );
-    }
+    report_import(&import, &signatures, image_key.as_ref());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -130,25 +103,6 @@ struct Signed {
     signature: String,
 }
 
-async fn sign_images(
-    client: &RegistryClient,
-    registry: &str,
-    summary: &PushSummary,
-    key: &ed25519_dalek::SigningKey,
-) -> Result<Vec<Signed>> {
-    let mut out = Vec::new();
-    for image in summary.images.iter().filter(|i| !i.is_referrer) {
-        let digest = &image.manifest.digest;
-        let sig =
-            airgate_oci::cosign::sign(client, registry, &image.repository, digest, key).await?;
-        out.push(Signed {
-            image: image.target.clone(),
-            signature: format!("{registry}/{}@{sig}", image.repository),
-        });
-    }
-    Ok(out)
-}
-
 /// The import statement and the signed inventory `push` leaves beside
 /// every image (see `airgate_core::provenance`).
 fn import_artifact(
@@ -156,14 +110,7 @@ fn import_artifact(
     verified: &Verified,
     trust: &Trust,
     summary: &PushSummary,
-) -> Result<Artifact> {
-    let entry = read_inventory(&args.bundle)?;
-    if entry.digest != verified.inventory_digest {
-        anyhow::bail!(
-            "{}: the bundle changed while it was pushed; push it again",
-            args.bundle.display()
-        );
-    }
+) -> Result<(Artifact, Import)> {
     let key = match (trust, &verified.signed_by) {
         (Trust::Key(k), Some(_)) => Some(k),
         _ => None,
@@ -198,14 +145,15 @@ fn import_artifact(
             .map_or(0, |d| d.as_secs() as i64),
         pushed_by: format!("airgate {}", env!("CARGO_PKG_VERSION")),
     };
-    Ok(Artifact {
+    let artifact = Artifact {
         statement: serde_json::to_vec(&statement)?.into(),
-        inventory: entry.bytes.into(),
-        signature: match (key, entry.signature) {
-            (Some(_), Some(sig)) => Some(serde_json::to_vec(&sig)?.into()),
+        inventory: verified.inventory_bytes.clone(),
+        signature: match (key, &verified.signature) {
+            (Some(_), Some(sig)) => Some(serde_json::to_vec(sig)?.into()),
             _ => None,
         },
-    })
+    };
+    Ok((artifact, statement))
 }
 
 /// What `push` says of the import it recorded.
@@ -218,14 +166,20 @@ struct ImportSummary {
     attached: usize,
 }
 
-async fn attach_import(
+/// After the push: the import beside every image (and, with
+/// `--log-repository`, in the log's inbox), then the images' cosign
+/// signatures with `--sign-images`.
+async fn after_push(
+    args: &BundlePushArgs,
     client: &RegistryClient,
     registry: &str,
     summary: &PushSummary,
-    artifact: &Artifact,
-) -> Result<ImportSummary> {
+    (artifact, statement): (&Artifact, &Import),
+    image_key: Option<&ed25519_dalek::SigningKey>,
+) -> Result<(ImportSummary, Vec<Signed>)> {
+    let pushed = || summary.images.iter().filter(|i| !i.is_referrer);
     let mut attached = 0;
-    for image in summary.images.iter().filter(|i| !i.is_referrer) {
+    for image in pushed() {
         imports::attach(
             client,
             registry,
@@ -236,10 +190,55 @@ async fn attach_import(
         .await?;
         attached += 1;
     }
-    let statement: Import = serde_json::from_slice(&artifact.statement)?;
-    Ok(ImportSummary {
+    let import = ImportSummary {
         id: Digest::of(&artifact.statement),
-        signed_by: statement.signed_by,
+        signed_by: statement.signed_by.clone(),
         attached,
-    })
+    };
+    if let Some(location) = &args.log_repository {
+        let inbox = RepoFiles::new(client.clone(), location)?.beside(imports::INBOX);
+        imports::leave(&inbox, artifact).await?;
+        eprintln!(
+            "import {} left in {} for the audit log",
+            import.id,
+            inbox.location()
+        );
+    }
+    let mut signatures = Vec::new();
+    if let Some(key) = image_key {
+        for image in pushed() {
+            let digest = &image.manifest.digest;
+            let sig =
+                airgate_oci::cosign::sign(client, registry, &image.repository, digest, key).await?;
+            signatures.push(Signed {
+                image: image.target.clone(),
+                signature: format!("{registry}/{}@{sig}", image.repository),
+            });
+        }
+    }
+    Ok((import, signatures))
+}
+
+fn report_import(
+    import: &ImportSummary,
+    signatures: &[Signed],
+    image_key: Option<&ed25519_dalek::SigningKey>,
+) {
+    eprintln!(
+        "import {} recorded beside {} images (signed by {})",
+        import.id,
+        import.attached,
+        import
+            .signed_by
+            .as_ref()
+            .map_or("nobody: the bundle was not verified with a key", |k| k
+                .as_str()),
+    );
+    if let Some(key) = image_key {
+        eprintln!(
+            "signed {} images for cosign (key id {}); check with: cosign verify --key PREFIX.pub --insecure-ignore-tlog=true IMAGE",
+            signatures.len(),
+            signing::key_id(&key.verifying_key())
+        );
+    }
 }
