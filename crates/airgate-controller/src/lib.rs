@@ -66,6 +66,8 @@ pub struct Settings {
     /// credentials and CAs.
     pub registry: airgate_oci::RegistryClient,
     pub kustomize: Option<PathBuf>,
+    /// The helm binary Helm Apps render with.
+    pub helm: Option<PathBuf>,
     pub listen: String,
     pub concurrency: u16,
 }
@@ -127,7 +129,8 @@ fn context(
             settings.kustomize.clone(),
             settings.config.clone(),
         )
-        .with_imports(settings.registry.clone()),
+        .with_imports(settings.registry.clone())
+        .with_helm(settings.helm.clone()),
         store: Mutex::new(store),
         audit,
         recorder: Recorder::new(

@@ -34,6 +34,8 @@ pub enum Outcome {
         author: String,
         /// The imports the record names; the log records those it lacks.
         imports: Vec<VerifiedImport>,
+        /// What the render warns of (see `SyncOutcome::warnings`).
+        warnings: Vec<String>,
     },
     /// A sync failed; `record.result` says whether it may pass by itself.
     SyncFailed { record: SyncRecord, reason: Reason },
@@ -99,7 +101,11 @@ impl Reporter<'_> {
                 summary,
                 author,
                 imports,
-            } => self.synced(record, summary, author, &imports, status).await,
+                warnings,
+            } => {
+                self.render_warnings(&warnings, status).await;
+                self.synced(record, summary, author, &imports, status).await
+            }
             Outcome::SyncFailed { record, reason } => {
                 self.sync_failed(record, reason, status).await;
             }
@@ -185,6 +191,37 @@ impl Reporter<'_> {
             short(&record.revision)
         );
         self.event(EventType::Normal, Reason::Synced, note).await;
+    }
+
+    /// The `RenderWarning` condition, set while the applied revision's
+    /// render warns; an Event when it is first set or changes.
+    async fn render_warnings(&self, warnings: &[String], status: &mut AppStatus) {
+        if warnings.is_empty() {
+            status.clear_condition(ConditionType::RenderWarning);
+            return;
+        }
+        let message = format!(
+            "{}; `lookup` renders nothing without a cluster and random values change with every render: set them in values instead",
+            warnings.join("; ")
+        );
+        let changed = status
+            .condition(ConditionType::RenderWarning)
+            .is_none_or(|c| c.message != message);
+        status.set_condition(
+            ConditionType::RenderWarning,
+            ConditionStatus::True,
+            Reason::NondeterministicTemplate,
+            &message,
+            self.now,
+        );
+        if changed {
+            self.event(
+                EventType::Warning,
+                Reason::NondeterministicTemplate,
+                message,
+            )
+            .await;
+        }
     }
 
     async fn sync_failed(&self, record: SyncRecord, reason: Reason, status: &mut AppStatus) {

@@ -130,6 +130,24 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
             Some(_) => {}
         }
     }
+    if spec.helm.is_some() && (due.fetch || !drift.is_empty()) {
+        // The chart is read as the App, for a sync and for a correction
+        // that must render again.
+        match spec::chart_access(&ctx, &app, &spec).await {
+            Ok(access) => {
+                if let Some(h) = spec.helm.as_mut() {
+                    h.access = access;
+                }
+            }
+            Err(message) => {
+                let first = !status.has_reason(ConditionType::Ready, Reason::SourceFailed);
+                let outcome = Outcome::SourceFailed { message, first };
+                reporter.report(outcome, &mut status).await;
+                write_status(&ctx, &app, &before, status).await?;
+                return Ok(Action::requeue(spec_interval(&app)));
+            }
+        }
+    }
     for outcome in correct::handle(&ctx, &app, &spec, drift).await {
         reporter.report(outcome, &mut status).await;
     }
@@ -369,6 +387,7 @@ async fn sync(
         summary: counts(&changes),
         author,
         imports: outcome.imported.iter().map(|i| i.import.clone()).collect(),
+        warnings: outcome.warnings.clone(),
     }
 }
 

@@ -74,11 +74,64 @@ pub fn sync_spec(app: &App) -> Result<SyncSpec, String> {
         },
         prune: app.spec.prune,
         verify: verify(app)?,
+        helm: helm(app)?,
         applied: app
             .status
             .as_ref()
             .and_then(|s| s.last_applied_revision.clone()),
     })
+}
+
+/// `spec.source.helm`, checked (credentials are read later, as the App).
+fn helm(app: &App) -> Result<Option<airgate_sync::helm::HelmSpec>, String> {
+    let Some(h) = &app.spec.source.helm else {
+        return Ok(None);
+    };
+    let chart = airgate_core::chart::ChartSource::parse(
+        &h.chart,
+        h.version.as_deref(),
+        h.digest.as_deref(),
+    )?;
+    for file in &h.values_files {
+        if file.starts_with('/')
+            || file.is_empty()
+            || file
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
+        {
+            return Err(format!(
+                "spec.source.helm.valuesFiles: '{}' must be a file under spec.source.path, relative, without '..'",
+                airgate_core::text::shown(file, 200)
+            ));
+        }
+    }
+    if let Some(v) = &h.values
+        && !v.is_object()
+    {
+        return Err("spec.source.helm.values must be an object (key: value)".into());
+    }
+    let release_name = h.release_name.clone().unwrap_or_else(|| app.name_any());
+    if release_name.len() > 53 || !is_dns_subdomain(&release_name) || release_name.contains('.') {
+        return Err(format!(
+            "spec.source.helm.releaseName '{}' is not a Helm release name (lowercase letters, digits and '-', at most 53)",
+            airgate_core::text::shown(&release_name, 100)
+        ));
+    }
+    if let Some(secret) = &h.secret_ref
+        && !is_dns_subdomain(&secret.name)
+    {
+        return Err(format!(
+            "spec.source.helm.secretRef.name '{}' is not a Secret name",
+            airgate_core::text::shown(&secret.name, 100)
+        ));
+    }
+    Ok(Some(airgate_sync::helm::HelmSpec {
+        chart,
+        values_files: h.values_files.clone(),
+        values: h.values.clone(),
+        release_name,
+        access: Access::default(),
+    }))
 }
 
 /// `spec.policy.requireImportedBy`: bundle key ids, checked.
@@ -208,11 +261,36 @@ where
 /// (the controller's account reads no Secret at all), so naming another
 /// team's Secret sends nothing anywhere.
 pub async fn access(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Access, String> {
-    let Some(secret_ref) = &app.spec.source.secret_ref else {
+    let secret_ref = app.spec.source.secret_ref.as_ref();
+    secret_access(ctx, app, spec, secret_ref, "spec.source.secretRef").await
+}
+
+/// Registry credentials and CA for a Helm App's chart, from
+/// `spec.source.helm.secretRef`, read as the App's ServiceAccount (as
+/// [`access`]). Only `username`, `password` and `ca.crt`: a Docker config
+/// is not read, since its credential helpers would run programs the
+/// tenant names inside the controller.
+pub async fn chart_access(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Access, String> {
+    let secret_ref = app
+        .spec
+        .source
+        .helm
+        .as_ref()
+        .and_then(|h| h.secret_ref.as_ref());
+    secret_access(ctx, app, spec, secret_ref, "spec.source.helm.secretRef").await
+}
+
+async fn secret_access(
+    ctx: &Context,
+    app: &App,
+    spec: &SyncSpec,
+    secret_ref: Option<&airgate_kube::app::SecretRef>,
+    field: &str,
+) -> Result<Access, String> {
+    let Some(secret_ref) = secret_ref else {
         return Ok(Access::default());
     };
-    let secret: Secret =
-        read_as_app(ctx, app, spec, &secret_ref.name, "spec.source.secretRef").await?;
+    let secret: Secret = read_as_app(ctx, app, spec, &secret_ref.name, field).await?;
     let data = secret.data.unwrap_or_default();
     let text = |k: &str| {
         data.get(k).map(|b| {

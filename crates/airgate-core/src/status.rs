@@ -54,6 +54,11 @@ words! {
         /// The revision's signatures meet `spec.source.verify` (set only when
         /// the App asks for verification).
         SourceVerified = "SourceVerified",
+        /// The render succeeded, but a chart template's output is not a
+        /// function of the chart and its values (`lookup`, `rand*`): what
+        /// is applied may not be what `helm install` would do, or may
+        /// change with every render.
+        RenderWarning = "RenderWarning",
     }
 }
 
@@ -118,6 +123,9 @@ words! {
         /// An image has no import signed by a key `requireImportedBy`
         /// names (or its imports could not be read): nothing is applied.
         ImageNotImported = "ImageNotImported",
+        /// A chart template calls `lookup` (it renders nothing without a
+        /// cluster) or draws random values (they change with every render).
+        NondeterministicTemplate = "NondeterministicTemplate",
     }
 }
 

@@ -75,6 +75,50 @@ pub struct AppSource {
     /// anything of it is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<SourceVerify>,
+    /// Render a Helm chart (from the internal registry, or a directory of
+    /// this source) with values files read from `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmSource>,
+}
+
+/// `spec.source.helm`: a chart, rendered offline with `helm template`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmSource {
+    /// `oci://REGISTRY/REPOSITORY` (pulled with `secretRef`), or
+    /// `{path: DIR}`, a chart directory of the Git source.
+    #[schemars(schema_with = "any_schema")]
+    pub chart: serde_json::Value,
+    /// The chart's version (for a registry chart; or `digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The chart's manifest digest, `sha256:...`: what
+    /// `policy.requireDigests` requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Values files, relative to `spec.source.path`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values_files: Vec<String>,
+    /// Inline values, applied last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "object_schema")]
+    pub values: Option<serde_json::Value>,
+    /// Default: the App's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_name: Option<String>,
+    /// A Secret in the App's namespace, read as the App's ServiceAccount,
+    /// with `username`, `password` and `ca.crt` (each optional) for the
+    /// chart's registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+fn any_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"x-kubernetes-preserve-unknown-fields": true})
+}
+
+fn object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }
 
 /// `spec.source.verify`.
@@ -561,6 +605,7 @@ mod tests {
                 path: "envs/prod".into(),
                 secret_ref: None,
                 verify: None,
+                helm: None,
             },
             interval: "1m".into(),
             service_account_name: "shop-deployer".into(),

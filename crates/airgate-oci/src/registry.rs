@@ -32,6 +32,8 @@ pub struct RegistryOptions {
     pub insecure: Vec<String>,
     /// Extra CA certificates (PEM) to trust.
     pub ca_files: Vec<PathBuf>,
+    /// Extra CA certificates (PEM) given as bytes (a Secret's `ca.crt`).
+    pub ca_pems: Vec<Vec<u8>>,
     pub credentials: Credentials,
     /// Attempts for one request before giving up (at least 1).
     pub attempts: u32,
@@ -292,6 +294,12 @@ impl RegistryClient {
             })?;
             roots.extend(certs);
         }
+        for pem in &options.ca_pems {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                RegistryError::Config(format!("ca.crt is not a PEM certificate bundle: {e}"))
+            })?;
+            roots.extend(certs);
+        }
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("airgate/", env!("CARGO_PKG_VERSION")))
             .http1_only()
@@ -309,6 +317,11 @@ impl RegistryClient {
             options: Arc::new(options),
             hosts: Arc::default(),
         })
+    }
+
+    /// The options this client was made with.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
     }
 
     /// Runs `op` until it succeeds, fails for good, or runs out of attempts.

@@ -107,6 +107,7 @@ fn client(registry: &str, credentials: Credentials) -> Result<RegistryClient, Re
         ca_files: vec![],
         credentials,
         attempts: 1,
+        ..RegistryOptions::default()
     })
 }
 

@@ -35,6 +35,9 @@ pub struct HelmOptions {
     pub version: Option<String>,
     /// The Docker config file an `oci://` chart's credentials are read from.
     pub registry_config: Option<PathBuf>,
+    /// `--include-crds`: the chart's `crds/` among the objects (the
+    /// controller applies them in its first stage, and upgrades them).
+    pub include_crds: bool,
 }
 
 /// Whether `path` names a chart (see the module docs).
@@ -109,6 +112,9 @@ pub fn template(
     for a in &options.api_versions {
         cmd.args(["--api-versions", a]);
     }
+    if options.include_crds {
+        cmd.arg("--include-crds");
+    }
     let out = cmd.output().map_err(|source| RenderError::Io {
         path: helm.display().to_string(),
         source,
@@ -127,6 +133,104 @@ pub fn template(
     }
     let text = String::from_utf8_lossy(&out.stdout);
     parse_documents(&format!("{shown} (helm template)"), &text)
+}
+
+/// Templates whose output `helm template` cannot make a function of the
+/// chart and its values ([`airgate_core::chart::nondeterministic`]): one
+/// line each, `TEMPLATE uses F, G`, for the chart and its subcharts. A
+/// chart directory or a packaged chart (`.tgz`, with packaged subcharts
+/// inside); what cannot be read is left out (helm names it when it
+/// renders).
+pub fn nondeterministic(chart: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut visit = |name: &str, text: &str| {
+        let found = airgate_core::chart::nondeterministic(text);
+        if !found.is_empty() {
+            out.push(format!("{name} uses {}", found.join(", ")));
+        }
+    };
+    if chart.is_dir() {
+        templates_in_dir(chart, "", 0, &mut visit);
+    } else if let Ok(bytes) = read_small(chart) {
+        templates_in_archive(&bytes, "", 0, &mut visit);
+    }
+    out
+}
+
+/// How much of a packaged chart is read, decompressed: Helm's own limit.
+const MAX_CHART: u64 = 100 << 20;
+
+fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_file() || meta.len() > MAX_CHART {
+        return Err(std::io::Error::other("not a small regular file"));
+    }
+    std::fs::read(path)
+}
+
+fn is_template(name: &str) -> bool {
+    name.split('/').any(|p| p == "templates")
+        && (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".tpl"))
+}
+
+fn templates_in_dir(dir: &Path, prefix: &str, depth: usize, visit: &mut dyn FnMut(&str, &str)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() && depth < 16 {
+            templates_in_dir(&e.path(), &format!("{name}/"), depth + 1, visit);
+        } else if kind.is_file() && name.ends_with(".tgz") && depth < 16 {
+            if let Ok(bytes) = read_small(&e.path()) {
+                templates_in_archive(&bytes, &format!("{name}:"), depth + 1, visit);
+            }
+        } else if kind.is_file()
+            && is_template(&name)
+            && let Ok(bytes) = read_small(&e.path())
+        {
+            visit(&name, &String::from_utf8_lossy(&bytes));
+        }
+    }
+}
+
+/// Reads a gzipped tar in memory (nothing is written), every entry
+/// bounded, the whole bounded by [`MAX_CHART`].
+fn templates_in_archive(
+    bytes: &[u8],
+    prefix: &str,
+    depth: usize,
+    visit: &mut dyn FnMut(&str, &str),
+) {
+    use std::io::Read;
+    let gz = flate2::read::GzDecoder::new(bytes).take(MAX_CHART);
+    let mut archive = tar::Archive::new(gz);
+    let Ok(entries) = archive.entries() else {
+        return;
+    };
+    for entry in entries {
+        let Ok(mut entry) = entry else { return };
+        if entry.header().entry_type() != tar::EntryType::Regular || entry.size() > crate::MAX_FILE
+        {
+            continue;
+        }
+        let name = match entry.path() {
+            Ok(p) => format!("{prefix}{}", p.display()),
+            Err(_) => continue,
+        };
+        let mut content = Vec::new();
+        if entry.read_to_end(&mut content).is_err() {
+            return;
+        }
+        if name.ends_with(".tgz") && depth < 16 {
+            templates_in_archive(&content, &format!("{name}:"), depth + 1, visit);
+        } else if is_template(&name) {
+            visit(&name, &String::from_utf8_lossy(&content));
+        }
+    }
 }
 
 /// Every `$ref` to a remote URL in the `values.schema.json` of the chart
@@ -191,6 +295,50 @@ fn remote_refs(v: &serde_json::Value, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nondeterministic_templates_are_named_in_directories_and_packaged_subcharts()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let chart = dir.path().join("app");
+        std::fs::create_dir_all(chart.join("templates"))?;
+        std::fs::create_dir_all(chart.join("charts"))?;
+        std::fs::write(chart.join("Chart.yaml"), "name: app\nversion: 1.0.0\n")?;
+        std::fs::write(
+            chart.join("templates/secret.yaml"),
+            "data:\n  p: {{ randAlphaNum 8 | b64enc }}\n",
+        )?;
+        std::fs::write(chart.join("templates/cm.yaml"), "data: {{ .Values.x }}\n")?;
+        // A packaged subchart whose template looks the cluster up.
+        let mut tgz = Vec::new();
+        {
+            let gz = flate2::write::GzEncoder::new(&mut tgz, flate2::Compression::fast());
+            let mut builder = tar::Builder::new(gz);
+            let text = b"{{ $s := lookup \"v1\" \"Secret\" \"\" \"x\" }}\n";
+            let mut header = tar::Header::new_gnu();
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, "db/templates/check.yaml", &text[..])?;
+            builder.into_inner()?.finish()?;
+        }
+        std::fs::write(chart.join("charts/db-1.0.0.tgz"), &tgz)?;
+        assert_eq!(
+            nondeterministic(&chart),
+            [
+                "charts/db-1.0.0.tgz:db/templates/check.yaml uses lookup",
+                "templates/secret.yaml uses randAlphaNum",
+            ]
+        );
+        // The same, read from the packaged subchart alone.
+        let file = dir.path().join("db.tgz");
+        std::fs::write(&file, &tgz)?;
+        assert_eq!(
+            nondeterministic(&file),
+            ["db/templates/check.yaml uses lookup"]
+        );
+        Ok(())
+    }
 
     #[test]
     fn remote_schema_refs_are_found_in_the_chart_and_its_vendored_subcharts()

@@ -104,6 +104,19 @@ impl Renderer {
         self
     }
 
+    /// The objects of the chart `chart` rendered with `options`.
+    pub fn chart(
+        &self,
+        chart: &Path,
+        options: &helm::HelmOptions,
+    ) -> Result<Vec<Manifest>, RenderError> {
+        let bin =
+            binary(&self.helm, "AIRGATE_HELM", "helm").ok_or_else(|| RenderError::NoHelm {
+                chart: chart.display().to_string(),
+            })?;
+        helm::template(&bin, chart, options)
+    }
+
     /// Every object under `paths`, in order.
     ///
     /// Guarantees, for each directory named: the walk stays inside it. A
@@ -118,12 +131,7 @@ impl Renderer {
         let mut out = Vec::new();
         for path in paths {
             if helm::is_chart(path) {
-                let bin = binary(&self.helm, "AIRGATE_HELM", "helm").ok_or_else(|| {
-                    RenderError::NoHelm {
-                        chart: path.display().to_string(),
-                    }
-                })?;
-                out.extend(helm::template(&bin, path, &self.helm_options)?);
+                out.extend(self.chart(path, &self.helm_options)?);
                 continue;
             }
             let meta = std::fs::metadata(path).map_err(|source| io(path, source))?;

@@ -39,13 +39,14 @@ use airgate_core::status::{Reason, RecordKind, RecordResult};
 use airgate_core::trust::{CommitTrust, Refusal};
 use airgate_git::{Access, Commit, GitError, GitRef, Mirror};
 use airgate_kube::{Applier, ApplyError, ChangeSet};
-use airgate_render::{Manifest, RenderError, Renderer};
+use airgate_render::{Manifest, Renderer};
 use airgate_store::{ObjectChange, Person, SyncRecord};
 use serde_json::Value;
 
 pub use airgate_core::ownership::{APP_NAME_LABEL, APP_NAMESPACE_LABEL};
 pub use trust::{Verification, Verify};
 
+pub mod helm;
 pub mod provenance;
 mod trust;
 
@@ -67,6 +68,8 @@ pub struct SyncSpec {
     /// Commit trust: what the revision's signatures must meet, and the
     /// ConfigMap naming who may sign (`spec.source.verify`).
     pub verify: Option<Verify>,
+    /// A Helm chart to render with values from `path` (`spec.source.helm`).
+    pub helm: Option<helm::HelmSpec>,
     /// The revision applied last (`status.lastAppliedRevision`): what a
     /// sync's field paths are relative to.
     pub applied: Option<String>,
@@ -136,6 +139,9 @@ pub struct SyncOutcome {
     /// revision changed relative to the one applied before
     /// ([`airgate_core::fields`]).
     pub fields: HashMap<ObjectRef, Vec<String>>,
+    /// What the render warns of: chart templates that `lookup` the
+    /// cluster or draw random values (`TEMPLATE uses F`).
+    pub warnings: Vec<String>,
 }
 
 impl SyncOutcome {
@@ -326,8 +332,137 @@ impl Compact {
     }
 }
 
-/// (URL, path) -> (revision, objects), newest first.
-type Rendered = HashMap<(String, String), Vec<(String, Arc<Vec<Compact>>)>>;
+/// A render as the caches keep it: the objects, and what the render
+/// warns of (templates that `lookup` or draw random values).
+#[derive(Debug)]
+pub(crate) struct Rendering {
+    objects: Vec<Compact>,
+    warnings: Vec<String>,
+}
+
+impl Rendering {
+    fn new(manifests: Vec<Manifest>, warnings: Vec<String>) -> Result<Rendering, SyncError> {
+        Ok(Rendering {
+            objects: manifests
+                .iter()
+                .map(Compact::new)
+                .collect::<Result<_, _>>()?,
+            warnings,
+        })
+    }
+}
+
+/// (URL, path, Helm fingerprint) -> (revision, render), newest first.
+type Rendered = HashMap<(String, String, String), Vec<(String, Arc<Rendering>)>>;
+
+/// The files of one revision a render needs, written out.
+struct Checkout {
+    dir: tempfile::TempDir,
+    /// The App's path, cleaned (`""` for the root).
+    clean: String,
+    path: String,
+    revision: String,
+    /// Every file read, by its path in the repository.
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Checkout {
+    /// Paths in messages are the repository's, not the temporary copy's.
+    fn relative(&self, s: &str) -> String {
+        let root = self.dir.path().display().to_string();
+        s.replace(&format!("{root}/"), "").replace(&root, ".")
+    }
+
+    fn render_error(&self, message: &str) -> SyncError {
+        SyncError::Render {
+            path: self.path.clone(),
+            revision: self.revision.clone(),
+            message: self.relative(message),
+        }
+    }
+
+    /// Sources named by the repository's paths and the revision.
+    fn named(&self, mut manifests: Vec<Manifest>) -> Vec<Manifest> {
+        let short = &self.revision[..self.revision.len().min(12)];
+        for m in &mut manifests {
+            m.source = format!("{}@{short}", self.relative(&m.source));
+        }
+        manifests
+    }
+}
+
+/// Reads from Git only what the App needs: its path and `also`, then what
+/// its kustomizations refer to elsewhere in the repository (an overlay's
+/// `../../base`), until nothing is missing. Nothing outside the
+/// repository, nothing remote: checked in each kustomization before
+/// kustomize runs.
+fn checkout(
+    mirror: &Mirror,
+    url: &str,
+    revision: &str,
+    path: &str,
+    also: &[String],
+) -> Result<Checkout, SyncError> {
+    let clean = path.trim_matches('/');
+    let clean = if clean == "." { "" } else { clean };
+    let dir = tempfile::tempdir().map_err(|e| SyncError::Internal(e.to_string()))?;
+    let mut out = Checkout {
+        dir,
+        clean: clean.to_string(),
+        path: path.to_string(),
+        revision: revision.to_string(),
+        files: BTreeMap::new(),
+    };
+    let mut budget = airgate_git::MAX_TREE;
+    let mut wanted = vec![clean.to_string()];
+    let mut asked = std::collections::BTreeSet::new();
+    let mut first = true;
+    while !wanted.is_empty() {
+        asked.extend(wanted.iter().cloned());
+        let files = mirror.read_paths(url, revision, &wanted, &mut budget)?;
+        let files = match files {
+            Some(files) => files,
+            None if first => {
+                return Err(SyncError::Source(GitError::NoSuchPath {
+                    commit: revision.to_string(),
+                    path: clean.to_string(),
+                }));
+            }
+            // kustomize names what it cannot find.
+            None => Default::default(),
+        };
+        write_out(out.dir.path(), &files)?;
+        out.files.extend(files);
+        if first {
+            first = false;
+            for extra in also {
+                asked.insert(extra.clone());
+                let files = mirror
+                    .read_paths(url, revision, std::slice::from_ref(extra), &mut budget)?
+                    .ok_or_else(|| {
+                        SyncError::Source(GitError::NoSuchPath {
+                            commit: revision.to_string(),
+                            path: extra.clone(),
+                        })
+                    })?;
+                write_out(out.dir.path(), &files)?;
+                out.files.extend(files);
+            }
+        }
+        let root = out.dir.path().to_path_buf();
+        let missing = airgate_render::confine::check_from(&root, &root.join(clean), &|p| {
+            out.relative(&p.display().to_string())
+        })
+        .map_err(|e| out.render_error(&e.to_string()))?;
+        wanted = missing
+            .iter()
+            .filter_map(|m| m.strip_prefix(&root).ok())
+            .map(|m| m.display().to_string())
+            .filter(|m| !asked.contains(m))
+            .collect();
+    }
+    Ok(out)
+}
 
 /// Per URL: when the last fetch of each ref started, and the commit it named.
 type Fetched = HashMap<String, (Instant, Commit)>;
@@ -347,6 +482,8 @@ pub struct Syncer {
     /// Where imports are read; `None`: no registry is read, and an App
     /// with `requireImportedBy` is refused.
     imports: Option<provenance::Imports>,
+    /// Helm Apps' charts, capabilities and renders.
+    helm: Arc<helm::Helm>,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -369,12 +506,23 @@ impl Syncer {
             appliers: Default::default(),
             fetches: Default::default(),
             imports: None,
+            helm: Default::default(),
         }
     }
 
-    /// Reads each image's imports with `client` (see [`provenance`]).
+    /// Reads each image's imports with `client` (see [`provenance`]); Helm
+    /// Apps' charts are read trusting its CAs and plain-HTTP registries
+    /// (with each App's own credentials).
     pub fn with_imports(mut self, client: airgate_oci::RegistryClient) -> Syncer {
+        self.helm = Arc::new(helm::Helm::new(client.options()));
         self.imports = Some(provenance::Imports::new(client));
+        self
+    }
+
+    /// Renders Helm Apps with `helm` (`None`: `$AIRGATE_HELM`, then `helm`
+    /// on `PATH`).
+    pub fn with_helm(mut self, helm: Option<PathBuf>) -> Syncer {
+        self.renderer = self.renderer.with_helm(helm, Default::default());
         self
     }
 
@@ -509,7 +657,18 @@ impl Syncer {
 
     /// The rendered objects of `path` at `commit`, from the cache when there.
     pub async fn render(&self, spec: &SyncSpec, commit: &str) -> Result<Vec<Manifest>, SyncError> {
-        let key = (spec.url.clone(), spec.path.clone());
+        let rendering = self.rendering(spec, commit).await?;
+        rendering.objects.iter().map(Compact::manifest).collect()
+    }
+
+    /// [`Syncer::render`], as the cache keeps it, with its warnings.
+    async fn rendering(&self, spec: &SyncSpec, commit: &str) -> Result<Arc<Rendering>, SyncError> {
+        let fingerprint = spec
+            .helm
+            .as_ref()
+            .map(|h| h.fingerprint())
+            .unwrap_or_default();
+        let key = (spec.url.clone(), spec.path.clone(), fingerprint);
         let hit = self
             .rendered
             .lock()
@@ -518,83 +677,169 @@ impl Syncer {
             .and_then(|revisions| revisions.iter().find(|(r, _)| r == commit))
             .map(|(_, hit)| hit.clone());
         if let Some(hit) = hit {
-            return hit.iter().map(Compact::manifest).collect();
+            return Ok(hit);
         }
-        let (mirror, renderer) = (self.mirror_for(spec), self.renderer.clone());
-        let (url, path, revision) = (spec.url.clone(), spec.path.clone(), commit.to_string());
-        let manifests = tokio::task::spawn_blocking(move || -> Result<Vec<Manifest>, SyncError> {
-            let clean = path.trim_matches('/');
-            let clean = if clean == "." { "" } else { clean };
-            let dir = tempfile::tempdir().map_err(|e| SyncError::Internal(e.to_string()))?;
-            let root = dir.path().display().to_string();
-            // Paths in messages are the repository's, not the temporary copy's.
-            let relative = |s: &str| s.replace(&format!("{root}/"), "").replace(&root, ".");
-            // Only what the App needs: its path, then what its
-            // kustomizations refer to elsewhere in the repository (an
-            // overlay's `../../base`), until nothing is missing. Nothing
-            // outside the repository, nothing remote: checked in each
-            // kustomization before kustomize runs.
-            let mut budget = airgate_git::MAX_TREE;
-            let mut wanted = vec![clean.to_string()];
-            let mut asked = std::collections::BTreeSet::new();
-            while !wanted.is_empty() {
-                asked.extend(wanted.iter().cloned());
-                let files = mirror.read_paths(&url, &revision, &wanted, &mut budget)?;
-                let files = match files {
-                    Some(files) => files,
-                    None if asked.len() == 1 => {
-                        return Err(SyncError::Source(GitError::NoSuchPath {
-                            commit: revision.clone(),
-                            path: clean.to_string(),
-                        }));
-                    }
-                    // kustomize names what it cannot find.
-                    None => Default::default(),
-                };
-                write_out(dir.path(), &files)?;
-                let missing = airgate_render::confine::check_from(
-                    dir.path(),
-                    &dir.path().join(clean),
-                    &|p| relative(&p.display().to_string()),
-                )
-                .map_err(|e| SyncError::Render {
-                    path: path.clone(),
-                    revision: revision.clone(),
-                    message: e.to_string(),
-                })?;
-                wanted = missing
-                    .iter()
-                    .filter_map(|m| m.strip_prefix(dir.path()).ok())
-                    .map(|m| m.display().to_string())
-                    .filter(|m| !asked.contains(m))
-                    .collect();
+        let rendering = match &spec.helm {
+            Some(helm) => self.render_chart(spec, helm, commit).await?,
+            None => {
+                let (mirror, renderer) = (self.mirror_for(spec), self.renderer.clone());
+                let (url, path, revision) =
+                    (spec.url.clone(), spec.path.clone(), commit.to_string());
+                tokio::task::spawn_blocking(move || -> Result<Arc<Rendering>, SyncError> {
+                    let source = checkout(&mirror, &url, &revision, &path, &[])?;
+                    let manifests = renderer
+                        .render(&[source.dir.path().join(&source.clean)])
+                        .map_err(|e| source.render_error(&e.to_string()))?;
+                    Ok(Arc::new(Rendering::new(
+                        source.named(manifests),
+                        Vec::new(),
+                    )?))
+                })
+                .await
+                .map_err(|e| SyncError::Internal(e.to_string()))??
             }
-            let render_error = |e: RenderError| SyncError::Render {
-                path: path.clone(),
-                revision: revision.clone(),
-                message: relative(&e.to_string()),
-            };
-            let mut manifests = renderer
-                .render(&[dir.path().join(clean)])
-                .map_err(render_error)?;
-            let short = &revision[..revision.len().min(12)];
-            for m in &mut manifests {
-                m.source = format!("{}@{short}", relative(&m.source));
-            }
-            Ok(manifests)
-        })
-        .await
-        .map_err(|e| SyncError::Internal(e.to_string()))??;
-        let compact = manifests
-            .iter()
-            .map(Compact::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        };
         let mut rendered = self.rendered.lock().await;
         let revisions = rendered.entry(key).or_default();
         revisions.retain(|(r, _)| r != commit);
-        revisions.insert(0, (commit.to_string(), Arc::new(compact)));
+        revisions.insert(0, (commit.to_string(), rendering.clone()));
         revisions.truncate(RENDERS_KEPT);
-        Ok(manifests)
+        Ok(rendering)
+    }
+
+    /// A Helm App's render (see [`helm`]): the chart pulled as the App (or
+    /// read from Git), the values files from the App's path, served from
+    /// the render cache when chart, values and capabilities are the same.
+    async fn render_chart(
+        &self,
+        spec: &SyncSpec,
+        helm: &helm::HelmSpec,
+        commit: &str,
+    ) -> Result<Arc<Rendering>, SyncError> {
+        use airgate_core::chart::ChartSource;
+        let pulled = match &helm.chart {
+            ChartSource::Registry(reference) => {
+                let found = airgate_core::discover::Found {
+                    object: format!("App/{}", spec.app),
+                    field: "spec.source.helm.chart".into(),
+                    written: format!("oci://{reference}"),
+                    image: reference.clone(),
+                    source: "the App's spec".into(),
+                    document: 1,
+                };
+                let violations = spec.policy.check(std::slice::from_ref(&found));
+                if !violations.is_empty() {
+                    return Err(SyncError::Policy(violations));
+                }
+                Some(self.helm.pull(reference, &helm.access).await?)
+            }
+            ChartSource::Git { .. } => None,
+        };
+        let caps = self.helm.capabilities(&self.config).await?;
+        let (mirror, renderer, cache) = (
+            self.mirror_for(spec),
+            self.renderer.clone(),
+            self.helm.clone(),
+        );
+        let (url, path, revision) = (spec.url.clone(), spec.path.clone(), commit.to_string());
+        let (helm, namespace) = (helm.clone(), spec.namespace.clone());
+        tokio::task::spawn_blocking(move || -> Result<Arc<Rendering>, SyncError> {
+            let chart_dir = match &helm.chart {
+                ChartSource::Git { path } => vec![path.clone()],
+                ChartSource::Registry(_) => Vec::new(),
+            };
+            let source = checkout(&mirror, &url, &revision, &path, &chart_dir)?;
+            let mut values_paths = Vec::new();
+            let mut values_bytes = Vec::new();
+            for file in &helm.values_files {
+                let name = [source.clean.as_str(), file.as_str()]
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let bytes = source.files.get(&name).ok_or_else(|| {
+                    source.render_error(&format!(
+                        "values file {name} (spec.source.helm.valuesFiles) is not in the revision"
+                    ))
+                })?;
+                values_paths.push(source.dir.path().join(&name));
+                values_bytes.push(bytes.as_slice());
+            }
+            let inline = helm
+                .values
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let chart_digest = match (&pulled, &helm.chart) {
+                (Some(p), _) => p.digest.to_string(),
+                (None, ChartSource::Git { path }) => {
+                    helm::directory_digest(&source.files, path).to_string()
+                }
+                (None, ChartSource::Registry(_)) => String::new(),
+            };
+            let key = airgate_core::chart::RenderInputs {
+                chart: &chart_digest,
+                values_files: values_bytes,
+                values: inline.as_bytes(),
+                release_name: &helm.release_name,
+                namespace: &namespace,
+                kube_version: &caps.kube_version,
+                api_versions: &caps.api_versions,
+            }
+            .key();
+            if let Some(hit) = cache.cached(&key) {
+                return Ok(hit);
+            }
+            let (chart_path, shown) = match (&pulled, &helm.chart) {
+                (Some(p), chart) => {
+                    let file = source.dir.path().join(".airgate-chart.tgz");
+                    std::fs::write(&file, &p.tgz)
+                        .map_err(|e| SyncError::Internal(e.to_string()))?;
+                    (file, chart.shown())
+                }
+                (None, chart @ ChartSource::Git { path }) => {
+                    (source.dir.path().join(path), chart.shown())
+                }
+                (None, ChartSource::Registry(_)) => {
+                    return Err(SyncError::Internal(
+                        "a registry chart was not pulled".into(),
+                    ));
+                }
+            };
+            if !inline.is_empty() {
+                let file = source.dir.path().join(".airgate-values.json");
+                std::fs::write(&file, &inline).map_err(|e| SyncError::Internal(e.to_string()))?;
+                values_paths.push(file);
+            }
+            let options = airgate_render::helm::HelmOptions {
+                values: values_paths,
+                release_name: Some(helm.release_name.clone()),
+                namespace: Some(namespace.clone()),
+                kube_version: Some(caps.kube_version.clone()),
+                api_versions: caps.api_versions.clone(),
+                include_crds: true,
+                ..Default::default()
+            };
+            let from_chart = |text: &str| text.replace(&chart_path.display().to_string(), &shown);
+            let manifests = renderer
+                .chart(&chart_path, &options)
+                .map_err(|e| source.render_error(&from_chart(&e.to_string())))?;
+            let warnings = airgate_render::helm::nondeterministic(&chart_path)
+                .into_iter()
+                .map(|w| format!("{}: {w}", shown))
+                .collect();
+            let mut manifests = manifests;
+            for m in &mut manifests {
+                m.source = from_chart(&m.source);
+            }
+            let manifests = source.named(manifests);
+            let rendering = Arc::new(Rendering::new(manifests, warnings)?);
+            cache.keep(key, rendering.clone());
+            Ok(rendering)
+        })
+        .await
+        .map_err(|e| SyncError::Internal(e.to_string()))?
     }
 
     /// One sync (see the crate docs); `previous` is the inventory the last
@@ -638,7 +883,12 @@ impl Syncer {
         F: FnOnce(Vec<ObjectRef>) -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
     {
-        let manifests = self.render(spec, &commit.id).await?;
+        let rendering = self.rendering(spec, &commit.id).await?;
+        let manifests = rendering
+            .objects
+            .iter()
+            .map(Compact::manifest)
+            .collect::<Result<Vec<_>, _>>()?;
 
         let mut found = Vec::new();
         for m in manifests.iter() {
@@ -712,6 +962,7 @@ impl Syncer {
             imported,
             fields,
             from_revision,
+            warnings: rendering.warnings.clone(),
         })
     }
 }

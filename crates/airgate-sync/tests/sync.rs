@@ -61,6 +61,7 @@ fn spec(p: &Perimeter, ns: &str, repo: &str) -> Result<SyncSpec> {
         },
         prune: true,
         verify: None,
+        helm: None,
         applied: None,
     })
 }

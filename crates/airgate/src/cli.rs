@@ -211,6 +211,9 @@ pub struct ControllerArgs {
     /// The kustomize binary (else AIRGATE_KUSTOMIZE, else PATH).
     #[arg(long, value_name = "BIN")]
     pub kustomize: Option<PathBuf>,
+    /// The helm binary Helm Apps render with, v3 or v4 (else AIRGATE_HELM, else PATH).
+    #[arg(long, value_name = "BIN")]
+    pub helm: Option<PathBuf>,
     /// Serve /metrics and /healthz here.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: String,

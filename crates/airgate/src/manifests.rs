@@ -49,6 +49,8 @@ pub fn images(args: &DiscoverArgs) -> Result<Discovered> {
             api_versions: Vec::new(),
             version: chart.chart_version.clone(),
             registry_config: airgate_oci::auth::config_path(),
+            // Images are in workloads, not in CustomResourceDefinitions.
+            include_crds: false,
         },
     );
     for path in args.paths.iter().filter(|p| p.join("Chart.yaml").is_file()) {

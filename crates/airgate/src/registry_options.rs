@@ -12,5 +12,6 @@ pub fn options(args: &RegistryArgs) -> Result<RegistryOptions> {
         ca_files: args.ca_files.clone(),
         credentials: Credentials::from_environment()?,
         attempts: 8,
+        ..RegistryOptions::default()
     })
 }

@@ -182,6 +182,7 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
         ca_files: vec![p.internal_registry_ca.clone()],
         credentials: Credentials::from_file(&docker.join("config.json"))?,
         attempts: 3,
+        ..RegistryOptions::default()
     })?;
     let web_ref = ImageRef::parse(&target)?;
     let web_digest = web.digest.parse()?;

@@ -63,6 +63,7 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
             log_repository,
             registry,
             kustomize: args.kustomize,
+            helm: args.helm,
             listen: args.listen,
             concurrency: args.concurrency,
         })
