@@ -72,7 +72,11 @@ pub fn is_permanent(error: &SyncError) -> bool {
         SyncError::Render { .. } | SyncError::Policy(_) | SyncError::Unverified { .. } => true,
         SyncError::Apply(e) => match e.cause() {
             ApplyError::DryRun { retryable, .. } => !retryable,
-            ApplyError::Object(_) | ApplyError::UnknownKind { .. } => true,
+            // A failed hook (a migration Job) is not run again and again:
+            // it waits for a new commit or spec, or a request.
+            ApplyError::Object(_) | ApplyError::UnknownKind { .. } | ApplyError::Hook { .. } => {
+                true
+            }
             _ => false,
         },
         _ => false,

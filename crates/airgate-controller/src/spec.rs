@@ -38,7 +38,7 @@ pub fn sync_spec(app: &App) -> Result<SyncSpec, String> {
     let namespace = app.namespace().unwrap_or_default();
     let git_ref = app.spec.git_ref()?;
     app.spec.interval()?;
-    app.spec.timeout()?;
+    let timeout = app.spec.timeout()?;
     if app.spec.service_account_name.is_empty() {
         return Err("spec.serviceAccountName is empty: every apply runs as a ServiceAccount of the App's namespace".into());
     }
@@ -75,6 +75,7 @@ pub fn sync_spec(app: &App) -> Result<SyncSpec, String> {
         prune: app.spec.prune,
         verify: verify(app)?,
         helm: helm(app)?,
+        timeout,
         applied: app
             .status
             .as_ref()

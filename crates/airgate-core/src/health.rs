@@ -149,7 +149,15 @@ pub fn assess_as(group: &str, kind: &str, obj: &Value) -> Health {
             if condition_is(obj, "Complete", "True") {
                 Health::Ready
             } else if condition_is(obj, "Failed", "True") {
-                Health::Failed(message(obj, "Failed"))
+                // The reason (BackoffLimitExceeded, DeadlineExceeded) says
+                // what to do; the message says it in words.
+                let reason = condition(obj, "Failed")
+                    .and_then(|c| c.get("reason"))
+                    .and_then(Value::as_str);
+                match reason {
+                    Some(r) => Health::Failed(format!("{r}: {}", message(obj, "Failed"))),
+                    None => Health::Failed(message(obj, "Failed")),
+                }
             } else {
                 Health::Progressing("the job has not completed".into())
             }

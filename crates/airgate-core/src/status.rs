@@ -126,6 +126,9 @@ words! {
         /// A chart template calls `lookup` (it renders nothing without a
         /// cluster) or draws random values (they change with every render).
         NondeterministicTemplate = "NondeterministicTemplate",
+        /// A Helm hook failed or was not done in time: nothing after it
+        /// was applied.
+        HookFailed = "HookFailed",
     }
 }
 

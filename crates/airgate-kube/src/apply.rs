@@ -257,6 +257,29 @@ impl Applier {
         F: FnOnce(Vec<ObjectRef>) -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
     {
+        self.apply_around(objects, vouched, before_write, || async { Ok(()) })
+            .await
+    }
+
+    /// [`Applier::apply_with`], running `between` after the first stage
+    /// (cluster definitions) and before the second writes anything: where
+    /// Helm's pre-install and pre-upgrade hooks run. When `between` fails,
+    /// nothing of the second stage is written and its error is returned
+    /// (after what the first stage applied).
+    pub async fn apply_around<V, F, Fut, B, BFut>(
+        &self,
+        objects: &[(String, V)],
+        vouched: &HashSet<ObjectRef>,
+        before_write: F,
+        between: B,
+    ) -> Result<ChangeSet, ApplyError>
+    where
+        V: Borrow<Value> + Sync,
+        F: FnOnce(Vec<ObjectRef>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+        B: FnOnce() -> BFut,
+        BFut: std::future::Future<Output = Result<(), ApplyError>>,
+    {
         let mut planned = plan(objects)?;
         // Dry-run everything that can be dry-run now; what must wait for
         // the first stage (new kinds, objects in new namespaces) is
@@ -278,6 +301,7 @@ impl Applier {
         self.check_deferred(&mut planned, &deferred, vouched)
             .await
             .map_err(|e| e.after(&changes))?;
+        between().await.map_err(|e| e.after(&changes))?;
         self.stage_two(&planned, changes).await
     }
 

@@ -113,6 +113,10 @@ pub enum ApplyError {
     NotEstablished { name: String, seconds: u64 },
     #[error("{0}")]
     Client(String),
+    /// A Helm hook failed, or was not done in time: nothing after it was
+    /// applied.
+    #[error("hook {hook} failed: {message}")]
+    Hook { hook: String, message: String },
     /// `source` happened after these objects were applied (stage 1, and
     /// whatever of stage 2 had answered): they exist now. The message names
     /// them; the write-ahead of `apply_with` has put them in the inventory.
@@ -143,7 +147,8 @@ impl ApplyError {
         }
     }
 
-    pub(crate) fn after(self, changes: &ChangeSet) -> ApplyError {
+    /// This error, after `changes` were applied ([`ApplyError::Partial`]).
+    pub fn after(self, changes: &ChangeSet) -> ApplyError {
         if changes.changes.is_empty() {
             return self;
         }

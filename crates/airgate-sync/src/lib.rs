@@ -47,6 +47,7 @@ pub use airgate_core::ownership::{APP_NAME_LABEL, APP_NAMESPACE_LABEL};
 pub use trust::{Verification, Verify};
 
 pub mod helm;
+mod hooks;
 pub mod provenance;
 mod trust;
 
@@ -70,6 +71,9 @@ pub struct SyncSpec {
     pub verify: Option<Verify>,
     /// A Helm chart to render with values from `path` (`spec.source.helm`).
     pub helm: Option<helm::HelmSpec>,
+    /// How long objects may take to become healthy (`spec.timeout`): how
+    /// long a Helm hook, and the health post hooks wait for, may take.
+    pub timeout: std::time::Duration,
     /// The revision applied last (`status.lastAppliedRevision`): what a
     /// sync's field paths are relative to.
     pub applied: Option<String>,
@@ -113,6 +117,7 @@ impl SyncError {
             SyncError::NotImported(_) => Reason::ImageNotImported,
             SyncError::Apply(e) => match e.cause() {
                 ApplyError::DryRun { .. } => Reason::DryRunFailed,
+                ApplyError::Hook { .. } => Reason::HookFailed,
                 ApplyError::Ownership(_) => Reason::OwnershipConflict,
                 _ => Reason::ApplyFailed,
             },
@@ -142,12 +147,19 @@ pub struct SyncOutcome {
     /// What the render warns of: chart templates that `lookup` the
     /// cluster or draw random values (`TEMPLATE uses F`).
     pub warnings: Vec<String>,
+    /// What Helm hooks applied and deleted (not in the inventory).
+    pub hooks: ChangeSet,
 }
 
 impl SyncOutcome {
     /// The record to store.
     pub fn record(&self, app: &str, started_at: i64, duration_ms: u64) -> SyncRecord {
-        let changes = self.applied.changes.iter().chain(&self.pruned.changes);
+        let changes = self
+            .applied
+            .changes
+            .iter()
+            .chain(&self.pruned.changes)
+            .chain(&self.hooks.changes);
         let mut objects = object_changes(changes.clone());
         for (o, c) in objects.iter_mut().zip(changes) {
             o.fields = self.fields.get(&c.object).cloned().unwrap_or_default();
@@ -923,9 +935,26 @@ impl Syncer {
         images.dedup();
 
         let applier = self.applier(spec)?;
+        let split = match &spec.helm {
+            Some(_) => hooks::split(&manifests, previous.entries.is_empty()),
+            None => hooks::Split {
+                main: manifests.iter().collect(),
+                ..Default::default()
+            },
+        };
         let objects: Vec<(String, &Value)> =
-            manifests.iter().map(|m| (m.origin(), &m.value)).collect();
-        let applied = applier.apply_with(&objects, vouched, before_write).await?;
+            split.main.iter().map(|m| (m.origin(), &m.value)).collect();
+        let hooked = std::sync::Mutex::new(ChangeSet::default());
+        let pre_hooks = || async {
+            let done = hooks::run(&applier, &split.before, spec.timeout).await?;
+            if let Ok(mut h) = hooked.lock() {
+                h.changes.extend(done.changes);
+            }
+            Ok(())
+        };
+        let applied = applier
+            .apply_around(&objects, vouched, before_write, pre_hooks)
+            .await?;
         let inventory = Inventory::new(applied.changes.iter().map(|c| c.object.clone()));
         let pruned = if spec.prune {
             applier
@@ -934,6 +963,25 @@ impl Syncer {
         } else {
             ChangeSet::default()
         };
+        if !split.after.is_empty() {
+            let objects: Vec<ObjectRef> = inventory.entries.iter().cloned().collect();
+            hooks::wait(&applier, &objects, spec.timeout)
+                .await
+                .map_err(|message| {
+                    airgate_kube::ApplyError::Hook {
+                        hook: "post-install/post-upgrade".into(),
+                        message: format!("not run: the applied objects are not healthy: {message}"),
+                    }
+                    .after(&applied)
+                })?;
+            let done = hooks::run(&applier, &split.after, spec.timeout)
+                .await
+                .map_err(|e| e.after(&applied))?;
+            if let Ok(mut h) = hooked.lock() {
+                h.changes.extend(done.changes);
+            }
+        }
+        let hooks = hooked.into_inner().unwrap_or_default();
         let earlier = match &spec.applied {
             Some(r) if r != &commit.id => self.render(spec, r).await.ok(),
             _ => None,
@@ -963,6 +1011,7 @@ impl Syncer {
             fields,
             from_revision,
             warnings: rendering.warnings.clone(),
+            hooks,
         })
     }
 }

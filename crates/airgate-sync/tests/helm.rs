@@ -115,6 +115,7 @@ async fn a_chart_renders_as_the_app_from_the_internal_registry_and_repeats_from_
             release_name: "shop".into(),
             access: access.clone(),
         }),
+        timeout: std::time::Duration::from_secs(30),
         applied: None,
     };
     let mirror = tempfile::tempdir()?;

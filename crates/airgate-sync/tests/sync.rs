@@ -62,6 +62,7 @@ fn spec(p: &Perimeter, ns: &str, repo: &str) -> Result<SyncSpec> {
         prune: true,
         verify: None,
         helm: None,
+        timeout: std::time::Duration::from_secs(30),
         applied: None,
     })
 }

@@ -242,6 +242,11 @@ impl Tenant {
             .arg(&data)
             .arg("--kustomize")
             .arg(&self.p.kustomize)
+            .args(if extra.contains(&"--helm") {
+                vec![]
+            } else {
+                vec![std::ffi::OsStr::new("--helm"), self.p.helm.as_os_str()]
+            })
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .env("DOCKER_CONFIG", self.dir.path().join("docker"))
