@@ -5,7 +5,9 @@
 //! `crds/` upgraded with a new chart version; hooks mapped onto the staged
 //! apply (a post hook deleted once it succeeded, a pre-upgrade hook run on
 //! upgrade, and a failing one that stops the sync before stage two); and a
-//! template that calls `lookup`, reported.
+//! template that calls `lookup`, reported. With helm 3 the controller and
+//! every helm it runs are traced: nothing but the apiserver, the Git
+//! server and the internal registry is reached.
 
 mod tenant;
 
@@ -179,11 +181,10 @@ fn condition(app: &App, kind: ConditionType) -> Option<(String, String)> {
         .map(|c| (c.reason.clone(), c.message.clone()))
 }
 
-fn values(color: &str, fail: bool) -> String {
-    format!(
-        "image: \"{}\"\ncolor: {color}\nfailMigration: {fail}\n",
-        image("1.0")
-    )
+/// Images name the internal registry itself: the controller reads their
+/// imports from it (an allowed registry), which the trace allows.
+fn values(registry: &str, color: &str, fail: bool) -> String {
+    format!("image: \"{registry}/shop/web:1.0@{DIGEST}\"\ncolor: {color}\nfailMigration: {fail}\n")
 }
 
 async fn drill(helm: &std::path::Path, v4: bool) -> Result<()> {
@@ -191,19 +192,22 @@ async fn drill(helm: &std::path::Path, v4: bool) -> Result<()> {
     let t = Tenant::new(if v4 { "helm4" } else { "helm3" }).await?;
     helm_tenant(&t).await?;
     let first = push_chart(&t, helm, "0.1.0")?;
-    t.write("envs/prod/values.yaml", &values("blue", false))?;
+    t.write("envs/prod/values.yaml", &values(&t.p.internal_registry, "blue", false))?;
     t.push("values")?;
     let chart = format!("oci://{}/{}/charts/demo", t.p.internal_registry, t.ns);
     let helm_arg = helm.display().to_string();
+    // With helm 3, the controller and the helm it runs are traced: the
+    // render reaches nothing (air-gap discipline).
+    let trace = t.dir.path().join("controller.trace");
     let c = t
         .controller_traced(
             "c1",
             &format!("{}-lease", t.ns),
-            None,
+            (!v4).then_some(trace.as_path()),
             &["--helm", &helm_arg],
         )
         .await?;
-    let policy = json!({"allowedRegistries": ["registry.internal:5000", t.p.internal_registry],
+    let policy = json!({"allowedRegistries": [t.p.internal_registry],
                         "requireDigests": true});
     let source = |at: serde_json::Value| {
         let mut helm = json!({"chart": chart, "valuesFiles": ["values.yaml"],
@@ -290,7 +294,7 @@ async fn drill(helm: &std::path::Path, v4: bool) -> Result<()> {
     );
 
     // A values change in Git rolls out, after the pre-upgrade hook.
-    t.write("envs/prod/values.yaml", &values("green", false))?;
+    t.write("envs/prod/values.yaml", &values(&t.p.internal_registry, "green", false))?;
     let green = t.push("green")?;
     t.until(
         "shop",
@@ -347,7 +351,7 @@ async fn drill(helm: &std::path::Path, v4: bool) -> Result<()> {
     t.until("shop", "Ready on 0.2.0", ready, &c).await?;
 
     // A pre-upgrade hook that fails stops the sync before stage two.
-    t.write("envs/prod/values.yaml", &values("red", true))?;
+    t.write("envs/prod/values.yaml", &values(&t.p.internal_registry, "red", true))?;
     t.push("a migration that fails")?;
     let failed = t.until_reason("HookFailed", &c).await?;
     let message = ready_message(&failed);
@@ -365,6 +369,23 @@ async fn drill(helm: &std::path::Path, v4: bool) -> Result<()> {
             == Some("green"),
         "nothing of stage two was applied"
     );
+    drop(c);
+    if !v4 {
+        let kubeconfig = std::fs::read_to_string(&t.p.kubeconfig)?;
+        let server = kubeconfig
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server:"))
+            .context("no server in the kubeconfig")?;
+        let allowed = [
+            airgate_testkit::airgap::endpoint(server.trim())?,
+            airgate_testkit::airgap::endpoint(&t.p.git_url)?,
+            airgate_testkit::airgap::endpoint(&t.p.internal_registry)?,
+        ];
+        let attempts = airgate_testkit::airgap::attempts(&trace)?;
+        ensure!(!attempts.is_empty(), "the trace recorded nothing");
+        let found = airgate_testkit::airgap::violations(&attempts, &allowed);
+        ensure!(found.is_empty(), "{}", found.join("\n"));
+    }
     Ok(())
 }
 
