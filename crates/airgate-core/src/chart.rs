@@ -16,6 +16,120 @@ pub const CHART_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gz
 /// The content layer's media type in charts pushed by early Helm 3 releases.
 pub const CHART_LAYER_LEGACY: &str = "application/tar+gzip";
 
+/// The registry name charts packaged by airgate from a directory are
+/// carried under (`airgate.local/charts/NAME:VERSION`): never reached,
+/// since their content travels in the bundle.
+pub const PACKAGED_REGISTRY: &str = "airgate.local";
+
+/// A packaged chart (`.tgz`) as Helm's OCI artifact: its manifest, made
+/// the same way every time from the same package and config (no
+/// timestamp), so a lock can name its digest before the bundle is made.
+pub fn oci_manifest(config: &[u8], package: &[u8], name: &str, version: &str) -> Vec<u8> {
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::oci::OCI_MANIFEST,
+        "config": {
+            "mediaType": crate::lock::HELM_CONFIG,
+            "digest": Digest::of(config).to_string(),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": CHART_LAYER,
+            "digest": Digest::of(package).to_string(),
+            "size": package.len(),
+        }],
+        "annotations": {
+            "org.opencontainers.image.title": name,
+            "org.opencontainers.image.version": version,
+        },
+    });
+    // serde_json's maps are ordered: the same value gives the same bytes.
+    manifest.to_string().into_bytes()
+}
+
+/// In a classic chart repository's `index.yaml` (as JSON), the package of
+/// `name` at exactly `version`: its URL (relative ones joined to `repo`)
+/// and, when the index gives it, its SHA-256.
+pub fn index_entry(
+    index: &serde_json::Value,
+    repo: &str,
+    name: &str,
+    version: &str,
+) -> Result<(String, Option<Digest>), String> {
+    let versions = index["entries"][name]
+        .as_array()
+        .ok_or_else(|| format!("{repo}/index.yaml has no chart named '{name}'"))?;
+    let entry = versions
+        .iter()
+        .find(|e| e["version"].as_str() == Some(version))
+        .ok_or_else(|| {
+            let known: Vec<&str> = versions
+                .iter()
+                .filter_map(|e| e["version"].as_str())
+                .take(10)
+                .collect();
+            format!(
+                "{repo}/index.yaml has no version {version} of '{name}' (it has {})",
+                known.join(", ")
+            )
+        })?;
+    let url = entry["urls"][0]
+        .as_str()
+        .ok_or_else(|| format!("{repo}/index.yaml: {name} {version} has no URL"))?;
+    let url = if url.starts_with("https://") || url.starts_with("http://") {
+        url.to_string()
+    } else if url.contains("://") {
+        return Err(format!(
+            "{repo}/index.yaml: {name} {version} is at '{}', which is not HTTP(S)",
+            crate::text::shown(url, 200)
+        ));
+    } else {
+        format!(
+            "{}/{}",
+            repo.trim_end_matches('/'),
+            url.trim_start_matches('/')
+        )
+    };
+    let digest = match entry["digest"].as_str() {
+        Some(hex) => Some(
+            format!("sha256:{}", hex.trim_start_matches("sha256:"))
+                .parse()
+                .map_err(|_| {
+                    format!("{repo}/index.yaml: {name} {version} has a digest that is not SHA-256")
+                })?,
+        ),
+        None => None,
+    };
+    Ok((url, digest))
+}
+
+/// `https://HOST[:PORT]/PATH/NAME:VERSION`, a chart in a classic
+/// repository: the repository URL, the name, the version, and the
+/// reference it is carried under (`HOST[:PORT]/PATH/NAME:VERSION`).
+pub fn repository_chart(text: &str) -> Result<(String, String, String, ImageRef), String> {
+    let shown = crate::text::shown(text, 200);
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or_else(|| format!("'{shown}' is not an http(s):// chart URL"))?;
+    let (repo_path, last) = rest
+        .rsplit_once('/')
+        .ok_or_else(|| format!("'{shown}' names no chart: use https://HOST/PATH/NAME:VERSION"))?;
+    let (name, version) = last
+        .split_once(':')
+        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        .ok_or_else(|| format!("'{shown}' names no version: use https://HOST/PATH/NAME:VERSION"))?;
+    let scheme = &text[..text.len() - rest.len()];
+    let reference = ImageRef::parse(&format!("{repo_path}/{name}:{}", version.replace('+', "_")))
+        .map_err(|e| format!("'{shown}': {e}"))?;
+    Ok((
+        format!("{scheme}{repo_path}"),
+        name.to_string(),
+        version.to_string(),
+        reference,
+    ))
+}
+
 /// Where an App's chart comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChartSource {
@@ -401,6 +515,73 @@ mod tests {
                 (g, w) => panic!("{chart}: got {g:?}, want {w:?}"),
             }
         }
+    }
+
+    #[test]
+    fn classic_repositories_are_read_by_name_and_exact_version() {
+        let index = json!({"entries": {"shop": [
+            {"version": "1.4.2", "urls": ["shop-1.4.2.tgz"], "digest": "ab".repeat(32)},
+            {"version": "1.4.1", "urls": ["https://cdn.example.com/shop-1.4.1.tgz"]},
+            {"version": "1.0.0", "urls": ["file:///etc/passwd"]},
+        ]}});
+        let repo = "https://charts.example.com/stable";
+        let (url, digest) = index_entry(&index, repo, "shop", "1.4.2").unwrap_or_default();
+        assert_eq!(url, "https://charts.example.com/stable/shop-1.4.2.tgz");
+        assert_eq!(
+            digest.map(|d| d.to_string()),
+            Some(format!("sha256:{}", "ab".repeat(32)))
+        );
+        let (url, digest) = index_entry(&index, repo, "shop", "1.4.1").unwrap_or_default();
+        assert_eq!(
+            (url.as_str(), digest),
+            ("https://cdn.example.com/shop-1.4.1.tgz", None)
+        );
+        for (name, version, want) in [
+            ("shop", "1.0.0", "not HTTP(S)"),
+            (
+                "shop",
+                "9.9.9",
+                "has no version 9.9.9 of 'shop' (it has 1.4.2, 1.4.1, 1.0.0)",
+            ),
+            ("cart", "1.0.0", "no chart named 'cart'"),
+        ] {
+            let got = index_entry(&index, repo, name, version)
+                .err()
+                .unwrap_or_default();
+            assert!(got.contains(want), "{got}");
+        }
+        let (repo, name, version, reference) =
+            repository_chart("http://127.0.0.1:8080/charts/sub:0.3.0+x")
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (
+                repo.as_str(),
+                name.as_str(),
+                version.as_str(),
+                reference.to_string().as_str()
+            ),
+            (
+                "http://127.0.0.1:8080/charts",
+                "sub",
+                "0.3.0+x",
+                "127.0.0.1:8080/charts/sub:0.3.0_x"
+            )
+        );
+        assert!(repository_chart("https://charts.example.com/shop").is_err());
+        assert!(repository_chart("oci://r/shop:1").is_err());
+    }
+
+    #[test]
+    fn a_packaged_chart_has_one_manifest_whatever_the_day() {
+        let a = oci_manifest(b"{\"name\":\"shop\"}", b"tgz", "shop", "1.0.0");
+        assert_eq!(
+            a,
+            oci_manifest(b"{\"name\":\"shop\"}", b"tgz", "shop", "1.0.0")
+        );
+        let parsed = crate::oci::parse_manifest(&a, crate::oci::OCI_MANIFEST);
+        assert!(parsed.is_ok(), "{parsed:?}");
+        let text = String::from_utf8_lossy(&a);
+        assert!(text.contains(CHART_LAYER) && text.contains(crate::lock::HELM_CONFIG));
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub struct LockedImage {
     /// refers to (by OCI 1.1 `subject`, or by cosign's tag convention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Digest>,
+    /// A chart from a classic chart repository: the URL of its package,
+    /// from which it is carried as Helm's OCI artifact
+    /// ([`crate::chart::oci_manifest`]; `digest` is that manifest's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// An image, a chart or another artifact (older locks: an image). Last,
     /// so that a lock reads as before: reference, then digest.
     #[serde(default)]

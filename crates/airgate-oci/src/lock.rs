@@ -51,6 +51,7 @@ pub async fn resolve(
         media_type: manifest.media_type,
         platforms,
         subject: None,
+        source: None,
     }];
 
     let listed = client
@@ -65,6 +66,7 @@ pub async fn resolve(
             media_type: d.media_type,
             platforms: Vec::new(),
             subject: Some(subject.clone()),
+            source: None,
         });
     }
 
@@ -84,6 +86,7 @@ pub async fn resolve(
             media_type: found.media_type,
             platforms: Vec::new(),
             subject: Some(subject.clone()),
+            source: None,
         });
     }
     Ok(out)

@@ -324,6 +324,41 @@ impl RegistryClient {
         &self.options
     }
 
+    /// A plain HTTP(S) GET of at most `max` bytes (a classic chart
+    /// repository's index or package), trusting this client's CAs, with
+    /// retries. No credentials are sent.
+    pub async fn get_url(&self, url: &str, max: u64) -> Result<Bytes, RegistryError> {
+        let host = url
+            .split_once("://")
+            .map_or(url, |(_, r)| r)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        self.retry(|| async {
+            let resp = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| transport_error(&host, &e))?;
+            let status = resp.status();
+            if status == StatusCode::NOT_FOUND {
+                return Err(RegistryError::NotFound {
+                    registry: host.clone(),
+                    repository: String::new(),
+                    what: redact(url),
+                });
+            }
+            if !status.is_success() {
+                let body = error_body(resp).await;
+                return Err(status_error(&Method::GET, url, status, &body));
+            }
+            read_capped(resp, max, &redact(url), &host).await
+        })
+        .await
+    }
+
     /// Runs `op` until it succeeds, fails for good, or runs out of attempts.
     /// Backoff doubles from 250 ms up to 5 s.
     pub async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, RegistryError>

@@ -66,26 +66,12 @@ pub fn template(
     options: &HelmOptions,
 ) -> Result<Vec<Manifest>, RenderError> {
     let shown = chart.display().to_string();
-    let home = tempfile::tempdir().map_err(|source| RenderError::Io {
-        path: "a temporary directory for helm".into(),
-        source,
-    })?;
-    let mut cmd = Command::new(helm);
+    let home = temporary()?;
+    let mut cmd = closed_off(helm, home.path());
     cmd.arg("template")
         .arg(options.release_name.as_deref().unwrap_or("release"))
         .arg(chart)
-        .arg("--skip-tests")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("HELM_CACHE_HOME", home.path().join("cache"))
-        .env("HELM_CONFIG_HOME", home.path().join("config"))
-        .env("HELM_DATA_HOME", home.path().join("data"));
-    for (name, value) in std::env::vars_os() {
-        if name == "SSL_CERT_FILE" || name == "SSL_CERT_DIR" {
-            cmd.env(name, value);
-        }
-    }
+        .arg("--skip-tests");
     if shown.starts_with("oci://") {
         if let Some(config) = options.registry_config.as_ref().filter(|c| c.is_file()) {
             cmd.arg("--registry-config").arg(config);
@@ -115,6 +101,43 @@ pub fn template(
     if options.include_crds {
         cmd.arg("--include-crds");
     }
+    let out = succeeded(helm, &mut cmd, &shown)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_documents(&format!("{shown} (helm template)"), &text)
+}
+
+fn temporary() -> Result<tempfile::TempDir, RenderError> {
+    tempfile::tempdir().map_err(|source| RenderError::Io {
+        path: "a temporary directory for helm".into(),
+        source,
+    })
+}
+
+/// `helm` with nothing of the user's Helm setup: homes of its own under
+/// `home`, no environment but `PATH` and the TLS trust variables.
+fn closed_off(helm: &Path, home: &Path) -> Command {
+    let mut cmd = Command::new(helm);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    for (name, value) in std::env::vars_os() {
+        if name == "SSL_CERT_FILE" || name == "SSL_CERT_DIR" {
+            cmd.env(name, value);
+        }
+    }
+    cmd
+}
+
+/// Runs `cmd`; its output, or an error with its stderr (and a hint when
+/// a dependency is missing).
+fn succeeded(
+    helm: &Path,
+    cmd: &mut Command,
+    chart: &str,
+) -> Result<std::process::Output, RenderError> {
     let out = cmd.output().map_err(|source| RenderError::Io {
         path: helm.display().to_string(),
         source,
@@ -127,12 +150,189 @@ pub fn template(
             ""
         };
         return Err(RenderError::Helm {
-            chart: shown,
+            chart: chart.to_string(),
             stderr: format!("{}{hint}", airgate_core::text::cut(stderr.trim(), 2000)),
         });
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    parse_documents(&format!("{shown} (helm template)"), &text)
+    Ok(out)
+}
+
+/// A packaged chart's name, version and Helm OCI config (its `Chart.yaml`
+/// as JSON, as `helm push` writes it).
+pub fn package_info(package: &[u8]) -> Result<(String, String, Vec<u8>), String> {
+    use std::io::Read;
+    let gz = flate2::read::GzDecoder::new(package).take(MAX_CHART);
+    let mut archive = tar::Archive::new(gz);
+    let entries = archive.entries().map_err(|e| e.to_string())?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let parts: Vec<_> = path.components().collect();
+        if parts.len() != 2 || path.file_name().is_none_or(|n| n != "Chart.yaml") {
+            continue;
+        }
+        if entry.size() > crate::MAX_FILE {
+            return Err("its Chart.yaml is too large".into());
+        }
+        let mut text = String::new();
+        entry
+            .read_to_string(&mut text)
+            .map_err(|e| format!("Chart.yaml: {e}"))?;
+        let value: serde_json::Value =
+            serde_saphyr::from_str(&text).map_err(|e| format!("Chart.yaml: {e}"))?;
+        let field = |k: &str| {
+            value[k]
+                .as_str()
+                .map(String::from)
+                .ok_or_else(|| format!("Chart.yaml has no {k}"))
+        };
+        let config = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+        return Ok((field("name")?, field("version")?, config));
+    }
+    Err("it has no NAME/Chart.yaml: not a packaged chart".into())
+}
+
+/// How [`vendor`] reaches the dependencies' repositories and registries.
+#[derive(Clone, Debug, Default)]
+pub struct VendorOptions {
+    /// The Docker config file OCI dependencies' credentials are read from.
+    pub registry_config: Option<PathBuf>,
+    /// A CA bundle for HTTPS repositories and registries.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The chart directory `chart` packaged with every dependency its
+/// `Chart.yaml` declares vendored (`helm dependency update`: chart
+/// repositories by URL, `oci://` registries, `file://` directories), on
+/// the connected side, in a copy: the directory itself is not changed.
+/// The package's path is inside the returned directory.
+pub fn vendor(
+    helm: &Path,
+    chart: &Path,
+    options: &VendorOptions,
+) -> Result<(tempfile::TempDir, PathBuf), RenderError> {
+    let shown = chart.display().to_string();
+    let work = temporary()?;
+    let copy = work.path().join("chart");
+    copy_tree(chart, &copy, 0)?;
+    let dependencies = absolute_file_dependencies(chart, &copy.join("Chart.yaml"))?;
+    let home = temporary()?;
+    if !dependencies.is_empty() {
+        let mut cmd = closed_off(helm, home.path());
+        cmd.args(["dependency", "update"]).arg(&copy);
+        if let Some(config) = options.registry_config.as_ref().filter(|c| c.is_file()) {
+            cmd.arg("--registry-config").arg(config);
+        }
+        if let Some(ca) = &options.ca_file {
+            cmd.arg("--ca-file").arg(ca);
+        }
+        if dependencies
+            .iter()
+            .any(|d| d.starts_with("oci://") && loopback(d))
+        {
+            cmd.arg("--plain-http");
+        }
+        succeeded(helm, &mut cmd, &shown)?;
+    }
+    let out = work.path().join("package");
+    let mut cmd = closed_off(helm, home.path());
+    cmd.arg("package").arg(&copy).arg("-d").arg(&out);
+    succeeded(helm, &mut cmd, &shown)?;
+    let package = std::fs::read_dir(&out)
+        .map_err(|source| RenderError::Io {
+            path: out.display().to_string(),
+            source,
+        })?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .ok_or_else(|| RenderError::Helm {
+            chart: shown,
+            stderr: "helm package wrote no package".into(),
+        })?;
+    Ok((work, package))
+}
+
+/// Copies a chart directory: regular files and directories only (a link
+/// or a device in a chart is refused, naming it), each file bounded.
+fn copy_tree(from: &Path, to: &Path, depth: usize) -> Result<(), RenderError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| RenderError::Io { path, source }
+    };
+    if depth > 32 {
+        return Err(RenderError::Io {
+            path: from.display().to_string(),
+            source: std::io::Error::other("nested too deeply"),
+        });
+    }
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let entry = entry.map_err(io(from))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io(&path))?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&path, &target, depth + 1)?;
+        } else if kind.is_file() {
+            let meta = entry.metadata().map_err(io(&path))?;
+            if meta.len() > crate::MAX_FILE {
+                return Err(RenderError::TooLarge {
+                    path: path.display().to_string(),
+                });
+            }
+            std::fs::copy(&path, &target).map_err(io(&path))?;
+        } else {
+            return Err(RenderError::NotAFile {
+                path: path.display().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The repositories of the dependencies `chart_yaml` declares; relative
+/// `file://` ones rewritten to absolute paths from `original` (the copy
+/// lives elsewhere).
+fn absolute_file_dependencies(
+    original: &Path,
+    chart_yaml: &Path,
+) -> Result<Vec<String>, RenderError> {
+    let text = std::fs::read_to_string(chart_yaml).map_err(|source| RenderError::Io {
+        path: chart_yaml.display().to_string(),
+        source,
+    })?;
+    let yaml_error = |message: String| RenderError::Yaml {
+        path: original.join("Chart.yaml").display().to_string(),
+        message,
+    };
+    let mut value: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| yaml_error(e.to_string()))?;
+    let mut repositories = Vec::new();
+    let mut changed = false;
+    if let Some(deps) = value["dependencies"].as_array_mut() {
+        for d in deps {
+            let Some(repo) = d["repository"].as_str().map(String::from) else {
+                continue;
+            };
+            if let Some(rel) = repo.strip_prefix("file://")
+                && !rel.starts_with('/')
+            {
+                let abs = original.join(rel);
+                d["repository"] = serde_json::Value::String(format!("file://{}", abs.display()));
+                changed = true;
+            }
+            repositories.push(repo);
+        }
+    }
+    if changed {
+        let text = serde_saphyr::to_string(&value).map_err(|e| yaml_error(e.to_string()))?;
+        std::fs::write(chart_yaml, text).map_err(|source| RenderError::Io {
+            path: chart_yaml.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(repositories)
 }
 
 /// Templates whose output `helm template` cannot make a function of the

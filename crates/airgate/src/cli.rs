@@ -513,9 +513,13 @@ pub struct BundleCreateArgs {
     #[arg(long, value_name = "FILE", required_unless_present = "chart")]
     pub lock: Option<PathBuf>,
     /// Carry a Helm chart and every image it renders with the chart flags
-    /// (--values, --set, ...): an oci:// chart is locked and carried as a chart,
-    /// a .tgz as a file; the images are locked now (possible ones with
-    /// --possible). The lock made is written next to the bundle (BUNDLE.lock).
+    /// (--values, --set, ...), as a chart inside: oci://HOST/PATH/NAME
+    /// (--chart-version), https://HOST/PATH/NAME:VERSION (a classic chart
+    /// repository), a packaged .tgz, or a chart directory (its dependencies
+    /// vendored first; a .tgz or directory is carried as
+    /// airgate.local/charts/NAME:VERSION). The images are locked now
+    /// (possible ones with --possible); the lock made is written next to the
+    /// bundle (BUNDLE.lock).
     #[arg(long, value_name = "REF")]
     pub chart: Option<String>,
     #[command(flatten)]
@@ -749,6 +753,8 @@ pub struct LockArgs {
     /// Also lock this OCI reference, whatever it holds: a Helm chart
     /// (oci://HOST/PATH/NAME:VERSION), a vulnerability database, a rule pack
     /// (repeatable). Each lock entry says its kind: image, chart or artifact.
+    /// A chart in a classic chart repository is https://HOST/PATH/NAME:VERSION
+    /// (its index.yaml is read); it is carried as Helm's OCI artifact.
     #[arg(long = "artifact", value_name = "REF")]
     pub artifacts: Vec<String>,
 }

@@ -4,6 +4,7 @@
 //! lives in its own module under `commands/`. Data goes to stdout, logs,
 //! progress and errors to stderr.
 
+mod charts;
 mod cli;
 mod commands;
 mod files;

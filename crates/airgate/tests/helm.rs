@@ -192,7 +192,10 @@ async fn drill(helm: &std::path::Path, v4: bool) -> Result<()> {
     let t = Tenant::new(if v4 { "helm4" } else { "helm3" }).await?;
     helm_tenant(&t).await?;
     let first = push_chart(&t, helm, "0.1.0")?;
-    t.write("envs/prod/values.yaml", &values(&t.p.internal_registry, "blue", false))?;
+    t.write(
+        "envs/prod/values.yaml",
+        &values(&t.p.internal_registry, "blue", false),
+    )?;
     t.push("values")?;
     let chart = format!("oci://{}/{}/charts/demo", t.p.internal_registry, t.ns);
     let helm_arg = helm.display().to_string();
@@ -294,7 +297,10 @@ async fn drill(helm: &std::path::Path, v4: bool) -> Result<()> {
     );
 
     // A values change in Git rolls out, after the pre-upgrade hook.
-    t.write("envs/prod/values.yaml", &values(&t.p.internal_registry, "green", false))?;
+    t.write(
+        "envs/prod/values.yaml",
+        &values(&t.p.internal_registry, "green", false),
+    )?;
     let green = t.push("green")?;
     t.until(
         "shop",
@@ -351,7 +357,10 @@ async fn drill(helm: &std::path::Path, v4: bool) -> Result<()> {
     t.until("shop", "Ready on 0.2.0", ready, &c).await?;
 
     // A pre-upgrade hook that fails stops the sync before stage two.
-    t.write("envs/prod/values.yaml", &values(&t.p.internal_registry, "red", true))?;
+    t.write(
+        "envs/prod/values.yaml",
+        &values(&t.p.internal_registry, "red", true),
+    )?;
     t.push("a migration that fails")?;
     let failed = t.until_reason("HookFailed", &c).await?;
     let message = ready_message(&failed);
@@ -401,4 +410,302 @@ async fn a_helm_app_installs_upgrades_runs_hooks_and_stops_at_a_failed_hook_with
 -> Result<()> {
     let p = airgate_testkit::Perimeter::get();
     drill(&p.helm4, true).await
+}
+
+/// Serves the files of `dir` over plain HTTP on a loopback port, as a
+/// classic chart repository (`index.yaml` and packages); its base URL.
+fn chart_repository(dir: std::path::PathBuf) -> Result<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let name = path.trim_start_matches('/');
+            let file = (!name.contains("..") && !name.contains('/'))
+                .then(|| std::fs::read(dir.join(name)).ok())
+                .flatten();
+            let mut out = &stream;
+            let _ = match file {
+                Some(body) => out
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .and_then(|_| out.write_all(&body)),
+                None => out.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                ),
+            };
+        }
+    });
+    Ok(url)
+}
+
+/// A small chart: a ConfigMap naming its image, and a Deployment of it.
+fn small_chart(
+    dir: &std::path::Path,
+    name: &str,
+    version: &str,
+    image: &str,
+    deps: &str,
+) -> Result<std::path::PathBuf> {
+    let c = dir.join(name);
+    std::fs::create_dir_all(c.join("templates"))?;
+    std::fs::write(
+        c.join("Chart.yaml"),
+        format!("apiVersion: v2\nname: {name}\nversion: {version}\n{deps}"),
+    )?;
+    std::fs::write(c.join("values.yaml"), format!("image: {image}\n"))?;
+    std::fs::write(
+        c.join("templates/web.yaml"),
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n        - {{name: web, image: {{{{ .Values.image | quote }}}}}}\n"
+        ),
+    )?;
+    Ok(c)
+}
+
+/// Runs `command`: its stdout, then its stderr.
+fn run_ok(command: &mut Command) -> Result<(String, String)> {
+    let out = command.output()?;
+    ensure!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// A chart directory whose dependencies come from a classic chart
+/// repository (served here) and an OCI registry: `bundle create --chart`
+/// vendors them, locks every image the whole chart renders, and carries
+/// the chart; `bundle push` puts it in the internal registry, where a
+/// Helm App installs it, images by digest. A classic repository's chart
+/// locked by URL crosses the gap byte for byte (`helm pull` inside).
+#[tokio::test]
+async fn a_chart_with_vendored_dependencies_crosses_the_gap_and_an_app_installs_it_with_helm_3()
+-> Result<()> {
+    vendored(&airgate_testkit::Perimeter::get().helm).await
+}
+
+#[tokio::test]
+async fn a_chart_with_vendored_dependencies_crosses_the_gap_and_an_app_installs_it_with_helm_4()
+-> Result<()> {
+    vendored(&airgate_testkit::Perimeter::get().helm4).await
+}
+
+async fn vendored(helm: &std::path::Path) -> Result<()> {
+    use airgate_testkit::images::{ImageSpec, LayerSpec, seed_image};
+    let _git = GIT.read().await;
+    let t = Tenant::new("helm-vendor").await?;
+    helm_tenant(&t).await?;
+    let p = &t.p;
+    let d = t.dir.path().join("charts");
+    std::fs::create_dir_all(&d)?;
+    let base = t.ns.clone();
+    let seed = |name: &str, seed: u64| {
+        seed_image(
+            &p.upstream_registry,
+            &format!("{base}/{name}"),
+            "v1",
+            &ImageSpec::single(&[LayerSpec { seed, size: 5_000 }]),
+        )
+    };
+    let (web, classic_img, oci_img) = (seed("web", 501)?, seed("classic", 502)?, seed("oci", 503)?);
+
+    // The classic repository, with sub-classic 0.3.0.
+    let repo = d.join("repo");
+    std::fs::create_dir_all(&repo)?;
+    let classic = small_chart(&d, "sub-classic", "0.3.0", &classic_img.reference, "")?;
+    run_ok(
+        Command::new(&p.helm)
+            .arg("package")
+            .arg(&classic)
+            .arg("-d")
+            .arg(&repo),
+    )?;
+    let repo_url = chart_repository(repo.clone())?;
+    run_ok(
+        Command::new(&p.helm)
+            .args(["repo", "index"])
+            .arg(&repo)
+            .args(["--url", &repo_url])
+            .env("HOME", &d),
+    )?;
+    // The OCI subchart, in the upstream registry.
+    let oci = small_chart(&d, "sub-oci", "0.4.0", &oci_img.reference, "")?;
+    run_ok(
+        Command::new(&p.helm)
+            .arg("package")
+            .arg(&oci)
+            .arg("-d")
+            .arg(&d),
+    )?;
+    run_ok(
+        Command::new(&p.helm)
+            .arg("push")
+            .arg(d.join("sub-oci-0.4.0.tgz"))
+            .arg(format!("oci://{}/{base}/charts", p.upstream_registry))
+            .arg("--plain-http")
+            .env("HOME", &d),
+    )?;
+    // The parent, a directory naming both.
+    let deps = format!(
+        "dependencies:\n  - {{name: sub-classic, version: 0.3.0, repository: \"{repo_url}\"}}\n  - {{name: sub-oci, version: 0.4.0, repository: \"oci://{}/{base}/charts\"}}\n",
+        p.upstream_registry
+    );
+    let parent = small_chart(&d, "parent", "1.0.0", &web.reference, &deps)?;
+
+    let keys = d.join("k");
+    run_ok(airgate().args(["key", "generate", "--out"]).arg(&keys))?;
+    let lock = d.join("classic.lock");
+    run_ok(
+        airgate()
+            .args([
+                "lock",
+                "--artifact",
+                &format!("{repo_url}/sub-classic:0.3.0"),
+                "-o",
+            ])
+            .arg(&lock),
+    )?;
+    let bundle = d.join("b.tar");
+    let (_, created) = run_ok(
+        airgate()
+            .args(["bundle", "create", "--lock"])
+            .arg(&lock)
+            .arg("--chart")
+            .arg(&parent)
+            .arg("--helm")
+            .arg(helm)
+            .arg("-o")
+            .arg(&bundle)
+            .arg("--sign-key")
+            .arg(d.join("k.key")),
+    )?;
+    ensure!(
+        created.contains("carried as airgate.local/charts/parent:1.0.0"),
+        "{created}"
+    );
+    let locked = std::fs::read_to_string(d.join("b.tar.lock"))?;
+    for digest in [&web.digest, &classic_img.digest, &oci_img.digest] {
+        ensure!(
+            locked.contains(digest.as_str()),
+            "every image the vendored chart renders is locked: {locked}"
+        );
+    }
+    ensure!(
+        !std::fs::read_dir(&parent)?.any(|e| e.is_ok_and(|e| e.file_name() == "charts")),
+        "the user's chart directory is not changed"
+    );
+
+    let docker = p.docker_config()?;
+    let pushed: serde_json::Value = serde_json::from_str(
+        &run_ok(
+            airgate()
+                .arg("bundle")
+                .arg("push")
+                .arg(&bundle)
+                .args(["--to", &format!("{}/{base}", p.internal_registry)])
+                .arg("--ca-file")
+                .arg(&p.internal_registry_ca)
+                .arg("--key")
+                .arg(d.join("k.pub"))
+                .args(["--format", "json"])
+                .env("DOCKER_CONFIG", docker.path()),
+        )?
+        .0,
+    )?;
+    let target = |suffix: &str| -> Result<String> {
+        pushed["images"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .filter_map(|i| i["target"].as_str())
+                    .find(|t| t.contains(suffix))
+            })
+            .map(String::from)
+            .with_context(|| format!("{suffix} not pushed: {pushed}"))
+    };
+
+    // helm pulls the classic repository's chart inside: the same package.
+    let classic_inside = target("sub-classic:0.3.0")?;
+    let tagged = classic_inside.split('@').next().unwrap_or_default();
+    let name = &tagged[..tagged.rfind(':').unwrap_or(tagged.len())];
+    let pulled = d.join("pulled");
+    std::fs::create_dir_all(&pulled)?;
+    run_ok(
+        Command::new(&p.helm)
+            .arg("pull")
+            .arg(format!("oci://{name}"))
+            .args(["--version", "0.3.0", "--registry-config"])
+            .arg(docker.path().join("config.json"))
+            .arg("--ca-file")
+            .arg(&p.internal_registry_ca)
+            .arg("-d")
+            .arg(&pulled)
+            .env("HOME", &d),
+    )?;
+    ensure!(
+        std::fs::read(pulled.join("sub-classic-0.3.0.tgz"))?
+            == std::fs::read(repo.join("sub-classic-0.3.0.tgz"))?,
+        "the classic repository's package crossed byte for byte"
+    );
+
+    // A Helm App installs the vendored chart from the internal registry.
+    let parent_inside = target("airgate.local/charts/parent")?;
+    let (at, digest) = parent_inside.split_once('@').context("a digest")?;
+    let chart = format!("oci://{}", &at[..at.rfind(':').unwrap_or(at.len())]);
+    let pin =
+        |img: &airgate_testkit::images::SeededImage| format!("{}@{}", img.reference, img.digest);
+    t.write(
+        "envs/prod/values.yaml",
+        &format!(
+            "image: {}\nsub-classic: {{image: {}}}\nsub-oci: {{image: {}}}\n",
+            pin(&web),
+            pin(&classic_img),
+            pin(&oci_img)
+        ),
+    )?;
+    t.push("values")?;
+    let helm_arg = helm.display().to_string();
+    let c = t
+        .controller_traced(
+            "c1",
+            &format!("{}-lease", t.ns),
+            None,
+            &["--helm", &helm_arg],
+        )
+        .await?;
+    let source = json!({"url": format!("{}/{}.git", p.git_url, t.repo), "ref": {"branch": "main"},
+                        "path": "envs/prod", "secretRef": {"name": "git-creds"},
+                        "helm": {"chart": chart, "digest": digest, "valuesFiles": ["values.yaml"],
+                                 "secretRef": {"name": "chart-creds"}}});
+    t.create_app(
+        "shop",
+        json!({"source": source,
+               "policy": {"allowedRegistries": [p.upstream_registry, p.internal_registry], "requireDigests": true}}),
+    )
+    .await?;
+    t.until("shop", "Ready", ready, &c).await?;
+    for name in ["parent", "sub-classic", "sub-oci"] {
+        ensure!(t.deployment(name).await?.is_some(), "{name} installed");
+    }
+    Ok(())
 }

@@ -57,10 +57,39 @@ pub struct CarriedFile {
     pub name: String,
 }
 
+/// An artifact made here rather than fetched from a registry: a chart
+/// packaged from a directory, or from a classic chart repository, as
+/// Helm's OCI artifact. A lock entry with its digest is carried from it.
+#[derive(Clone, Debug)]
+pub struct Packaged {
+    pub manifest: Bytes,
+    /// The blobs the manifest names (config, then layers).
+    pub blobs: Vec<Bytes>,
+}
+
+impl Packaged {
+    /// A packaged chart (see `airgate_core::chart::oci_manifest`).
+    pub fn chart(config: Vec<u8>, package: Vec<u8>, name: &str, version: &str) -> Packaged {
+        let manifest = airgate_core::chart::oci_manifest(&config, &package, name, version);
+        Packaged {
+            manifest: Bytes::from(manifest),
+            blobs: vec![Bytes::from(config), Bytes::from(package)],
+        }
+    }
+
+    /// The manifest's digest: what a lock names.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.manifest)
+    }
+}
+
 #[derive(Debug)]
 pub struct CreateRequest<'a> {
     pub lock: &'a ImageLock,
     pub files: &'a [CarriedFile],
+    /// Artifacts made here: lock entries with their digests are carried
+    /// from them, not fetched.
+    pub packaged: &'a [Packaged],
     /// The inventory of an earlier bundle, and its digest: leave out the
     /// blobs it carried.
     pub since: Option<(&'a BundleInventory, Digest)>,
@@ -162,9 +191,23 @@ pub async fn create(
         ));
     }
 
-    // 1. Manifests and indexes, in parallel per image.
+    // 1. Manifests and indexes, in parallel per image; those made here
+    // are not fetched.
+    let made: BTreeMap<Digest, &Packaged> =
+        request.packaged.iter().map(|p| (p.digest(), p)).collect();
+    let mut inline: BTreeMap<Digest, Bytes> = BTreeMap::new();
+    for p in request.packaged {
+        for b in &p.blobs {
+            inline.insert(Digest::of(b), b.clone());
+        }
+    }
+    let fetched = request
+        .lock
+        .images
+        .iter()
+        .filter(|locked| !made.contains_key(&locked.digest));
     let trees: Vec<BTreeMap<Digest, (Manifest, Source)>> =
-        futures_util::stream::iter(request.lock.images.iter().map(|locked| async move {
+        futures_util::stream::iter(fetched.map(|locked| async move {
             let mut m = BTreeMap::new();
             fetch_tree(client, &locked.reference, &locked.digest, &mut m).await?;
             Ok::<_, CreateError>(m)
@@ -175,6 +218,18 @@ pub async fn create(
     let mut manifests: BTreeMap<Digest, (Manifest, Source)> = BTreeMap::new();
     for t in trees {
         manifests.extend(t);
+    }
+    for (digest, p) in &made {
+        let manifest = Manifest {
+            bytes: p.manifest.clone(),
+            media_type: oci::OCI_MANIFEST.to_string(),
+            digest: digest.clone(),
+        };
+        let here = Source {
+            registry: String::new(),
+            repository: String::new(),
+        };
+        manifests.insert(digest.clone(), (manifest, here));
     }
 
     // 2. Blobs named by image manifests, each once.
@@ -345,9 +400,10 @@ pub async fn create(
         });
     }
     for b in inventory.blobs.iter().filter(|b| b.carried) {
-        let content = match manifests.get(&b.digest) {
-            Some((m, _)) => Content::Inline(m.bytes.clone()),
-            None => {
+        let content = match (manifests.get(&b.digest), inline.get(&b.digest)) {
+            (Some((m, _)), _) => Content::Inline(m.bytes.clone()),
+            (None, Some(bytes)) => Content::Inline(bytes.clone()),
+            (None, None) => {
                 let (_, source) = &blobs[&b.digest];
                 Content::Blob {
                     digest: b.digest.clone(),

@@ -7,7 +7,9 @@ pub mod extract;
 mod output;
 pub mod read;
 
-pub use create::{CarriedFile, CreateError, CreateRequest, CreateSummary, create, partial_path};
+pub use create::{
+    CarriedFile, CreateError, CreateRequest, CreateSummary, Packaged, create, partial_path,
+};
 pub use read::{
     InventoryEntry, MAX_INVENTORY, MAX_MANIFEST, MAX_SIGNATURE, Span, Trust, Unpack, Verified,
     VerifyError, read_inventory, read_inventory_or_bundle, verify_into, verify_parallel,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use airgate_core::ImageRef;
 use airgate_core::lock::ImageLock;
 use airgate_oci::RegistryClient;
-use airgate_oci::bundle::{self, CarriedFile, CreateRequest};
+use airgate_oci::bundle::{self, CarriedFile, CreateRequest, Packaged};
 use anyhow::{Context, Result};
 
 use crate::cli::{BundleCreateArgs, DiscoverArgs, Output};
@@ -21,15 +21,16 @@ pub fn run(args: BundleCreateArgs) -> Result<ExitCode> {
         Some(path) => read_lock(path)?,
         None => ImageLock::new(Vec::new()),
     };
-    let mut files = args
+    let files = args
         .files
         .iter()
         .map(|spec| carried_file(spec))
         .collect::<Result<Vec<_>>>()?;
+    let mut packaged = crate::block_on(crate::charts::remake(&client, &lock))?;
     if let Some(chart) = &args.chart {
-        let (chart_lock, file) = lock_chart(&args, chart, &client)?;
+        let (chart_lock, made) = lock_chart(&args, chart, &client)?;
         lock = ImageLock::new(lock.images.into_iter().chain(chart_lock.images).collect());
-        files.extend(file);
+        packaged.extend(made);
         let written = PathBuf::from(format!("{}.lock", args.output.display()));
         crate::files::write_atomically(&written, serde_saphyr::to_string(&lock)?.as_bytes())?;
         eprintln!(
@@ -53,6 +54,7 @@ pub fn run(args: BundleCreateArgs) -> Result<ExitCode> {
     let request = CreateRequest {
         lock: &lock,
         files: &files,
+        packaged: &packaged,
         since: since.as_ref().map(|(inv, d)| (inv, d.clone())),
         signing_key: signing_key.as_ref(),
         jobs: args.jobs,
@@ -102,40 +104,68 @@ fn read_lock(path: &std::path::Path) -> Result<ImageLock> {
 }
 
 /// `--chart`: the images the chart renders with the chart flags, and the
-/// chart itself (an `oci://` chart locked as a chart; a `.tgz` carried as
-/// a file), locked now.
+/// chart itself, locked now: an `oci://` chart fetched like an image; one
+/// from a classic repository, a `.tgz` or a directory (dependencies
+/// vendored) made into Helm's OCI artifact here (see [`crate::charts`]).
 fn lock_chart(
     args: &BundleCreateArgs,
     chart: &str,
     client: &RegistryClient,
-) -> Result<(ImageLock, Option<CarriedFile>)> {
+) -> Result<(ImageLock, Option<Packaged>)> {
     let c = &args.chart_args;
+    let mut made = None;
+    let mut kept = Vec::new();
+    let rendered = if chart.starts_with("oci://") {
+        PathBuf::from(chart)
+    } else {
+        let m = if crate::charts::is_repository_chart(chart) {
+            crate::block_on(crate::charts::from_repository(client, chart))?
+        } else if chart.ends_with(".tgz") {
+            let package = std::fs::read(chart).with_context(|| format!("--chart {chart}"))?;
+            crate::charts::from_package(package)?
+        } else {
+            let ca = args.registry.ca_files.first().cloned();
+            let (m, work, _) =
+                crate::charts::from_directory(std::path::Path::new(chart), c.helm.clone(), ca)
+                    .with_context(|| format!("--chart {chart}: vendoring its dependencies"))?;
+            kept.push(work);
+            m
+        };
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("chart.tgz");
+        std::fs::write(&path, &m.package)?;
+        kept.push(dir);
+        made = Some(m);
+        path
+    };
     let discover = DiscoverArgs {
-        paths: vec![PathBuf::from(chart)],
+        paths: vec![rendered],
         rules: Vec::new(),
         kustomize: None,
         possible: args.possible,
         chart: c.clone(),
     };
     let mut images = manifests::distinct_images(&discover)?;
-    let mut file = None;
+    drop(kept);
     if let Some(reference) = chart.strip_prefix("oci://") {
         let reference = match &c.chart_version {
             Some(v) => format!("{reference}:{v}"),
             None => reference.to_string(),
         };
         images.push(ImageRef::parse(&reference).with_context(|| format!("--chart {chart}"))?);
-    } else if chart.ends_with(".tgz") {
-        file = Some(carried_file(chart)?);
-    } else {
-        eprintln!(
-            "note: {chart} is a directory: its images are carried, not the chart\nhint: carry the chart itself with `helm package` and --chart PACKAGE.tgz, or push it to a registry"
-        );
     }
     images.sort();
     images.dedup();
     let (lock, _) = super::lock::resolve_all(client, &images, args.jobs)?;
-    Ok((lock, file))
+    let Some(m) = made else {
+        return Ok((lock, None));
+    };
+    eprintln!(
+        "chart {chart} is carried as {} ({})",
+        m.locked.reference, m.locked.digest
+    );
+    let lock = ImageLock::new(lock.images.into_iter().chain([m.locked]).collect());
+    Ok((lock, Some(m.packaged)))
 }
 
 /// `SRC[=NAME]`

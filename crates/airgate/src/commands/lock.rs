@@ -43,7 +43,15 @@ pub fn run(args: LockArgs) -> Result<ExitCode> {
     } else {
         manifests::distinct_images(&args.discover)?
     };
+    let client = RegistryClient::new(registry_options::options(&args.registry)?)?;
+    let mut from_repositories = Vec::new();
     for a in &args.artifacts {
+        if crate::charts::is_repository_chart(a) {
+            let made = crate::block_on(crate::charts::from_repository(&client, a))
+                .with_context(|| format!("--artifact {a}"))?;
+            from_repositories.push(made.locked);
+            continue;
+        }
         images.push(
             ImageRef::parse(a.trim_start_matches("oci://"))
                 .with_context(|| format!("--artifact {a}"))?,
@@ -51,8 +59,8 @@ pub fn run(args: LockArgs) -> Result<ExitCode> {
     }
     images.sort();
     images.dedup();
-    let client = RegistryClient::new(registry_options::options(&args.registry)?)?;
     let (lock, referrers) = resolve_all(&client, &images, args.jobs)?;
+    let lock = ImageLock::new(lock.images.into_iter().chain(from_repositories).collect());
     let text = serde_saphyr::to_string(&lock).context("serialising the lock")?;
     crate::files::write_atomically(&args.output, text.as_bytes())?;
     let count = |k: Kind| {
