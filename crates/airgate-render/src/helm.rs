@@ -27,7 +27,7 @@ pub struct HelmOptions {
     /// Default: `release`.
     pub release_name: Option<String>,
     pub namespace: Option<String>,
-    /// `--kube-version` (Capabilities.KubeVersion).
+    /// `--kube-version` (Capabilities.KubeVersion); default [`KUBE_VERSION`].
     pub kube_version: Option<String>,
     /// `--api-versions` (Capabilities.APIVersions).
     pub api_versions: Vec<String>,
@@ -39,6 +39,12 @@ pub struct HelmOptions {
     /// controller applies them in its first stage, and upgrades them).
     pub include_crds: bool,
 }
+
+/// The Kubernetes version charts see when none is given: the newest
+/// airgate is built for. Helm's own default depends on how helm was built
+/// (v1.20 for a `go install`ed helm 3), and charts that require a newer
+/// one refuse to render with it.
+pub const KUBE_VERSION: &str = "v1.36.0";
 
 /// Whether `path` names a chart (see the module docs).
 pub fn is_chart(path: &Path) -> bool {
@@ -92,9 +98,8 @@ pub fn template(
     if let Some(ns) = &options.namespace {
         cmd.args(["--namespace", ns]);
     }
-    if let Some(v) = &options.kube_version {
-        cmd.args(["--kube-version", v]);
-    }
+    let kube_version = options.kube_version.as_deref().unwrap_or(KUBE_VERSION);
+    cmd.args(["--kube-version", kube_version]);
     for a in &options.api_versions {
         cmd.args(["--api-versions", a]);
     }

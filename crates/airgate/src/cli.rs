@@ -692,7 +692,8 @@ pub struct ChartArgs {
     /// The namespace charts are rendered for.
     #[arg(long = "namespace", value_name = "NS")]
     pub namespace: Option<String>,
-    /// The Kubernetes version charts see (Capabilities.KubeVersion).
+    /// The Kubernetes version charts see (Capabilities.KubeVersion; default
+    /// v1.36.0, the newest airgate is built for).
     #[arg(long, value_name = "VERSION")]
     pub kube_version: Option<String>,
     /// The version of an oci:// chart (default: its newest).
