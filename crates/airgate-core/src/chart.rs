@@ -130,6 +130,30 @@ pub fn repository_chart(text: &str) -> Result<(String, String, String, ImageRef)
     ))
 }
 
+/// The bundle file name a remote schema `url` is carried under:
+/// `schemas/HOST/PATH`, each part reduced to the characters file names in
+/// a bundle may have; `None` for a URL that leaves nothing to name.
+pub fn schema_file(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let parts: Vec<String> = rest
+        .split('/')
+        .map(|p| {
+            p.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-+".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect::<String>()
+        })
+        .filter(|p| !p.is_empty() && p != "." && p != "..")
+        .collect();
+    (parts.len() >= 2).then(|| format!("schemas/{}", parts.join("/")))
+}
+
 /// Where an App's chart comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChartSource {
@@ -569,6 +593,28 @@ mod tests {
         );
         assert!(repository_chart("https://charts.example.com/shop").is_err());
         assert!(repository_chart("oci://r/shop:1").is_err());
+    }
+
+    #[test]
+    fn remote_schemas_are_carried_under_names_a_bundle_takes() {
+        let table = [
+            (
+                "https://json.schemastore.org/chart.json",
+                Some("schemas/json.schemastore.org/chart.json"),
+            ),
+            (
+                "http://127.0.0.1:8080/a/../b.json?x=1#/defs",
+                Some("schemas/127.0.0.1_8080/a/b.json"),
+            ),
+            ("https://host.example/", None),
+        ];
+        for (url, want) in table {
+            let got = schema_file(url);
+            assert_eq!(got.as_deref(), want, "{url}");
+            if let Some(name) = got {
+                assert!(crate::bundle::validate_file_name(&name).is_ok(), "{name}");
+            }
+        }
     }
 
     #[test]

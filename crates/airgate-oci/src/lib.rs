@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod bundle;
+pub mod chart;
 pub mod cosign;
 pub mod files;
 pub mod imports;

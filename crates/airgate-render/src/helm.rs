@@ -402,16 +402,21 @@ fn templates_in_dir(dir: &Path, prefix: &str, depth: usize, visit: &mut dyn FnMu
     }
 }
 
-/// Reads a gzipped tar in memory (nothing is written), every entry
-/// bounded, the whole bounded by [`MAX_CHART`].
-fn templates_in_archive(
+/// Reads a gzipped tar in memory (nothing is written), packaged
+/// subcharts in it too: each regular file `want` picks is handed to
+/// `visit` with its path (`SUB.tgz:` before a subchart's). Every entry is
+/// bounded by [`crate::MAX_FILE`], and everything decompressed, nested
+/// packages included, by `budget`.
+fn walk_archive(
     bytes: &[u8],
     prefix: &str,
     depth: usize,
+    budget: &mut u64,
+    want: &dyn Fn(&str) -> bool,
     visit: &mut dyn FnMut(&str, &str),
 ) {
     use std::io::Read;
-    let gz = flate2::read::GzDecoder::new(bytes).take(MAX_CHART);
+    let gz = flate2::read::GzDecoder::new(bytes).take(*budget);
     let mut archive = tar::Archive::new(gz);
     let Ok(entries) = archive.entries() else {
         return;
@@ -426,16 +431,57 @@ fn templates_in_archive(
             Ok(p) => format!("{prefix}{}", p.display()),
             Err(_) => continue,
         };
+        let nested = name.ends_with(".tgz") && depth < 16;
+        if !nested && !want(&name) {
+            continue;
+        }
         let mut content = Vec::new();
         if entry.read_to_end(&mut content).is_err() {
             return;
         }
-        if name.ends_with(".tgz") && depth < 16 {
-            templates_in_archive(&content, &format!("{name}:"), depth + 1, visit);
-        } else if is_template(&name) {
+        *budget = budget.saturating_sub(content.len() as u64);
+        if nested {
+            walk_archive(
+                &content,
+                &format!("{name}:"),
+                depth + 1,
+                budget,
+                want,
+                visit,
+            );
+        } else {
             visit(&name, &String::from_utf8_lossy(&content));
         }
+        if *budget == 0 {
+            return;
+        }
     }
+}
+
+fn templates_in_archive(
+    bytes: &[u8],
+    prefix: &str,
+    depth: usize,
+    visit: &mut dyn FnMut(&str, &str),
+) {
+    let mut budget = MAX_CHART;
+    walk_archive(bytes, prefix, depth, &mut budget, &is_template, visit);
+}
+
+/// [`remote_schema_refs`] of a packaged chart (`.tgz` bytes) and the
+/// subcharts packaged in it: (file in the package, URL).
+pub fn remote_schema_refs_in_package(package: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut budget = MAX_CHART;
+    let want = |name: &str| name.ends_with("/values.schema.json");
+    walk_archive(package, "", 0, &mut budget, &want, &mut |name, text| {
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+            let mut refs = Vec::new();
+            remote_refs(&value, &mut refs);
+            out.extend(refs.into_iter().map(|r| (name.to_string(), r)));
+        }
+    });
+    out
 }
 
 /// Every `$ref` to a remote URL in the `values.schema.json` of the chart

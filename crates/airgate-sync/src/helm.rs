@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use airgate_core::chart::{CHART_LAYER, CHART_LAYER_LEGACY, ChartSource};
+use airgate_core::chart::ChartSource;
 use airgate_core::{Digest, ImageRef};
 use airgate_git::Access;
 use airgate_oci::{RegistryClient, RegistryOptions};
@@ -58,8 +58,6 @@ impl HelmSpec {
     }
 }
 
-/// The most a chart's content layer may be.
-const MAX_CHART: u64 = 64 << 20;
 /// How long the cluster's version and API versions are kept.
 const CAPABILITIES_KEPT: Duration = Duration::from_secs(60);
 /// How many chart layers and renders are kept.
@@ -206,63 +204,38 @@ impl Helm {
         reference: &ImageRef,
         access: &Access,
     ) -> Result<PulledChart, SyncError> {
-        let shown = format!("oci://{reference}");
         let failed = |message: String| SyncError::Render {
             path: "spec.source.helm.chart".into(),
             revision: String::new(),
-            message: format!("{shown}: {message}"),
+            message: format!("oci://{reference}: {message}"),
         };
-        let (registry, repository) = (reference.registry(), reference.repository());
-        let at = match (reference.digest(), reference.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => return Err(failed("no version or digest".into())),
-        };
-        let client = self.client(registry, access)?;
-        let manifest = client
-            .get_manifest(registry, repository, &at)
+        let client = self.client(reference.registry(), access)?;
+        // Every time, as the App: what is cached is served only to an App
+        // that may read the manifest.
+        let found = airgate_oci::chart::layer(&client, reference)
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&manifest.bytes).map_err(|e| failed(e.to_string()))?;
-        let config = value["config"]["mediaType"].as_str().unwrap_or_default();
-        if config != airgate_core::lock::HELM_CONFIG {
-            return Err(failed(format!(
-                "is not a Helm chart (its config's media type is '{}')",
-                airgate_core::text::shown(config, 100)
-            )));
-        }
-        let layer = value["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| {
-                matches!(
-                    l["mediaType"].as_str(),
-                    Some(CHART_LAYER | CHART_LAYER_LEGACY)
-                )
-            })
-            .ok_or_else(|| failed("has no chart content layer".into()))?;
-        let digest: Digest = layer["digest"]
-            .as_str()
-            .and_then(|d| d.parse().ok())
-            .ok_or_else(|| failed("its chart layer has no valid digest".into()))?;
         let cached = self
             .layers
             .lock()
             .map_err(|_| internal("poisoned"))?
             .iter()
-            .find(|(d, _)| *d == digest)
+            .find(|(d, _)| *d == found.layer)
             .map(|(_, b)| b.clone());
         let tgz = match cached {
             Some(b) => b,
             None => {
                 let b = client
-                    .get_blob_bytes(registry, repository, &digest, MAX_CHART)
+                    .get_blob_bytes(
+                        reference.registry(),
+                        reference.repository(),
+                        &found.layer,
+                        airgate_oci::chart::MAX_PACKAGE,
+                    )
                     .await
                     .map_err(|e| failed(e.to_string()))?;
                 let mut layers = self.layers.lock().map_err(|_| internal("poisoned"))?;
-                layers.push_back((digest, b.clone()));
+                layers.push_back((found.layer, b.clone()));
                 if layers.len() > CHARTS_KEPT {
                     layers.pop_front();
                 }
@@ -270,7 +243,7 @@ impl Helm {
             }
         };
         Ok(PulledChart {
-            digest: manifest.digest,
+            digest: found.manifest,
             tgz,
         })
     }

@@ -493,7 +493,7 @@ fn run_ok(command: &mut Command) -> Result<(String, String)> {
 }
 
 /// A chart directory whose dependencies come from a classic chart
-/// repository (served here) and an OCI registry: `bundle create --chart`
+/// repository (served here), an OCI registry and a directory beside it: `bundle create --chart`
 /// vendors them, locks every image the whole chart renders, and carries
 /// the chart; `bundle push` puts it in the internal registry, where a
 /// Helm App installs it, images by digest. A classic repository's chart
@@ -548,8 +548,14 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
             .args(["--url", &repo_url])
             .env("HOME", &d),
     )?;
-    // The OCI subchart, in the upstream registry.
+    // The OCI subchart, in the upstream registry; its values schema
+    // refers to a schema on the repository's server.
     let oci = small_chart(&d, "sub-oci", "0.4.0", &oci_img.reference, "")?;
+    std::fs::write(repo.join("schema.json"), r#"{"type": "object"}"#)?;
+    std::fs::write(
+        oci.join("values.schema.json"),
+        format!(r#"{{"$ref": "{repo_url}/schema.json"}}"#),
+    )?;
     run_ok(
         Command::new(&p.helm)
             .arg("package")
@@ -565,9 +571,11 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
             .arg("--plain-http")
             .env("HOME", &d),
     )?;
-    // The parent, a directory naming both.
+    // A directory beside the parent, named relative to it.
+    small_chart(&d, "sub-local", "0.1.0", &web.reference, "")?;
+    // The parent, a directory naming all three.
     let deps = format!(
-        "dependencies:\n  - {{name: sub-classic, version: 0.3.0, repository: \"{repo_url}\"}}\n  - {{name: sub-oci, version: 0.4.0, repository: \"oci://{}/{base}/charts\"}}\n",
+        "dependencies:\n  - {{name: sub-classic, version: 0.3.0, repository: \"{repo_url}\"}}\n  - {{name: sub-oci, version: 0.4.0, repository: \"oci://{}/{base}/charts\"}}\n  - {{name: sub-local, version: 0.1.0, repository: \"file://../sub-local\"}}\n",
         p.upstream_registry
     );
     let parent = small_chart(&d, "parent", "1.0.0", &web.reference, &deps)?;
@@ -603,6 +611,22 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
         created.contains("carried as airgate.local/charts/parent:1.0.0"),
         "{created}"
     );
+    // The remote $ref is named, and carried since it resolves from here.
+    let schema = format!(
+        "schemas/{}/schema.json",
+        repo_url.trim_start_matches("http://").replace(':', "_")
+    );
+    ensure!(
+        created.contains("sub-oci/values.schema.json")
+            && created.contains(&format!("files/{schema}")),
+        "{created}"
+    );
+    let (inspected, _) = run_ok(
+        airgate()
+            .args(["bundle", "inspect", "-o", "json"])
+            .arg(&bundle),
+    )?;
+    ensure!(inspected.contains(&schema), "{inspected}");
     let locked = std::fs::read_to_string(d.join("b.tar.lock"))?;
     for digest in [&web.digest, &classic_img.digest, &oci_img.digest] {
         ensure!(
@@ -677,10 +701,11 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
     t.write(
         "envs/prod/values.yaml",
         &format!(
-            "image: {}\nsub-classic: {{image: {}}}\nsub-oci: {{image: {}}}\n",
+            "image: {}\nsub-classic: {{image: {}}}\nsub-oci: {{image: {}}}\nsub-local: {{image: {}}}\n",
             pin(&web),
             pin(&classic_img),
-            pin(&oci_img)
+            pin(&oci_img),
+            pin(&web)
         ),
     )?;
     t.push("values")?;
@@ -704,7 +729,7 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
     )
     .await?;
     t.until("shop", "Ready", ready, &c).await?;
-    for name in ["parent", "sub-classic", "sub-oci"] {
+    for name in ["parent", "sub-classic", "sub-oci", "sub-local"] {
         ensure!(t.deployment(name).await?.is_some(), "{name} installed");
     }
     Ok(())

@@ -21,16 +21,19 @@ pub fn run(args: BundleCreateArgs) -> Result<ExitCode> {
         Some(path) => read_lock(path)?,
         None => ImageLock::new(Vec::new()),
     };
-    let files = args
+    let mut files = args
         .files
         .iter()
         .map(|spec| carried_file(spec))
         .collect::<Result<Vec<_>>>()?;
     let mut packaged = crate::block_on(crate::charts::remake(&client, &lock))?;
+    // The remote schemas carried, in files that live until the bundle is made.
+    let schemas = tempfile::tempdir()?;
     if let Some(chart) = &args.chart {
-        let (chart_lock, made) = lock_chart(&args, chart, &client)?;
+        let (chart_lock, made, package) = lock_chart(&args, chart, &client)?;
         lock = ImageLock::new(lock.images.into_iter().chain(chart_lock.images).collect());
         packaged.extend(made);
+        files.extend(schema_files(&client, chart, &package, schemas.path())?);
         let written = PathBuf::from(format!("{}.lock", args.output.display()));
         crate::files::write_atomically(&written, serde_saphyr::to_string(&lock)?.as_bytes())?;
         eprintln!(
@@ -111,7 +114,7 @@ fn lock_chart(
     args: &BundleCreateArgs,
     chart: &str,
     client: &RegistryClient,
-) -> Result<(ImageLock, Option<Packaged>)> {
+) -> Result<(ImageLock, Option<Packaged>, Vec<u8>)> {
     let c = &args.chart_args;
     let mut made = None;
     let mut kept = Vec::new();
@@ -147,25 +150,73 @@ fn lock_chart(
     };
     let mut images = manifests::distinct_images(&discover)?;
     drop(kept);
+    let mut oci = None;
     if let Some(reference) = chart.strip_prefix("oci://") {
         let reference = match &c.chart_version {
             Some(v) => format!("{reference}:{v}"),
             None => reference.to_string(),
         };
-        images.push(ImageRef::parse(&reference).with_context(|| format!("--chart {chart}"))?);
+        let reference = ImageRef::parse(&reference).with_context(|| format!("--chart {chart}"))?;
+        images.push(reference.clone());
+        oci = Some(reference);
     }
     images.sort();
     images.dedup();
     let (lock, _) = super::lock::resolve_all(client, &images, args.jobs)?;
     let Some(m) = made else {
-        return Ok((lock, None));
+        // An oci:// chart: its package, for its schemas.
+        let package = match &oci {
+            Some(r) => {
+                crate::block_on(async { Ok(airgate_oci::chart::package(client, r).await?) })?
+                    .1
+                    .to_vec()
+            }
+            None => Vec::new(),
+        };
+        return Ok((lock, None, package));
     };
     eprintln!(
         "chart {chart} is carried as {} ({})",
         m.locked.reference, m.locked.digest
     );
     let lock = ImageLock::new(lock.images.into_iter().chain([m.locked]).collect());
-    Ok((lock, Some(m.packaged)))
+    Ok((lock, Some(m.packaged), m.package))
+}
+
+/// The remote `$ref`s of the chart's `values.schema.json` files (its
+/// subcharts' too), named on stderr: helm fetches them when it checks
+/// values, which fails inside. Each one that resolves from here is
+/// carried as `files/schemas/HOST/PATH`, written under `dir`.
+fn schema_files(
+    client: &RegistryClient,
+    chart: &str,
+    package: &[u8],
+    dir: &std::path::Path,
+) -> Result<Vec<CarriedFile>> {
+    let mut out: Vec<CarriedFile> = Vec::new();
+    for (file, url) in airgate_render::helm::remote_schema_refs_in_package(package) {
+        eprintln!(
+            "warning: {chart}: {file}: $ref {url} is fetched by helm when it checks values, and cannot be reached inside the perimeter"
+        );
+        let Some(name) = airgate_core::chart::schema_file(&url) else {
+            continue;
+        };
+        if out.iter().any(|f| f.name == name) {
+            continue;
+        }
+        match crate::block_on(async { Ok(client.get_url(&url, 4 << 20).await?) }) {
+            Ok(bytes) => {
+                let source = dir.join(out.len().to_string());
+                std::fs::write(&source, &bytes)?;
+                eprintln!(
+                    "  carried as files/{name}: serve it inside, or put it in the chart and refer to it by a relative path"
+                );
+                out.push(CarriedFile { source, name });
+            }
+            Err(e) => eprintln!("  it does not resolve from here either: {e}"),
+        }
+    }
+    Ok(out)
 }
 
 /// `SRC[=NAME]`
