@@ -9,6 +9,15 @@ use crate::object::ObjectRef;
 
 /// Objects opt out of pruning with this annotation set to `disabled`.
 pub const PRUNE_ANNOTATION: &str = "airgate.dev/prune";
+/// Helm's way of saying the same (`keep`), honoured so a chart's objects
+/// Helm would never delete are not pruned either.
+pub const HELM_RESOURCE_POLICY: &str = "helm.sh/resource-policy";
+
+/// Whether an object with these annotations opted out of pruning.
+pub fn kept<'a>(mut annotation: impl FnMut(&str) -> Option<&'a str>) -> bool {
+    annotation(PRUNE_ANNOTATION) == Some("disabled")
+        || annotation(HELM_RESOURCE_POLICY) == Some("keep")
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
@@ -35,6 +44,21 @@ impl Inventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_opt_out_of_pruning_the_airgate_way_or_helms() {
+        let table = [
+            (vec![("airgate.dev/prune", "disabled")], true),
+            (vec![("helm.sh/resource-policy", "keep")], true),
+            (vec![("airgate.dev/prune", "enabled")], false),
+            (vec![("helm.sh/resource-policy", "delete")], false),
+            (vec![], false),
+        ];
+        for (annotations, want) in table {
+            let got = kept(|k| annotations.iter().find(|(a, _)| *a == k).map(|(_, v)| *v));
+            assert_eq!(got, want, "{annotations:?}");
+        }
+    }
 
     fn r(kind: &str, ns: Option<&str>, name: &str) -> ObjectRef {
         ObjectRef {

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use airgate_core::inventory::PRUNE_ANNOTATION;
 use airgate_core::object::ObjectRef;
 use airgate_core::ownership::{self, AppId, Claim};
 use futures_util::StreamExt;
@@ -208,12 +207,10 @@ impl Applier {
         let Some(live) = api.get_opt(&reference.name).await.map_err(fail)? else {
             return Ok(None);
         };
-        let opted_out = live
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(PRUNE_ANNOTATION))
-            .is_some_and(|v| v == "disabled");
+        let annotations = live.metadata.annotations.as_ref();
+        let opted_out = airgate_core::inventory::kept(|k| {
+            annotations.and_then(|a| a.get(k)).map(String::as_str)
+        });
         // Delete only what carries this App's mark and labels now: an
         // inventory (a status anyone with access can edit) is not proof
         // enough.

@@ -206,11 +206,14 @@ async fn health_follows_the_rollout_and_prune_deletes_only_what_left_unless_opte
     );
     let mut kept = config_map(&ns, "kept", "a");
     kept["metadata"]["annotations"] = json!({"airgate.dev/prune": "disabled"});
+    let mut helm_kept = config_map(&ns, "helm-kept", "a");
+    helm_kept["metadata"]["annotations"] = json!({"helm.sh/resource-policy": "keep"});
     let first = objects(&[
         namespace(&ns),
         deployment,
         config_map(&ns, "old", "a"),
         kept,
+        helm_kept,
     ]);
     let applier = Applier::new(client.clone(), "airgate", "default");
     let applied = applier.apply(&first).await?;
@@ -256,6 +259,7 @@ async fn health_follows_the_rollout_and_prune_deletes_only_what_left_unless_opte
     assert_eq!(
         summary,
         [
+            format!("ConfigMap/{ns}/helm-kept Skipped"),
             format!("ConfigMap/{ns}/kept Skipped"),
             format!("ConfigMap/{ns}/old Deleted")
         ]

@@ -217,3 +217,95 @@ async fn a_chart_renders_as_the_app_from_the_internal_registry_and_repeats_from_
     }
     Ok(())
 }
+
+/// A chart directory of the App's own repository: read from Git with the
+/// values path (nothing else), rendered, and cached by the digest of its
+/// files, so a change to a template renders again and a change elsewhere
+/// does not.
+#[tokio::test]
+async fn a_chart_in_git_renders_with_the_values_and_rerenders_when_a_template_changes() -> Result<()>
+{
+    let p = Perimeter::get();
+    let ns = unique_name("helm-git");
+    let dir = tempfile::tempdir()?;
+    let work = dir.path().join("work");
+    chart(&work.join("charts"), &format!("{ns}.example.com"))?;
+    std::fs::create_dir_all(work.join("envs/prod"))?;
+    std::fs::write(work.join("envs/prod/values.yaml"), "color: green\n")?;
+    std::fs::create_dir_all(work.join("elsewhere"))?;
+    std::fs::write(work.join("elsewhere/big.yaml"), "not: read\n")?;
+    let repo = format!("{ns}-config");
+    let first = p.git_push(&work, &repo, "main", "chart and values")?;
+    let spec = SyncSpec {
+        app: format!("{ns}/shop"),
+        namespace: ns.clone(),
+        url: format!("{}/{repo}.git", p.git_url),
+        git_ref: GitRef::Branch("main".into()),
+        path: "envs/prod".into(),
+        access: Access {
+            username: Some(p.git_user.clone()),
+            password: Some(p.git_password()?),
+            ca_pem: Some(std::fs::read(&p.git_ca)?),
+        },
+        service_account: "deployer".into(),
+        policy: Policy::default(),
+        prune: true,
+        verify: None,
+        helm: Some(HelmSpec {
+            chart: ChartSource::parse(&json!({"path": "charts/demo"}), None, None)
+                .map_err(anyhow::Error::msg)?,
+            values_files: vec!["values.yaml".into()],
+            values: None,
+            release_name: "shop".into(),
+            access: Access::default(),
+        }),
+        timeout: std::time::Duration::from_secs(30),
+        applied: None,
+    };
+    let mirror = tempfile::tempdir()?;
+    let syncer = Syncer::new(
+        mirror.path().to_path_buf(),
+        Some(p.kustomize.clone()),
+        p.kube_config().await?,
+    )
+    .with_helm(Some(p.helm4.clone()));
+    syncer.fetch(&spec).await?;
+    let objects = syncer.render(&spec, &first).await?;
+    let settings = objects
+        .iter()
+        .find(|m| m.value["kind"] == "ConfigMap")
+        .map(|m| m.value["data"]["color"].clone());
+    ensure!(settings == Some(json!("green")), "{settings:?}");
+    ensure!(
+        objects[0]
+            .source
+            .contains("charts/demo (in the Git source)"),
+        "{}",
+        objects[0].source
+    );
+
+    // A template changes: rendered again, though values did not.
+    let cm = work.join("charts/demo/templates/cm.yaml");
+    let text = std::fs::read_to_string(&cm)?.replace("color:", "colour:");
+    std::fs::write(&cm, text)?;
+    let second = p.git_push(&work, &repo, "main", "a template changes")?;
+    syncer.fetch(&spec).await?;
+    let objects = syncer.render(&spec, &second).await?;
+    let settings = objects
+        .iter()
+        .find(|m| m.value["kind"] == "ConfigMap")
+        .map(|m| m.value["data"]["colour"].clone());
+    ensure!(settings == Some(json!("green")), "{settings:?}");
+
+    // A chart path that is not in the revision is named.
+    let mut missing = spec.clone();
+    if let Some(h) = missing.helm.as_mut() {
+        h.chart = ChartSource::parse(&json!({"path": "charts/nothing"}), None, None)
+            .map_err(anyhow::Error::msg)?;
+    }
+    match syncer.render(&missing, &second).await {
+        Err(SyncError::Source(e)) => ensure!(e.to_string().contains("charts/nothing"), "{e}"),
+        other => bail!("expected the missing chart named, got {other:?}"),
+    }
+    Ok(())
+}
