@@ -60,8 +60,12 @@ impl HelmSpec {
 
 /// How long the cluster's version and API versions are kept.
 const CAPABILITIES_KEPT: Duration = Duration::from_secs(60);
-/// How many chart layers and renders are kept.
-const CHARTS_KEPT: usize = 16;
+/// The most a chart's package may be for the controller: real charts are
+/// well under a megabyte compressed, and the controller's memory is
+/// shared by every App.
+const MAX_PACKAGE: u64 = 16 << 20;
+/// How many bytes of chart packages, and how many renders, are kept.
+const LAYERS_KEPT: u64 = 32 << 20;
 const RENDERS_KEPT: usize = 64;
 
 /// `.Capabilities` for `helm template`, from the live cluster's discovery.
@@ -230,13 +234,13 @@ impl Helm {
                         reference.registry(),
                         reference.repository(),
                         &found.layer,
-                        airgate_oci::chart::MAX_PACKAGE,
+                        MAX_PACKAGE,
                     )
                     .await
                     .map_err(|e| failed(e.to_string()))?;
                 let mut layers = self.layers.lock().map_err(|_| internal("poisoned"))?;
                 layers.push_back((found.layer, b.clone()));
-                if layers.len() > CHARTS_KEPT {
+                while layers.iter().map(|(_, b)| b.len() as u64).sum::<u64>() > LAYERS_KEPT {
                     layers.pop_front();
                 }
                 b

@@ -803,9 +803,12 @@ impl Syncer {
             if let Some(hit) = cache.cached(&key) {
                 return Ok(hit);
             }
+            // Beside the checkout, not in it: no file of the repository
+            // can be in the way.
+            let own = tempfile::tempdir().map_err(|e| SyncError::Internal(e.to_string()))?;
             let (chart_path, shown) = match (&pulled, &helm.chart) {
                 (Some(p), chart) => {
-                    let file = source.dir.path().join(".airgate-chart.tgz");
+                    let file = own.path().join("chart.tgz");
                     std::fs::write(&file, &p.tgz)
                         .map_err(|e| SyncError::Internal(e.to_string()))?;
                     (file, chart.shown())
@@ -820,7 +823,7 @@ impl Syncer {
                 }
             };
             if !inline.is_empty() {
-                let file = source.dir.path().join(".airgate-values.json");
+                let file = own.path().join("values.json");
                 std::fs::write(&file, &inline).map_err(|e| SyncError::Internal(e.to_string()))?;
                 values_paths.push(file);
             }
@@ -833,7 +836,11 @@ impl Syncer {
                 include_crds: true,
                 ..Default::default()
             };
-            let from_chart = |text: &str| text.replace(&chart_path.display().to_string(), &shown);
+            let inline_file = own.path().join("values.json").display().to_string();
+            let from_chart = |text: &str| {
+                text.replace(&chart_path.display().to_string(), &shown)
+                    .replace(&inline_file, "spec.source.helm.values")
+            };
             let manifests = renderer
                 .chart(&chart_path, &options)
                 .map_err(|e| source.render_error(&from_chart(&e.to_string())))?;
