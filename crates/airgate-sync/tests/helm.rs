@@ -11,7 +11,7 @@ use airgate_core::policy::Policy;
 use airgate_git::{Access, GitRef};
 use airgate_sync::helm::HelmSpec;
 use airgate_sync::{SyncError, SyncSpec, Syncer};
-use airgate_testkit::{Perimeter, unique_name};
+use airgate_testkit::{Perimeter, run, unique_name};
 use anyhow::{Result, bail, ensure};
 use serde_json::json;
 
@@ -42,14 +42,34 @@ fn chart(dir: &std::path::Path, group: &str) -> Result<std::path::PathBuf> {
     Ok(c)
 }
 
-fn run(command: &mut Command) -> Result<String> {
-    let out = command.output()?;
-    ensure!(
-        out.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+/// App `NS/shop` of `repo`, values from `envs/prod/values.yaml`, the
+/// chart from `chart`, no registry credentials yet.
+fn spec(p: &Perimeter, ns: &str, repo: &str, chart: ChartSource) -> Result<SyncSpec> {
+    Ok(SyncSpec {
+        app: format!("{ns}/shop"),
+        namespace: ns.to_string(),
+        url: format!("{}/{repo}.git", p.git_url),
+        git_ref: GitRef::Branch("main".into()),
+        path: "envs/prod".into(),
+        access: Access {
+            username: Some(p.git_user.clone()),
+            password: Some(p.git_password()?),
+            ca_pem: Some(std::fs::read(&p.git_ca)?),
+        },
+        service_account: "deployer".into(),
+        policy: Policy::default(),
+        prune: true,
+        verify: None,
+        helm: Some(HelmSpec {
+            chart,
+            values_files: vec!["values.yaml".into()],
+            values: None,
+            release_name: "shop".into(),
+            access: Access::default(),
+        }),
+        timeout: std::time::Duration::from_secs(30),
+        applied: None,
+    })
 }
 
 #[tokio::test]
@@ -89,35 +109,14 @@ async fn a_chart_renders_as_the_app_from_the_internal_registry_and_repeats_from_
         ca_pem: Some(std::fs::read(&p.internal_registry_ca)?),
     };
     let reference = format!("oci://{registry}/demo");
-    let spec = SyncSpec {
-        app: format!("{ns}/shop"),
-        namespace: ns.clone(),
-        url: format!("{}/{repo}.git", p.git_url),
-        git_ref: GitRef::Branch("main".into()),
-        path: "envs/prod".into(),
-        access: Access {
-            username: Some(p.git_user.clone()),
-            password: Some(p.git_password()?),
-            ca_pem: Some(std::fs::read(&p.git_ca)?),
-        },
-        service_account: "deployer".into(),
-        policy: Policy {
-            allowed_registries: vec![p.internal_registry.clone()],
-            ..Policy::default()
-        },
-        prune: true,
-        verify: None,
-        helm: Some(HelmSpec {
-            chart: ChartSource::parse(&json!(reference), Some("0.1.0"), None)
-                .map_err(anyhow::Error::msg)?,
-            values_files: vec!["values.yaml".into()],
-            values: Some(json!({"extra": 1})),
-            release_name: "shop".into(),
-            access: access.clone(),
-        }),
-        timeout: std::time::Duration::from_secs(30),
-        applied: None,
-    };
+    let chart_source =
+        ChartSource::parse(&json!(reference), Some("0.1.0"), None).map_err(anyhow::Error::msg)?;
+    let mut spec = spec(&p, &ns, &repo, chart_source)?;
+    spec.policy.allowed_registries = vec![p.internal_registry.clone()];
+    if let Some(h) = spec.helm.as_mut() {
+        h.values = Some(json!({"extra": 1}));
+        h.access = access.clone();
+    }
     let mirror = tempfile::tempdir()?;
     let registry_client =
         airgate_oci::RegistryClient::new(airgate_oci::RegistryOptions::default())?;
@@ -253,32 +252,9 @@ async fn a_chart_in_git_renders_with_the_values_and_rerenders_when_a_template_ch
     std::fs::write(work.join("elsewhere/big.yaml"), "not: read\n")?;
     let repo = format!("{ns}-config");
     let first = p.git_push(&work, &repo, "main", "chart and values")?;
-    let spec = SyncSpec {
-        app: format!("{ns}/shop"),
-        namespace: ns.clone(),
-        url: format!("{}/{repo}.git", p.git_url),
-        git_ref: GitRef::Branch("main".into()),
-        path: "envs/prod".into(),
-        access: Access {
-            username: Some(p.git_user.clone()),
-            password: Some(p.git_password()?),
-            ca_pem: Some(std::fs::read(&p.git_ca)?),
-        },
-        service_account: "deployer".into(),
-        policy: Policy::default(),
-        prune: true,
-        verify: None,
-        helm: Some(HelmSpec {
-            chart: ChartSource::parse(&json!({"path": "charts/demo"}), None, None)
-                .map_err(anyhow::Error::msg)?,
-            values_files: vec!["values.yaml".into()],
-            values: None,
-            release_name: "shop".into(),
-            access: Access::default(),
-        }),
-        timeout: std::time::Duration::from_secs(30),
-        applied: None,
-    };
+    let chart_source = ChartSource::parse(&json!({"path": "charts/demo"}), None, None)
+        .map_err(anyhow::Error::msg)?;
+    let spec = spec(&p, &ns, &repo, chart_source)?;
     let mirror = tempfile::tempdir()?;
     let syncer = Syncer::new(
         mirror.path().to_path_buf(),

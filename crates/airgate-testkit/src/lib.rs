@@ -424,6 +424,25 @@ mod base64_like {
     }
 }
 
+/// Runs `command`: its stdout and stderr, or an error naming the command
+/// with its stderr.
+pub fn run_both(command: &mut std::process::Command) -> Result<(String, String)> {
+    let out = command.output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    if !out.status.success() {
+        bail!("{command:?}: {stderr}");
+    }
+    Ok((stdout, stderr))
+}
+
+/// [`run_both`], its stdout.
+pub fn run(command: &mut std::process::Command) -> Result<String> {
+    Ok(run_both(command)?.0)
+}
+
 /// A name no other test run uses, for namespaces, repositories and tags:
 /// `PREFIX-` followed by 8 hex digits.
 pub fn unique_name(prefix: &str) -> String {

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use airgate_testkit::{Perimeter, unique_name};
+use airgate_testkit::{Perimeter, run, unique_name};
 use anyhow::{Result, ensure};
 use serde_json::Value;
 
@@ -195,13 +195,6 @@ fn charts_render_with_helm_3_and_4_and_hidden_images_are_counted() -> Result<()>
         "{stderr}"
     );
     Ok(())
-}
-
-/// Runs `command`; its stdout, or an error with its stderr.
-fn run(command: &mut Command) -> Result<String> {
-    let out = command.output()?;
-    ensure!(out.status.success(), "{command:?}: {}", text(&out).1);
-    Ok(text(&out).0)
 }
 
 fn sha256_file(path: &Path) -> Result<String> {

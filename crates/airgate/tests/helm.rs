@@ -15,6 +15,7 @@ use std::process::Command;
 
 use airgate_core::status::ConditionType;
 use airgate_kube::app::App;
+use airgate_testkit::run_both;
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -174,6 +175,17 @@ async fn helm_tenant(t: &Tenant) -> Result<()> {
     Ok(())
 }
 
+/// The color the release's settings say now.
+async fn color(t: &Tenant) -> Result<String> {
+    let settings = t.config_map("shop-settings").await?.context("settings")?;
+    Ok(settings
+        .data
+        .unwrap_or_default()
+        .get("color")
+        .cloned()
+        .unwrap_or_default())
+}
+
 fn condition(app: &App, kind: ConditionType) -> Option<(String, String)> {
     app.status
         .as_ref()
@@ -244,15 +256,7 @@ async fn drill(helm: &std::path::Path, v4: bool) -> Result<()> {
     )
     .await?;
     let app = t.until("shop", "Ready", ready, &c).await?;
-    let settings = t.config_map("shop-settings").await?.context("settings")?;
-    ensure!(
-        settings
-            .data
-            .unwrap_or_default()
-            .get("color")
-            .map(String::as_str)
-            == Some("blue")
-    );
+    ensure!(color(&t).await? == "blue");
     let web = t.deployment("shop-web").await?.context("web")?;
     ensure!(
         web.spec.and_then(|s| s.replicas) == Some(2),
@@ -309,15 +313,7 @@ async fn drill(helm: &std::path::Path, v4: bool) -> Result<()> {
         &c,
     )
     .await?;
-    let settings = t.config_map("shop-settings").await?.context("settings")?;
-    ensure!(
-        settings
-            .data
-            .unwrap_or_default()
-            .get("color")
-            .map(String::as_str)
-            == Some("green")
-    );
+    ensure!(color(&t).await? == "green");
     let migrate = jobs
         .get_opt("shop-migrate")
         .await?
@@ -368,31 +364,13 @@ async fn drill(helm: &std::path::Path, v4: bool) -> Result<()> {
         message.contains("shop-migrate") && message.contains("DeadlineExceeded"),
         "the status names the hook and the Job's reason: {message}"
     );
-    let settings = t.config_map("shop-settings").await?.context("settings")?;
     ensure!(
-        settings
-            .data
-            .unwrap_or_default()
-            .get("color")
-            .map(String::as_str)
-            == Some("green"),
+        color(&t).await? == "green",
         "nothing of stage two was applied"
     );
     drop(c);
     if !v4 {
-        let kubeconfig = std::fs::read_to_string(&t.p.kubeconfig)?;
-        let server = kubeconfig
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("server:"))
-            .context("no server in the kubeconfig")?;
-        let allowed = [
-            airgate_testkit::airgap::endpoint(server.trim())?,
-            airgate_testkit::airgap::endpoint(&t.p.git_url)?,
-            airgate_testkit::airgap::endpoint(&t.p.internal_registry)?,
-        ];
-        let attempts = airgate_testkit::airgap::attempts(&trace)?;
-        ensure!(!attempts.is_empty(), "the trace recorded nothing");
-        let found = airgate_testkit::airgap::violations(&attempts, &allowed);
+        let found = reached_elsewhere(&t.p, &trace, &[&t.p.internal_registry])?;
         ensure!(found.is_empty(), "{}", found.join("\n"));
     }
     Ok(())
@@ -478,20 +456,6 @@ fn small_chart(
     Ok(c)
 }
 
-/// Runs `command`: its stdout, then its stderr.
-fn run_ok(command: &mut Command) -> Result<(String, String)> {
-    let out = command.output()?;
-    ensure!(
-        out.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
 /// A chart directory whose dependencies come from a classic chart
 /// repository (served here), an OCI registry and a directory beside it: `bundle create --chart`
 /// vendors them, locks every image the whole chart renders, and carries
@@ -533,7 +497,7 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
     let repo = d.join("repo");
     std::fs::create_dir_all(&repo)?;
     let classic = small_chart(&d, "sub-classic", "0.3.0", &classic_img.reference, "")?;
-    run_ok(
+    run_both(
         Command::new(&p.helm)
             .arg("package")
             .arg(&classic)
@@ -541,7 +505,7 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
             .arg(&repo),
     )?;
     let repo_url = chart_repository(repo.clone())?;
-    run_ok(
+    run_both(
         Command::new(&p.helm)
             .args(["repo", "index"])
             .arg(&repo)
@@ -556,14 +520,14 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
         oci.join("values.schema.json"),
         format!(r#"{{"$ref": "{repo_url}/schema.json"}}"#),
     )?;
-    run_ok(
+    run_both(
         Command::new(&p.helm)
             .arg("package")
             .arg(&oci)
             .arg("-d")
             .arg(&d),
     )?;
-    run_ok(
+    run_both(
         Command::new(&p.helm)
             .arg("push")
             .arg(d.join("sub-oci-0.4.0.tgz"))
@@ -581,9 +545,9 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
     let parent = small_chart(&d, "parent", "1.0.0", &web.reference, &deps)?;
 
     let keys = d.join("k");
-    run_ok(airgate().args(["key", "generate", "--out"]).arg(&keys))?;
+    run_both(airgate().args(["key", "generate", "--out"]).arg(&keys))?;
     let lock = d.join("classic.lock");
-    run_ok(
+    run_both(
         airgate()
             .args([
                 "lock",
@@ -594,7 +558,7 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
             .arg(&lock),
     )?;
     let bundle = d.join("b.tar");
-    let (_, created) = run_ok(
+    let (_, created) = run_both(
         airgate()
             .args(["bundle", "create", "--lock"])
             .arg(&lock)
@@ -621,7 +585,7 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
             && created.contains(&format!("files/{schema}")),
         "{created}"
     );
-    let (inspected, _) = run_ok(
+    let (inspected, _) = run_both(
         airgate()
             .args(["bundle", "inspect", "-o", "json"])
             .arg(&bundle),
@@ -641,7 +605,7 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
 
     let docker = p.docker_config()?;
     let pushed: serde_json::Value = serde_json::from_str(
-        &run_ok(
+        &run_both(
             airgate()
                 .arg("bundle")
                 .arg("push")
@@ -674,7 +638,7 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
     let name = &tagged[..tagged.rfind(':').unwrap_or(tagged.len())];
     let pulled = d.join("pulled");
     std::fs::create_dir_all(&pulled)?;
-    run_ok(
+    run_both(
         Command::new(&p.helm)
             .arg("pull")
             .arg(format!("oci://{name}"))

@@ -16,20 +16,10 @@ use airgate_oci::auth::Credentials;
 use airgate_oci::imports::{self, Artifact};
 use airgate_oci::{RegistryClient, RegistryOptions};
 use airgate_testkit::images::{ImageSpec, LayerSpec, seed_image};
-use airgate_testkit::unique_name;
+use airgate_testkit::{run, unique_name};
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use tenant::*;
-
-fn run(command: &mut Command) -> Result<String> {
-    let out = command.output()?;
-    ensure!(
-        out.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 #[tokio::test]
 async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_gate_is_refused()

@@ -390,6 +390,33 @@ impl Tenant {
     }
 }
 
+/// The connection attempts a traced controller made (see
+/// `airgate_testkit::airgap`) to anything but the apiserver, the Git
+/// server and `also`; an error when the trace recorded nothing.
+pub fn reached_elsewhere(
+    p: &Perimeter,
+    trace: &std::path::Path,
+    also: &[&str],
+) -> Result<Vec<String>> {
+    let kubeconfig = std::fs::read_to_string(&p.kubeconfig)?;
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .context("no server in the kubeconfig")?;
+    let mut allowed = vec![
+        airgate_testkit::airgap::endpoint(server.trim())?,
+        airgate_testkit::airgap::endpoint(&p.git_url)?,
+    ];
+    for a in also {
+        allowed.push(airgate_testkit::airgap::endpoint(a)?);
+    }
+    let attempts = airgate_testkit::airgap::attempts(trace)?;
+    if attempts.is_empty() {
+        bail!("the trace recorded nothing");
+    }
+    Ok(airgate_testkit::airgap::violations(&attempts, &allowed))
+}
+
 pub fn image(tag: &str) -> String {
     format!("registry.internal:5000/shop/web:{tag}@{DIGEST}")
 }
