@@ -73,6 +73,13 @@ pub enum Command {
     /// tree, signed checkpoints), checked and read offline.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Make one commit that returns PATH, and nothing else, to its content at a
+    /// revision; the controller applies it like any commit.
+    ///
+    /// The commit carries the trailers Rolled-back-from and Rolled-back-to (and Ticket).
+    /// It is made with your git (identity, signing); nothing is pushed: the command to
+    /// push is printed.
+    Rollback(RollbackArgs),
     /// Show Apps: revision, readiness and why.
     #[command(subcommand)]
     Get(GetCommand),
@@ -258,6 +265,23 @@ pub enum ObjectOutput {
     Table,
     Yaml,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The path to roll back (a directory or file in a Git work tree).
+    pub path: PathBuf,
+    /// The revision whose content PATH returns to.
+    #[arg(long, value_name = "REV")]
+    pub to: String,
+    /// A Ticket trailer for the commit.
+    #[arg(long, value_name = "T")]
+    pub ticket: Option<String>,
+    /// Why: the commit message's body.
+    #[arg(long, value_name = "M")]
+    pub message: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

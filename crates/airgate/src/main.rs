@@ -13,6 +13,7 @@ mod manifests;
 mod progress_bar;
 mod registry_options;
 mod stdout;
+mod worktree;
 
 use std::process::ExitCode;
 

@@ -550,6 +550,10 @@ async fn of_two_controllers_one_leads_and_the_other_takes_over_when_it_stops() -
     Ok(())
 }
 
+/// The rollback drill: a version that never becomes Ready, `airgate
+/// rollback` of the App's path to the last good revision (another path
+/// changed meanwhile stays as it is), a push, and the App is Ready on the
+/// previous state with no cluster edit; the records show both.
 #[tokio::test]
 async fn the_rollback_drill_returns_to_the_last_working_revision_through_git_alone() -> Result<()> {
     let _git = GIT.read().await;
@@ -558,6 +562,7 @@ async fn the_rollback_drill_returns_to_the_last_working_revision_through_git_alo
         "envs/prod/web.yaml",
         &deployment(&image("1.2.3"), None, false),
     )?;
+    t.write("docs/release.md", "1.2.3\n")?;
     let good = t.push("1.2.3")?;
     let c = t.start(json!({"timeout": "10s"})).await?;
     t.until(
@@ -573,6 +578,7 @@ async fn the_rollback_drill_returns_to_the_last_working_revision_through_git_alo
         "envs/prod/web.yaml",
         &deployment(&image("1.2.4"), None, true),
     )?;
+    t.write("docs/release.md", "1.2.4, with notes that stay\n")?;
     let bad = t.push("1.2.4")?;
     let app = t
         .until(
@@ -589,8 +595,32 @@ async fn the_rollback_drill_returns_to_the_last_working_revision_through_git_alo
             .is_some_and(|c| c.message.contains("Deployment"))
     );
 
-    // The rollback: a revert commit, nothing else.
-    t.p.git(t.work.path(), &["revert", "--no-edit", "HEAD"])?;
+    // The rollback: one commit that returns envs/prod, and only it.
+    let out = airgate()
+        .arg("rollback")
+        .arg(t.work.path().join("envs/prod"))
+        .args(["--to", &good, "--ticket", "CHG-7", "-o", "json"])
+        .env("GIT_AUTHOR_NAME", "Release Manager")
+        .env("GIT_AUTHOR_EMAIL", "release@shop.invalid")
+        .env("GIT_COMMITTER_NAME", "Release Manager")
+        .env("GIT_COMMITTER_EMAIL", "release@shop.invalid")
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rolled: Value = serde_json::from_slice(&out.stdout)?;
+    let revert = rolled["commit"].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        rolled["changed"],
+        json!(["M\tenvs/prod/web.yaml"]),
+        "{rolled}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.work.path().join("docs/release.md"))?,
+        "1.2.4, with notes that stay\n"
+    );
     t.p.git(
         t.work.path(),
         &[
@@ -600,13 +630,9 @@ async fn the_rollback_drill_returns_to_the_last_working_revision_through_git_alo
             "HEAD:refs/heads/main",
         ],
     )?;
-    let revert =
-        t.p.git(t.work.path(), &["rev-parse", "HEAD"])?
-            .trim()
-            .to_string();
     t.until(
         "shop",
-        "Ready at the revert",
+        "Ready at the rollback",
         |a| ready(a) && applied(a).as_deref() == Some(revert.as_str()),
         &c,
     )
@@ -620,6 +646,28 @@ async fn the_rollback_drill_returns_to_the_last_working_revision_through_git_alo
         .iter()
         .any(|c| c.type_ == "Available" && c.status == "True");
     assert!(available);
+
+    // The records: 1.2.4 applied and unhealthy, then the rollback, whose
+    // message names both revisions and the ticket.
+    let records = c.records(&format!("{}/shop", t.ns))?;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.revision == bad && r.result.as_str() == "unhealthy"),
+        "{records:#?}"
+    );
+    let rollback = records
+        .iter()
+        .find(|r| r.revision == revert && r.result.as_str() == "succeeded")
+        .context("no record of the rollback")?;
+    for trailer in [
+        format!("Rolled-back-from: {bad}"),
+        format!("Rolled-back-to: {good}"),
+        "Ticket: CHG-7".to_string(),
+    ] {
+        assert!(rollback.message.contains(&trailer), "{}", rollback.message);
+    }
+    assert_eq!(rollback.author.name, "Release Manager");
     Ok(())
 }
 
