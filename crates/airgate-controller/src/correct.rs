@@ -13,7 +13,7 @@ use std::time::Instant;
 use airgate_core::drift::Drifted;
 use airgate_core::object::ObjectRef;
 use airgate_core::status::{RecordKind, RecordResult};
-use airgate_kube::app::{App, DriftMode};
+use airgate_kube::app::DriftMode;
 use airgate_store::Drift;
 use airgate_sync::SyncSpec;
 
@@ -29,9 +29,9 @@ type Found = Vec<(ObjectRef, Drifted)>;
 /// was applied by this process yet).
 pub async fn handle(
     ctx: &Context,
-    app: &App,
     spec: &SyncSpec,
     drift: Vec<(ObjectRef, Drifted)>,
+    mode: DriftMode,
 ) -> Vec<Outcome> {
     let key = spec.app.clone();
     let mut outcomes = Vec::new();
@@ -42,7 +42,7 @@ pub async fn handle(
         return outcomes;
     };
     let drift = relabelled(ctx, spec, drift).await;
-    let correct = app.spec.drift == DriftMode::Correct;
+    let correct = mode == DriftMode::Correct;
     let drift = if correct {
         let (fight, rest) = uncontested(ctx, &key, drift);
         if !fight.is_empty() {

@@ -15,6 +15,7 @@ mod audit;
 mod correct;
 mod decide;
 mod drift;
+mod freeze;
 mod health;
 mod imports;
 mod lease;

@@ -55,6 +55,9 @@ pub enum Outcome {
     Contested { message: String },
     /// The audit log cannot be proved consistent: nothing is applied.
     AuditRefused { message: String, first: bool },
+    /// A change freeze holds a new revision back; `first` when the App did
+    /// not already say so.
+    Frozen { message: String, first: bool },
 }
 
 /// Tells the world about the outcomes of one App's pass.
@@ -143,6 +146,14 @@ impl Reporter<'_> {
                     self.event(EventType::Warning, reason, message).await;
                 }
             }
+            Outcome::Frozen { message, first } => {
+                let reason = Reason::FreezeWindow;
+                status.set_condition(ConditionType::Frozen, True, reason, &message, self.now);
+                if first {
+                    log::info("frozen", json!({"app": key, "freeze": message}));
+                    self.event(EventType::Normal, reason, message).await;
+                }
+            }
             Outcome::Contested { message } => {
                 self.ctx.metrics.drift(RecordResult::Contested);
                 log::warn(
@@ -191,6 +202,14 @@ impl Reporter<'_> {
             short(&record.revision)
         );
         self.event(EventType::Normal, Reason::Synced, note).await;
+        if let Some(why) = &record.freeze_override {
+            let note = format!(
+                "revision {} applied during a change freeze: Freeze-Override: {why}",
+                short(&record.revision)
+            );
+            self.event(EventType::Warning, Reason::FreezeOverridden, note)
+                .await;
+        }
     }
 
     /// The `RenderWarning` condition, set while the applied revision's

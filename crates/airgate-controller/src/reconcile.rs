@@ -35,9 +35,11 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::decide::{self, Due};
+use super::freeze;
 use super::outcome::{self, Outcome, Reporter, epoch_seconds, short};
 use super::state::{Baseline, HealthWait};
 use super::{Context, correct, drift, health, key, log, spec, trust};
+use airgate_core::freeze::Active;
 
 /// Setting this annotation on an App to a new value (a timestamp, say)
 /// makes the next pass fetch from Git now instead of at the interval.
@@ -99,6 +101,21 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
             return Ok(Action::await_change());
         }
     };
+    let windows = match freeze::windows(&app) {
+        Ok(w) => w,
+        Err(message) => {
+            status.observed_generation = app.metadata.generation;
+            reporter
+                .report(Outcome::InvalidSpec { message }, &mut status)
+                .await;
+            write_status(&ctx, &app, &before, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let frozen = windows.active(epoch_seconds());
+    if frozen.is_none() {
+        status.clear_condition(ConditionType::Frozen);
+    }
     if app.spec.suspend {
         let was = ctx.with_state(&key, |s| std::mem::replace(&mut s.owned.suspended, true));
         reporter
@@ -148,11 +165,12 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
             }
         }
     }
-    for outcome in correct::handle(&ctx, &app, &spec, drift).await {
+    let drift_mode = freeze::drift_mode(&app, frozen.is_some());
+    for outcome in correct::handle(&ctx, &spec, drift, drift_mode).await {
         reporter.report(outcome, &mut status).await;
     }
     if due.fetch {
-        fetch_and_sync(&ctx, &reporter, &mut spec, due, &mut status).await;
+        fetch_and_sync(&ctx, &reporter, &mut spec, due, frozen, &mut status).await;
     }
     if let Some(outcome) = health::check(&ctx, &app, &spec, &status).await {
         reporter.report(outcome, &mut status).await;
@@ -236,6 +254,7 @@ async fn fetch_and_sync(
     reporter: &Reporter<'_>,
     spec: &mut SyncSpec,
     due: Due,
+    frozen: Option<(Active, &str)>,
     status: &mut AppStatus,
 ) {
     let app = reporter.app;
@@ -289,8 +308,43 @@ async fn fetch_and_sync(
         trust::Gate::Open(v) => v,
         trust::Gate::Closed => return,
     };
+    let overridden = match (&frozen, sync_due) {
+        (Some((active, window)), true) => {
+            match freeze::override_reason(&commit.message) {
+                Some(reason) => Some(reason),
+                None => {
+                    // Held until the window ends: looked at again then, or
+                    // within one interval, whichever is first.
+                    let left = u64::try_from(active.ends_at - epoch_seconds()).unwrap_or(0);
+                    let at = Instant::now() + Duration::from_secs(left + 1);
+                    ctx.with_state(&key, |s| {
+                        s.owned.next_fetch = s.owned.next_fetch.map(|n| n.min(at)).or(Some(at));
+                    });
+                    let message = format!(
+                        "change freeze ({window}) until {}: revision {} waits; a commit with the trailer Freeze-Override: <reason> is applied at once",
+                        freeze::shown_time(active.ends_at),
+                        short(&commit.id)
+                    );
+                    let first = status
+                        .condition(ConditionType::Frozen)
+                        .is_none_or(|c| c.message != message);
+                    reporter
+                        .report(Outcome::Frozen { message, first }, status)
+                        .await;
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
+    if frozen.is_none() {
+        status.clear_condition(ConditionType::Frozen);
+    }
     if sync_due {
         let mut outcome = sync(ctx, app, spec, commit, status).await;
+        if let (Some(reason), Outcome::Synced { record, .. }) = (&overridden, &mut outcome) {
+            record.freeze_override = Some(reason.clone());
+        }
         if let Some(v) = &verification {
             trust::attach(reporter, v, &mut outcome, status);
         }

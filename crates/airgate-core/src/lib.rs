@@ -12,6 +12,7 @@ pub mod digest;
 pub mod discover;
 pub mod drift;
 pub mod fields;
+pub mod freeze;
 pub mod health;
 pub mod hidden;
 pub mod inventory;

@@ -59,6 +59,8 @@ words! {
         /// is applied may not be what `helm install` would do, or may
         /// change with every render.
         RenderWarning = "RenderWarning",
+        /// A change freeze is in force: new revisions wait for its end.
+        Frozen = "Frozen",
     }
 }
 
@@ -129,6 +131,10 @@ words! {
         /// A Helm hook failed or was not done in time: nothing after it
         /// was applied.
         HookFailed = "HookFailed",
+        /// A change freeze window is in force (the `Frozen` condition).
+        FreezeWindow = "FreezeWindow",
+        /// A commit with `Freeze-Override` was applied during a freeze.
+        FreezeOverridden = "FreezeOverridden",
     }
 }
 

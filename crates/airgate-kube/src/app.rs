@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
     shortname = "agapp",
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.lastAppliedRevision"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Frozen","type":"string","jsonPath":".status.conditions[?(@.type==\"Frozen\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -47,6 +48,36 @@ pub struct AppSpec {
     /// is Stalled: `30s`, `5m`.
     #[serde(default = "default_timeout")]
     pub timeout: String,
+    /// Change freezes: windows in which no new revision is applied and
+    /// nothing is pruned (a commit with the trailer `Freeze-Override:
+    /// <reason>` is the only exception).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<FreezeWindow>,
+    /// What drift does during a freeze: `correct` (default) or `warn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_drift: Option<DriftMode>,
+}
+
+/// One freeze window: recurring (`schedule`, `duration`, `timeZone`) or
+/// one-off (`from`, `to`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FreezeWindow {
+    /// When a window starts: cron, five fields (`0 18 * * 5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// How long it lasts: `62h`, `90m`, `2d` (at most 31 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// The IANA time zone the schedule is read in (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// A one-off window's start, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// A one-off window's end, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 fn default_interval() -> String {
@@ -614,6 +645,8 @@ mod tests {
             suspend: false,
             policy: AppPolicy::default(),
             timeout: "5m".into(),
+            freeze: Vec::new(),
+            freeze_drift: None,
         }
     }
 

@@ -136,6 +136,10 @@ pub struct SyncRecord {
     /// ([`MAX_BODY`]) and was stored as several records in a row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<Part>,
+    /// A sync applied during a change freeze: the reason its commit's
+    /// `Freeze-Override` trailer gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_override: Option<String>,
 }
 
 impl SyncRecord {
@@ -515,6 +519,7 @@ mod tests {
             from_revision: None,
             controller: String::new(),
             part: None,
+            freeze_override: None,
         }
     }
 

@@ -198,6 +198,7 @@ impl SyncOutcome {
             from_revision: self.from_revision.clone(),
             controller: String::new(),
             part: None,
+            freeze_override: None,
         }
     }
 }

@@ -1849,3 +1849,126 @@ async fn the_audit_log_is_published_continued_by_a_new_leader_after_a_kill_mid_s
     assert!(said.contains("record 1"), "{said}");
     Ok(())
 }
+
+/// A change freeze of a few seconds, for real: a revision pushed during
+/// the window waits (the App says Frozen, naming the window and the
+/// revision), and is applied once the window has ended; during another
+/// window a commit with `Freeze-Override` is applied at once and its
+/// record says why.
+#[tokio::test]
+async fn a_freeze_holds_a_revision_until_its_window_ends_and_an_override_goes_through() -> Result<()>
+{
+    let _git = GIT.read().await;
+    let t = Tenant::new("ctl-freeze").await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "1"))?;
+    let first = t.push("1")?;
+    let c = t.ready(json!({})).await?;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    };
+    let rfc3339 = |epoch: i64| -> Result<String> {
+        Ok(String::from_utf8(
+            Command::new("date")
+                .args(["-u", "-d", &format!("@{epoch}"), "+%Y-%m-%dT%H:%M:%SZ"])
+                .output()?
+                .stdout,
+        )?
+        .trim()
+        .to_string())
+    };
+    let freeze = |from: i64, to: i64| -> Result<Value> {
+        Ok(json!({"freeze": [{"from": rfc3339(from)?, "to": rfc3339(to)?}]}))
+    };
+    let end = now() + 15;
+    t.patch_app("shop", freeze(now() - 60, end)?).await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "2"))?;
+    let second = t.push("2, during the freeze")?;
+    let frozen = t
+        .until(
+            "shop",
+            "Frozen, naming the revision",
+            |a| {
+                a.status
+                    .as_ref()
+                    .and_then(|s| s.condition(ConditionType::Frozen))
+                    .is_some_and(|c| c.status == "True" && c.message.contains(&second[..12]))
+            },
+            &c,
+        )
+        .await?;
+    let message = frozen
+        .status
+        .as_ref()
+        .and_then(|s| s.condition(ConditionType::Frozen))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("window 1") && message.contains(&rfc3339(end)?),
+        "{message}"
+    );
+    assert_eq!(applied(&frozen).as_deref(), Some(first.as_str()));
+    let mode = |cm: Option<ConfigMap>| cm.and_then(|c| c.data).and_then(|d| d.get("mode").cloned());
+    assert_eq!(mode(t.config_map("settings").await?).as_deref(), Some("1"));
+    let out = airgate()
+        .args(["get", "apps", "-n", &t.ns])
+        .env("KUBECONFIG", &t.p.kubeconfig)
+        .output()?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("FROZEN") && table.contains(&format!("until {}", rfc3339(end)?)),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The window ends: the pending revision is applied, not before.
+    let app = t
+        .until(
+            "shop",
+            "the pending revision applied after the window",
+            |a| ready(a) && applied(a).as_deref() == Some(second.as_str()),
+            &c,
+        )
+        .await?;
+    assert!(now() >= end, "applied before the window ended");
+    assert!(
+        app.status
+            .as_ref()
+            .and_then(|s| s.condition(ConditionType::Frozen))
+            .is_none(),
+        "the Frozen condition is gone"
+    );
+    let records = c.records(&format!("{}/shop", t.ns))?;
+    let applied_at = records
+        .iter()
+        .find(|r| r.revision == second && r.result.as_str() == "succeeded")
+        .map(|r| r.started_at)
+        .context("no record of the pending revision")?;
+    assert!(applied_at >= end, "{applied_at} < {end}");
+
+    // Another window; an override is applied at once, and says so.
+    t.patch_app("shop", freeze(now() - 60, now() + 600)?)
+        .await?;
+    t.write("envs/prod/settings.yaml", &config_map("settings", "3"))?;
+    let urgent = t.push("3: the fix\n\nFreeze-Override: INC-1 payments are down")?;
+    t.until(
+        "shop",
+        "the override applied",
+        |a| applied(a).as_deref() == Some(urgent.as_str()),
+        &c,
+    )
+    .await?;
+    assert_eq!(mode(t.config_map("settings").await?).as_deref(), Some("3"));
+    let records = c.records(&format!("{}/shop", t.ns))?;
+    let record = records
+        .iter()
+        .find(|r| r.revision == urgent && r.result.as_str() == "succeeded")
+        .context("no record of the override")?;
+    assert_eq!(
+        record.freeze_override.as_deref(),
+        Some("INC-1 payments are down")
+    );
+    Ok(())
+}

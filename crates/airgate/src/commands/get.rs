@@ -91,7 +91,9 @@ pub fn apps(args: GetAppsArgs) -> Result<ExitCode> {
                     return Ok(ExitCode::SUCCESS);
                 }
                 let mut rows = Vec::new();
-                let mut header = vec!["NAME", "REVISION", "READY", "REASON", "AGE", "MESSAGE"];
+                let mut header = vec![
+                    "NAME", "REVISION", "READY", "REASON", "FROZEN", "AGE", "MESSAGE",
+                ];
                 if args.all_namespaces {
                     header.insert(0, "NAMESPACE");
                 }
@@ -112,6 +114,7 @@ pub fn apps(args: GetAppsArgs) -> Result<ExitCode> {
                             .unwrap_or_else(|| "-".into()),
                         ready.map_or("Unknown".into(), |c| c.status.clone()),
                         ready.map_or("-".into(), |c| c.reason.clone()),
+                        frozen(&status),
                         age(app.metadata.creation_timestamp.as_ref()),
                         message,
                     ];
@@ -125,4 +128,19 @@ pub fn apps(args: GetAppsArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `until TIME` while a change freeze holds the App's revisions back.
+fn frozen(status: &airgate_kube::app::AppStatus) -> String {
+    status
+        .condition(airgate_kube::app::ConditionType::Frozen)
+        .filter(|c| c.status == "True")
+        .map(|c| {
+            c.message
+                .split_once(" until ")
+                .and_then(|(_, rest)| rest.split(": ").next())
+                .map(|t| format!("until {t}"))
+                .unwrap_or_else(|| "yes".into())
+        })
+        .unwrap_or_else(|| "-".into())
 }
