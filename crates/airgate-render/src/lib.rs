@@ -8,6 +8,7 @@
 //! for YAML, the line.
 
 pub mod confine;
+pub mod edit;
 pub mod helm;
 
 use std::path::{Path, PathBuf};

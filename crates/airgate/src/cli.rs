@@ -73,6 +73,14 @@ pub enum Command {
     /// tree, signed checkpoints), checked and read offline.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Rewrite every image reference the lock covers to the internal registry's
+    /// digest-pinned reference, changing only those bytes.
+    ///
+    /// Plain manifests (wherever images are found), kustomize `images:` entries
+    /// (newName, digest) and Helm values files (values*.yaml: a string under a key
+    /// named `image`, or --values-path). Paths follow `bundle push`. --check changes
+    /// nothing and exits 1 naming each reference that is not pinned (for CI).
+    Pin(PinArgs),
     /// Make one commit that returns PATH, and nothing else, to its content at a
     /// revision; the controller applies it like any commit.
     ///
@@ -265,6 +273,30 @@ pub enum ObjectOutput {
     Table,
     Yaml,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// A manifest file or a directory (read recursively: *.yaml, *.yml).
+    pub path: PathBuf,
+    /// The image lock the references are pinned from (`airgate lock`).
+    #[arg(long, value_name = "FILE")]
+    pub lock: PathBuf,
+    /// The internal registry, as `bundle push --to` was given.
+    #[arg(long, value_name = "HOST:PORT[/PREFIX]")]
+    pub registry: String,
+    /// The path layout `bundle push` used.
+    #[arg(long, value_enum, default_value_t = LayoutArg::ByRegistry)]
+    pub layout: LayoutArg,
+    /// In Helm values files, the value at this path is IMAGE (repeatable):
+    /// IMAGE=a.b.image.
+    #[arg(long = "values-path", value_name = "IMAGE=PATH")]
+    pub values_paths: Vec<String>,
+    /// Change nothing; exit 1 naming every reference not pinned in the registry.
+    #[arg(long)]
+    pub check: bool,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ mod install;
 mod key;
 mod lock;
 mod mirror_config;
+mod pin;
 mod rollback;
 mod verify_commits;
 mod version;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Describe(DescribeCommand::App(args)) => describe::app(args),
         Command::VerifyCommits(args) => verify_commits::run(args),
         Command::Rollback(args) => rollback::run(args),
+        Command::Pin(args) => pin::run(args),
         Command::Audit(command) => audit::run(command),
         Command::Version { output } => version::run(output),
     }
