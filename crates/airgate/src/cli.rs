@@ -81,6 +81,13 @@ pub enum Command {
     /// named `image`, or --values-path). Paths follow `bundle push`. --check changes
     /// nothing and exits 1 naming each reference that is not pinned (for CI).
     Pin(PinArgs),
+    /// Copy the version fields (image references and digests, kustomize images,
+    /// chart versions, image values) of one environment to another, and nothing
+    /// else, in a commit on a new branch.
+    ///
+    /// Refuses a digest the internal registry does not have (--internal names it).
+    /// The commit carries Promoted-from: FROM@REV (and Ticket). Nothing is pushed.
+    Promote(PromoteArgs),
     /// Make one commit that returns PATH, and nothing else, to its content at a
     /// revision; the controller applies it like any commit.
     ///
@@ -297,6 +304,35 @@ pub struct PinArgs {
     pub check: bool,
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The environment promoted from (a directory in a Git work tree).
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// The environment promoted to.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Promote only these (an image's last path component, a kustomize images
+    /// name, an App's name); repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// The internal registry (HOST:PORT): digests under it must exist there
+    /// (repeatable).
+    #[arg(long = "internal", value_name = "HOST:PORT")]
+    pub internal: Vec<String>,
+    /// The branch made (default promote/TO-REV).
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+    /// A Ticket trailer.
+    #[arg(long, value_name = "T")]
+    pub ticket: Option<String>,
+    /// Why: the commit message's body.
+    #[arg(long, value_name = "M")]
+    pub message: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]

@@ -215,3 +215,153 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// `airgate promote`: stage's version fields copied to prod (an image by
+/// digest, a kustomize image entry, a Helm App's chart version) and
+/// nothing else (prod's env value, replicas and comments stay, and are
+/// said to differ), in one commit on a new branch with the trailers; a
+/// digest the registry does not have is refused with nothing written.
+#[test]
+fn promote_copies_only_version_fields_and_refuses_a_digest_the_registry_lacks() -> Result<()> {
+    use airgate_testkit::images::{ImageSpec, LayerSpec, seed_image};
+    let p = airgate_testkit::Perimeter::get();
+    let base = airgate_testkit::unique_name("promote");
+    let seed = |name: &str, n: u64| {
+        seed_image(
+            &p.upstream_registry,
+            &format!("{base}/{name}"),
+            "v1",
+            &ImageSpec::single(&[LayerSpec {
+                seed: n,
+                size: 2_000,
+            }]),
+        )
+    };
+    let (web, api) = (seed("web", 601)?, seed("api", 602)?);
+    let up = &p.upstream_registry;
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    git(d, &["init", "--quiet", "--initial-branch", "main"])?;
+    let deployment = |image: &str, mode: &str, replicas: u32| {
+        format!(
+            "# the web tier\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: {replicas}\n  template:\n    spec:\n      containers:\n        - name: web\n          image: {image}   # set by promotion\n          env:\n            - {{name: MODE, value: {mode}}}\n"
+        )
+    };
+    let kustomization = |tag: &str, digest: Option<&str>| {
+        let digest = digest
+            .map(|d| format!("\n    digest: {d}"))
+            .unwrap_or_default();
+        format!(
+            "resources: [web.yaml, app.yaml]\nimages:\n  - name: shop/api\n    newName: {up}/{base}/api\n    newTag: \"{tag}\"{digest}\n"
+        )
+    };
+    let app = |version: &str| {
+        format!(
+            "apiVersion: airgate.dev/v1alpha1\nkind: App\nmetadata: {{name: search}}\nspec:\n  source:\n    helm:\n      chart: oci://r/charts/search\n      version: {version}\n"
+        )
+    };
+    let web_new = format!("{up}/{base}/web:v1@{}", web.digest);
+    let web_old = format!("{up}/{base}/web:v0@sha256:{}", "0".repeat(64));
+    write(d, "envs/stage/web.yaml", &deployment(&web_new, "stage", 1))?;
+    write(d, "envs/prod/web.yaml", &deployment(&web_old, "prod", 3))?;
+    write(
+        d,
+        "envs/stage/kustomization.yaml",
+        &kustomization("v1", Some(&api.digest)),
+    )?;
+    write(
+        d,
+        "envs/prod/kustomization.yaml",
+        &kustomization("v0", None),
+    )?;
+    write(d, "envs/stage/app.yaml", &app("0.2.0"))?;
+    write(d, "envs/prod/app.yaml", &app("0.1.0"))?;
+    git(d, &["add", "--all"])?;
+    git(d, &["commit", "--quiet", "-m", "stage has 1.2.4"])?;
+    let before = git(d, &["rev-parse", "HEAD"])?;
+
+    let out = airgate(
+        d,
+        &[
+            "promote",
+            "--from",
+            "envs/stage",
+            "--to",
+            "envs/prod",
+            "--internal",
+            up,
+            "--ticket",
+            "CHG-9",
+        ],
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "{stderr}");
+    ensure!(git(d, &["rev-parse", "--abbrev-ref", "HEAD"])?.starts_with("promote/envs-prod-"));
+    ensure!(
+        std::fs::read_to_string(d.join("envs/prod/web.yaml"))? == deployment(&web_new, "prod", 3)
+    );
+    ensure!(
+        std::fs::read_to_string(d.join("envs/prod/kustomization.yaml"))?
+            == format!(
+                "resources: [web.yaml, app.yaml]\nimages:\n  - name: shop/api\n    newName: {up}/{base}/api\n    digest: {}\n    newTag: \"v1\"\n",
+                api.digest
+            ),
+        "the digest is added beside newName, the tag changed in place"
+    );
+    ensure!(std::fs::read_to_string(d.join("envs/prod/app.yaml"))? == app("0.2.0"));
+    ensure!(
+        stderr.contains("left as it is")
+            && stderr.contains("spec.replicas")
+            && stderr.contains("env"),
+        "{stderr}"
+    );
+    let changed = git(d, &["diff", "--name-only", &before, "HEAD"])?;
+    ensure!(
+        changed == "envs/prod/app.yaml\nenvs/prod/kustomization.yaml\nenvs/prod/web.yaml",
+        "{changed}"
+    );
+    let message = git(d, &["log", "-1", "--format=%B"])?;
+    ensure!(
+        message.contains(&format!("Promoted-from: envs/stage@{before}"))
+            && message.contains("Ticket: CHG-9"),
+        "{message}"
+    );
+
+    // A digest the registry does not have: refused, nothing written.
+    git(d, &["checkout", "--quiet", "main"])?;
+    let missing = format!("{up}/{base}/web:v2@sha256:{}", "1".repeat(64));
+    write(d, "envs/stage/web.yaml", &deployment(&missing, "stage", 1))?;
+    git(
+        d,
+        &[
+            "commit",
+            "--quiet",
+            "-am",
+            "stage has a digest nobody carried",
+        ],
+    )?;
+    let head = git(d, &["rev-parse", "HEAD"])?;
+    let out = airgate(
+        d,
+        &[
+            "promote",
+            "--from",
+            "envs/stage",
+            "--to",
+            "envs/prod",
+            "--internal",
+            up,
+        ],
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && stderr.contains("does not have")
+            && stderr.contains(&"1".repeat(64)),
+        "{stderr}"
+    );
+    ensure!(
+        git(d, &["rev-parse", "HEAD"])? == head && git(d, &["status", "--porcelain"])?.is_empty()
+    );
+    Ok(())
+}

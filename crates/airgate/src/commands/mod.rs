@@ -18,6 +18,7 @@ mod key;
 mod lock;
 mod mirror_config;
 mod pin;
+mod promote;
 mod rollback;
 mod verify_commits;
 mod version;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::VerifyCommits(args) => verify_commits::run(args),
         Command::Rollback(args) => rollback::run(args),
         Command::Pin(args) => pin::run(args),
+        Command::Promote(args) => promote::run(args),
         Command::Audit(command) => audit::run(command),
         Command::Version { output } => version::run(output),
     }
