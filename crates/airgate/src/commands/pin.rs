@@ -45,13 +45,15 @@ struct Pinning<'a> {
 }
 
 impl Pinning<'_> {
-    /// The lock entry for `image` (same name; same tag when it has one).
+    /// The lock entry for `image` (same name; same tag when it has one):
+    /// the source's name, or the name it has in the internal registry (a
+    /// reference whose tag was changed by hand, to be pinned again).
     fn entry(&self, image: &ImageRef) -> Option<&LockedImage> {
-        let mut same = self
-            .lock
-            .images
-            .iter()
-            .filter(|l| l.subject.is_none() && l.reference.name() == image.name());
+        let name = image.name();
+        let mut same = self.lock.images.iter().filter(|l| {
+            l.subject.is_none()
+                && (l.reference.name() == name || self.repository(l).is_ok_and(|r| r == name))
+        });
         match image.tag() {
             Some(tag) => same.find(|l| l.reference.tag() == Some(tag)),
             None => same.next(),
