@@ -337,7 +337,7 @@ async fn health_of_many_objects_of_one_kind_finds_each_even_one_the_label_list_m
 }
 
 #[tokio::test]
-async fn the_app_crd_is_served_and_shows_revision_ready_and_age() -> Result<()> {
+async fn the_app_crd_is_served_and_shows_revision_ready_frozen_and_age() -> Result<()> {
     use airgate_kube::app::App;
     use kube::CustomResourceExt;
 
@@ -369,7 +369,11 @@ async fn the_app_crd_is_served_and_shows_revision_ready_and_age() -> Result<()> 
         .unwrap_or_default()
         .split_whitespace()
         .collect();
-    assert_eq!(header, ["NAME", "REVISION", "READY", "AGE"], "{table}");
+    assert_eq!(
+        header,
+        ["NAME", "REVISION", "READY", "FROZEN", "AGE"],
+        "{table}"
+    );
     Ok(())
 }
 
