@@ -88,6 +88,12 @@ pub enum Command {
     /// Refuses a digest the internal registry does not have (--internal names it).
     /// The commit carries Promoted-from: FROM@REV (and Ticket). Nothing is pushed.
     Promote(PromoteArgs),
+    /// Show what a change does to the rendered objects: each object added, removed
+    /// or changed between two revisions of PATH, by field, Secret values masked.
+    ///
+    /// Renders as the controller does (plain YAML, Kustomize, a chart directory),
+    /// from the work tree's Git objects. Exits 1 when they differ.
+    Diff(DiffArgs),
     /// Make one commit that returns PATH, and nothing else, to its content at a
     /// revision; the controller applies it like any commit.
     ///
@@ -333,6 +339,26 @@ pub struct PromoteArgs {
     pub message: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The path (in a Git work tree) an App renders.
+    pub path: PathBuf,
+    /// The revision before (a commit, branch or tag).
+    #[arg(long, value_name = "REV")]
+    pub from: String,
+    /// The revision after.
+    #[arg(long, value_name = "REV", default_value = "HEAD")]
+    pub to: String,
+    /// The kustomize binary (default: $AIRGATE_KUSTOMIZE, then kustomize on PATH).
+    #[arg(long, value_name = "BIN")]
+    pub kustomize: Option<PathBuf>,
+    /// The helm binary for a chart directory (default: $AIRGATE_HELM, then PATH).
+    #[arg(long, value_name = "BIN")]
+    pub helm: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

@@ -365,3 +365,112 @@ fn promote_copies_only_version_fields_and_refuses_a_digest_the_registry_lacks() 
     );
     Ok(())
 }
+
+/// `airgate diff` between two revisions of a kustomize overlay (its base
+/// elsewhere in the repository): the image bump and the new env var by
+/// field, a Secret's change masked, an object added; exit 1 when they
+/// differ and 0 when they do not.
+#[test]
+fn diff_shows_rendered_changes_by_field_with_secrets_masked() -> Result<()> {
+    let p = airgate_testkit::Perimeter::get();
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    git(d, &["init", "--quiet", "--initial-branch", "main"])?;
+    write(
+        d,
+        "base/kustomization.yaml",
+        "resources: [web.yaml, secret.yaml]\n",
+    )?;
+    write(
+        d,
+        "base/web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers:\n        - {name: web, image: web:1.2.3}\n",
+    )?;
+    write(
+        d,
+        "base/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: old-and-secret}\n",
+    )?;
+    write(
+        d,
+        "envs/prod/kustomization.yaml",
+        "namespace: shop\nresources: [../../base]\n",
+    )?;
+    git(d, &["add", "--all"])?;
+    git(d, &["commit", "--quiet", "-m", "1.2.3"])?;
+    let before = git(d, &["rev-parse", "HEAD"])?;
+    write(
+        d,
+        "base/web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: web:1.2.4\n          env: [{name: FEATURE_X, value: \"on\"}]\n",
+    )?;
+    write(
+        d,
+        "base/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData: {password: new-and-secret}\n",
+    )?;
+    write(
+        d,
+        "envs/prod/extra.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\n",
+    )?;
+    write(
+        d,
+        "envs/prod/kustomization.yaml",
+        "namespace: shop\nresources: [../../base, extra.yaml]\n",
+    )?;
+    git(d, &["add", "--all"])?;
+    git(d, &["commit", "--quiet", "-m", "1.2.4"])?;
+    let kustomize = p.kustomize.display().to_string();
+    let out = airgate(
+        d,
+        &[
+            "diff",
+            "envs/prod",
+            "--from",
+            &before,
+            "--kustomize",
+            &kustomize,
+        ],
+    )?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.code() == Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "+ ConfigMap/shop/extra",
+        "~ Deployment/shop/web",
+        "    spec.template.spec.containers[0].image: \"web:1.2.3\" -> \"web:1.2.4\"",
+        "    spec.template.spec.containers[0].env[0].name: (none) -> \"FEATURE_X\"",
+        "~ Secret/shop/db",
+        "    stringData.password: \"<masked>\" -> \"<masked>\"",
+    ] {
+        ensure!(
+            stdout.lines().any(|l| l == line),
+            "no line {line:?} in:\n{stdout}"
+        );
+    }
+    ensure!(
+        !stdout.contains("secret\""),
+        "a Secret's value was shown:\n{stdout}"
+    );
+    let out = airgate(
+        d,
+        &[
+            "diff",
+            "envs/prod",
+            "--from",
+            "HEAD",
+            "--kustomize",
+            &kustomize,
+        ],
+    )?;
+    ensure!(out.status.success() && out.stdout.is_empty());
+    ensure!(
+        git(d, &["worktree", "list"])?.lines().count() == 1,
+        "the checkouts are gone"
+    );
+    Ok(())
+}

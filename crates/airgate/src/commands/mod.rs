@@ -11,6 +11,7 @@ mod bundle_push;
 mod bundle_verify;
 mod controller;
 mod describe;
+mod diff;
 mod get;
 mod images;
 mod install;
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::VerifyCommits(args) => verify_commits::run(args),
         Command::Rollback(args) => rollback::run(args),
         Command::Pin(args) => pin::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Promote(args) => promote::run(args),
         Command::Audit(command) => audit::run(command),
         Command::Version { output } => version::run(output),
