@@ -90,19 +90,9 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
     let mut status = base_status(&ctx, &app);
     let before = status.clone();
 
-    let mut spec = match spec::sync_spec(&app) {
-        Ok(s) => s,
-        Err(message) => {
-            status.observed_generation = app.metadata.generation;
-            reporter
-                .report(Outcome::InvalidSpec { message }, &mut status)
-                .await;
-            write_status(&ctx, &app, &before, status).await?;
-            return Ok(Action::await_change());
-        }
-    };
-    let windows = match freeze::windows(&app) {
-        Ok(w) => w,
+    let checked = spec::sync_spec(&app).and_then(|s| Ok((s, freeze::windows(&app)?)));
+    let (mut spec, windows) = match checked {
+        Ok(checked) => checked,
         Err(message) => {
             status.observed_generation = app.metadata.generation;
             reporter
