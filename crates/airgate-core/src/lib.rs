@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod bundle;
 pub mod chart;
+pub mod check;
 pub mod cosign;
 pub mod digest;
 pub mod discover;

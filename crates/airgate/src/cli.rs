@@ -88,6 +88,13 @@ pub enum Command {
     /// Refuses a digest the internal registry does not have (--internal names it).
     /// The commit carries Promoted-from: FROM@REV (and Ticket). Nothing is pushed.
     Promote(PromoteArgs),
+    /// Check a repository before merge, offline: every environment rendered, then
+    /// policy (registries, digests, latest, plaintext Secrets, privileged, hostPath,
+    /// hostNetwork, resources), hosts outside the perimeter in any string, and
+    /// environment leakage.
+    ///
+    /// Rules are allowed per path in PATH/airgate-check.yaml. Exits 1 on findings.
+    Check(CheckArgs),
     /// Show what a change does to the rendered objects: each object added, removed
     /// or changed between two revisions of PATH, by field, Secret values masked.
     ///
@@ -339,6 +346,34 @@ pub struct PromoteArgs {
     pub message: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The repository (its airgate-check.yaml is read).
+    pub path: PathBuf,
+    /// An environment to render and check (repeatable; default: the check file's
+    /// environments, else PATH).
+    #[arg(long = "env", value_name = "DIR")]
+    pub envs: Vec<PathBuf>,
+    /// The kustomize binary (default: $AIRGATE_KUSTOMIZE, then kustomize on PATH).
+    #[arg(long, value_name = "BIN")]
+    pub kustomize: Option<PathBuf>,
+    /// The helm binary for chart directories (default: $AIRGATE_HELM, then PATH).
+    #[arg(long, value_name = "BIN")]
+    pub helm: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = CheckOutput::Text)]
+    pub output: CheckOutput,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    /// Lines for people, each with its fix.
+    Text,
+    /// One JSON document.
+    Json,
+    /// SARIF 2.1.0, for code scanning tools.
+    Sarif,
 }
 
 #[derive(Debug, Args)]

@@ -474,3 +474,143 @@ fn diff_shows_rendered_changes_by_field_with_secrets_masked() -> Result<()> {
     );
     Ok(())
 }
+
+/// `airgate check` over a repository seeded with one instance of every
+/// rule it has, beside a clean environment: each finding named with its
+/// file, object, field and rule, the clean one silent, an allowed rule
+/// allowed for its path only, SARIF for code scanning, exit 1; and exit 0
+/// on the clean environment alone.
+#[test]
+fn check_finds_every_seeded_problem_and_nothing_in_a_clean_environment() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let (d1, d2) = (
+        format!("sha256:{}", "1".repeat(64)),
+        format!("sha256:{}", "2".repeat(64)),
+    );
+    write(
+        d,
+        "airgate-check.yaml",
+        "allowedRegistries: [registry.internal:5000]\nallowedHosts: ['*.internal']\nenvironments: [envs/dev, envs/prod]\nallow:\n  - {path: envs/dev, rules: [resources]}\n",
+    )?;
+    write(
+        d,
+        "envs/dev/web.yaml",
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: shop}}\nspec:\n  template:\n    spec:\n      containers:\n        - {{name: web, image: \"registry.internal:5000/shop/web:1@{d1}\"}}\n"
+        ),
+    )?;
+    write(
+        d,
+        "envs/prod/web.yaml",
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: shop}}\nspec:\n  template:\n    spec:\n      hostNetwork: true\n      volumes: [{{name: root, hostPath: {{path: /}}}}]\n      containers:\n        - name: web\n          image: \"registry.internal:5000/shop/web:1@{d2}\"\n          securityContext: {{privileged: true}}\n          resources: {{requests: {{cpu: '1', memory: 1Gi}}, limits: {{memory: 1Gi}}}}\n        - name: proxy\n          image: nginx\n          resources: {{requests: {{cpu: '1'}}}}\n"
+        ),
+    )?;
+    write(
+        d,
+        "envs/prod/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {password: hunter2}\n",
+    )?;
+    write(
+        d,
+        "envs/prod/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata:\n  rules: https://rules.falco.org/index.yaml\n  mirror: https://mirror.internal/x\n",
+    )?;
+    let out = airgate(d, &["check", ".", "-o", "json"])?;
+    ensure!(
+        out.status.code() == Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let list: Vec<(String, String, String)> = found
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap_or("").to_string(),
+                f["object"].as_str().unwrap_or("").to_string(),
+                f["field"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("plaintext-secret", "Secret/shop/db", "stringData"),
+        ("external", "ConfigMap/shop/settings", "data.rules"),
+        (
+            "allowed-registry",
+            "Deployment/shop/web",
+            "spec.template.spec.containers[1].image",
+        ),
+        (
+            "latest",
+            "Deployment/shop/web",
+            "spec.template.spec.containers[1].image",
+        ),
+        (
+            "digest",
+            "Deployment/shop/web",
+            "spec.template.spec.containers[1].image",
+        ),
+        (
+            "resources",
+            "Deployment/shop/web",
+            "spec.template.spec.containers[1].resources",
+        ),
+        (
+            "privileged",
+            "Deployment/shop/web",
+            "spec.template.spec.containers[0].securityContext.privileged",
+        ),
+        (
+            "leakage",
+            "Deployment/shop/web",
+            "spec.template.spec.containers[0].image",
+        ),
+        (
+            "host-network",
+            "Deployment/shop/web",
+            "spec.template.spec.hostNetwork",
+        ),
+        (
+            "host-path",
+            "Deployment/shop/web",
+            "spec.template.spec.volumes[0].hostPath",
+        ),
+    ];
+    ensure!(list.len() == want.len(), "{list:#?}");
+    for (rule, object, field) in want {
+        ensure!(
+            list.iter()
+                .any(|(r, o, f)| r == rule && o == object && f == field),
+            "no {rule} on {object} {field} in {list:#?}"
+        );
+    }
+    ensure!(
+        found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|f| f["file"].as_str().is_some_and(|p| p.contains("envs/prod"))),
+        "the clean environment has no finding (its missing resources are allowed): {found:#}"
+    );
+    ensure!(
+        !String::from_utf8_lossy(&out.stdout).contains("hunter2"),
+        "a Secret value was shown"
+    );
+    let out = airgate(d, &["check", ".", "-o", "sarif"])?;
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        sarif["version"] == "2.1.0"
+            && sarif["runs"][0]["results"].as_array().map(Vec::len) == Some(want.len())
+    );
+    let out = airgate(d, &["check", ".", "--env", "envs/dev"])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}

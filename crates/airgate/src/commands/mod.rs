@@ -9,6 +9,7 @@ mod bundle_extract;
 mod bundle_inspect;
 mod bundle_push;
 mod bundle_verify;
+mod check;
 mod controller;
 mod describe;
 mod diff;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => rollback::run(args),
         Command::Pin(args) => pin::run(args),
         Command::Diff(args) => diff::run(args),
+        Command::Check(args) => check::run(args),
         Command::Promote(args) => promote::run(args),
         Command::Audit(command) => audit::run(command),
         Command::Version { output } => version::run(output),
