@@ -74,6 +74,12 @@ pub enum RenderError {
     Helm { chart: String, stderr: String },
 }
 
+/// One thing a directory walk renders.
+enum Unit {
+    File(PathBuf, std::fs::Metadata),
+    Kustomize(PathBuf),
+}
+
 /// Files recognised inside directories (a file named explicitly is always read).
 const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
@@ -148,14 +154,63 @@ impl Renderer {
         Ok(out)
     }
 
+    /// Every object under `dir`, in name order. Files are parsed on every
+    /// core (contiguous runs of them, so the order stays the walk's).
     fn render_dir(
         &self,
         root: &Path,
         dir: &Path,
         out: &mut Vec<Manifest>,
     ) -> Result<(), RenderError> {
+        let mut units = Vec::new();
+        self.walk(root, dir, &mut units)?;
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(units.len().max(1));
+        let per = units.len().div_ceil(threads).max(1);
+        let results: Vec<Result<Vec<Manifest>, RenderError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = units
+                .chunks(per)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|unit| match unit {
+                                Unit::File(path, meta) => {
+                                    let mut objects = Vec::new();
+                                    read_manifest_file(path, meta, &mut objects).map(|_| objects)
+                                }
+                                Unit::Kustomize(dir) => self.kustomize_build(root, dir),
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(RenderError::Io {
+                            path: dir.display().to_string(),
+                            source: std::io::Error::other("a reader thread failed"),
+                        })]
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            out.extend(r?);
+        }
+        Ok(())
+    }
+
+    /// What `dir` holds to render, in order: files to read, and
+    /// directories with a kustomization to build (see [`Renderer::render`]
+    /// for what the walk refuses).
+    fn walk(&self, root: &Path, dir: &Path, units: &mut Vec<Unit>) -> Result<(), RenderError> {
         if kustomization_file(dir).is_some() {
-            out.extend(self.kustomize_build(root, dir)?);
+            units.push(Unit::Kustomize(dir.to_path_buf()));
             return Ok(());
         }
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -178,7 +233,7 @@ impl Renderer {
                 .is_some_and(|e| MANIFEST_EXTENSIONS.contains(&e));
             let own = std::fs::symlink_metadata(&entry).map_err(|source| io(&entry, source))?;
             if own.is_dir() {
-                self.render_dir(root, &entry, out)?;
+                self.walk(root, &entry, units)?;
                 continue;
             }
             if !manifest_file {
@@ -195,9 +250,9 @@ impl Renderer {
                 if meta.is_dir() {
                     continue;
                 }
-                read_manifest_file(&entry, &meta, out)?;
+                units.push(Unit::File(entry, meta));
             } else {
-                read_manifest_file(&entry, &own, out)?;
+                units.push(Unit::File(entry, own));
             }
         }
         Ok(())
