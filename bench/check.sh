@@ -32,7 +32,7 @@ for f in range(0, n, per):
         else:
             parts.append(f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web-{i}, namespace: shop}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web-{i}}}}}\n  template:\n    metadata: {{labels: {{app: web-{i}}}}}\n    spec:\n      containers:\n        - name: web\n          image: registry.internal:5000/shop/web:1@{dig}\n          resources: {{requests: {{cpu: 100m, memory: 64Mi}}, limits: {{memory: 64Mi}}}}\n")
     open(f'{work}/envs/prod/objects-{f // per:03}.yaml', 'w').write('---\n'.join(parts))
-open(f'{work}/airgate-check.yaml', 'w').write("allowedRegistries: [registry.internal:5000]\nallowedHosts: ['*.internal']\n")
+open(f'{work}/.airgate-check.yaml', 'w').write("allowedRegistries: [registry.internal:5000]\nallowedHosts: ['*.internal']\n")
 PY
 out=target/bench/check.md
 {

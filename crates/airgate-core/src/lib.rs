@@ -26,6 +26,7 @@ pub mod policy;
 pub mod provenance;
 pub mod reference;
 pub mod rule;
+pub mod schema;
 pub mod signing;
 pub mod source;
 pub mod status;

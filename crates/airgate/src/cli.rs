@@ -88,12 +88,15 @@ pub enum Command {
     /// Refuses a digest the internal registry does not have (--internal names it).
     /// The commit carries Promoted-from: FROM@REV (and Ticket). Nothing is pushed.
     Promote(PromoteArgs),
+    /// The cluster's API schemas, for checking objects offline.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
     /// Check a repository before merge, offline: every environment rendered, then
     /// policy (registries, digests, latest, plaintext Secrets, privileged, hostPath,
     /// hostNetwork, resources), hosts outside the perimeter in any string, and
     /// environment leakage.
     ///
-    /// Rules are allowed per path in PATH/airgate-check.yaml. Exits 1 on findings.
+    /// Rules are allowed per path in PATH/.airgate-check.yaml. Exits 1 on findings.
     Check(CheckArgs),
     /// Show what a change does to the rendered objects: each object added, removed
     /// or changed between two revisions of PATH, by field, Secret values masked.
@@ -348,10 +351,31 @@ pub struct PromoteArgs {
     pub registry: RegistryArgs,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum SchemasCommand {
+    /// Write the cluster's OpenAPI v3 documents (one file per group and version,
+    /// its CRDs included) to a directory, for `airgate check --schemas DIR`.
+    Export(SchemasExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemasExportArgs {
+    /// The kubeconfig (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The directory to write.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The repository (its airgate-check.yaml is read).
+    /// The repository (its .airgate-check.yaml is read).
     pub path: PathBuf,
+    /// Validate every object against these OpenAPI v3 documents (`airgate schemas
+    /// export`) and the CRDs rendered beside it; an unknown kind is a finding.
+    #[arg(long, value_name = "DIR")]
+    pub schemas: Option<PathBuf>,
     /// An environment to render and check (repeatable; default: the check file's
     /// environments, else PATH).
     #[arg(long = "env", value_name = "DIR")]

@@ -490,7 +490,7 @@ fn check_finds_every_seeded_problem_and_nothing_in_a_clean_environment() -> Resu
     );
     write(
         d,
-        "airgate-check.yaml",
+        ".airgate-check.yaml",
         "allowedRegistries: [registry.internal:5000]\nallowedHosts: ['*.internal']\nenvironments: [envs/dev, envs/prod]\nallow:\n  - {path: envs/dev, rules: [resources]}\n",
     )?;
     write(
@@ -611,6 +611,124 @@ fn check_finds_every_seeded_problem_and_nothing_in_a_clean_environment() -> Resu
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
+
+/// `airgate schemas export` from the perimeter's apiserver, then `check
+/// --schemas`: a Deployment with a field that does not exist and one of
+/// the wrong type, a custom resource checked against its CRD found beside
+/// it, and a kind nobody serves, each named; the clean objects silent.
+#[test]
+fn check_validates_against_exported_schemas_and_the_crds_beside_the_objects() -> Result<()> {
+    let p = airgate_testkit::Perimeter::get();
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let schemas = d.join("schemas");
+    let out = airgate(
+        d,
+        &[
+            "schemas",
+            "export",
+            "--kubeconfig",
+            &p.kubeconfig.display().to_string(),
+            "--out",
+            &schemas.display().to_string(),
+        ],
+    )?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(schemas.join("apis_apps_v1.json").is_file() && schemas.join("api_v1.json").is_file());
+    let digest = format!("sha256:{}", "1".repeat(64));
+    let container = format!(
+        "{{name: web, image: \"registry.internal:5000/web:1@{digest}\", resources: {{requests: {{cpu: '1', memory: 1Gi}}, limits: {{memory: 1Gi}}}}}}"
+    );
+    write(
+        d,
+        "repo/.airgate-check.yaml",
+        "allowedRegistries: [registry.internal:5000]\n",
+    )?;
+    write(
+        d,
+        "repo/web.yaml",
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: shop}}\nspec:\n  replicaz: 2\n  replicas: two\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers: [{container}]\n"
+        ),
+    )?;
+    write(
+        d,
+        "repo/ok.yaml",
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: ok, namespace: shop}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: ok}}}}\n  template:\n    metadata: {{labels: {{app: ok}}}}\n    spec:\n      containers: [{container}]\n"
+        ),
+    )?;
+    write(
+        d,
+        "repo/crd.yaml",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.check.example.com}\nspec:\n  group: check.example.com\n  names: {kind: Widget, plural: widgets}\n  scope: Namespaced\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema: {openAPIV3Schema: {type: object, properties: {spec: {type: object, properties: {size: {type: integer}}}}}}\n",
+    )?;
+    write(
+        d,
+        "repo/widgets.yaml",
+        "apiVersion: check.example.com/v1\nkind: Widget\nmetadata: {name: big, namespace: shop}\nspec: {size: large}\n---\napiVersion: check.example.com/v1\nkind: Widget\nmetadata: {name: small, namespace: shop}\nspec: {size: 1}\n",
+    )?;
+    write(
+        d,
+        "repo/unknown.yaml",
+        "apiVersion: nobody.example.com/v1\nkind: Gadget\nmetadata: {name: g, namespace: shop}\n",
+    )?;
+    let out = airgate(
+        d,
+        &[
+            "check",
+            "repo",
+            "--schemas",
+            &schemas.display().to_string(),
+            "-o",
+            "json",
+        ],
+    )?;
+    ensure!(
+        out.status.code() == Some(1) && !out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let mut list: Vec<(String, String)> = found
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            (
+                f["object"].as_str().unwrap_or("").to_string(),
+                f["field"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    list.sort();
+    let want = [
+        ("Deployment/shop/web", "spec.replicas"),
+        ("Deployment/shop/web", "spec.replicaz"),
+        ("Gadget/shop/g", "kind"),
+        ("Widget/shop/big", "spec.size"),
+    ];
+    ensure!(
+        list.iter()
+            .map(|(o, f)| (o.as_str(), f.as_str()))
+            .collect::<Vec<_>>()
+            == want,
+        "{found:#}"
+    );
+    ensure!(
+        found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|f| f["rule"] == "schema"),
+        "{found:#}"
     );
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! rendered (plain, Kustomize, a chart directory), then policy, strings
 //! that would reach outside the perimeter, and environment leakage
 //! (`airgate_core::check`). Rules are allowed per path in
-//! `PATH/airgate-check.yaml`. Exits 1 when anything is found.
+//! `PATH/.airgate-check.yaml`. Exits 1 when anything is found.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use airgate_core::check::{self, Allowed, Finding, Rule};
 use airgate_core::discover::{Document, images_in};
+use airgate_core::schema::Schemas;
 use airgate_render::Renderer;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -18,7 +19,7 @@ use serde_json::json;
 
 use crate::cli::{CheckArgs, CheckOutput};
 
-/// `airgate-check.yaml`.
+/// `.airgate-check.yaml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CheckFile {
@@ -41,7 +42,7 @@ struct AllowEntry {
     rules: Vec<String>,
 }
 
-const CHECK_FILE: &str = "airgate-check.yaml";
+const CHECK_FILE: &str = ".airgate-check.yaml";
 
 fn read_config(root: &Path) -> Result<CheckFile> {
     let file = root.join(CHECK_FILE);
@@ -86,13 +87,26 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     let mut findings = Vec::new();
     let mut objects = 0;
     let mut digests: Vec<(PathBuf, Vec<(Finding, String)>)> = Vec::new();
+    let mut rendered = Vec::new();
     for env in &envs {
         let manifests = renderer
             .render(std::slice::from_ref(env))
             .with_context(|| format!("rendering {}", env.display()))?;
+        rendered.push((env.clone(), manifests));
+    }
+    let schemas = match &args.schemas {
+        Some(dir) => Some(load_schemas(dir, &rendered)?),
+        None => {
+            eprintln!(
+                "note: objects were not validated against schemas\nhint: airgate schemas export --out DIR (on a cluster of the target version), then --schemas DIR"
+            );
+            None
+        }
+    };
+    for (env, manifests) in &rendered {
         objects += manifests.len();
         let mut pinned = Vec::new();
-        for m in &manifests {
+        for m in manifests {
             let doc = Document {
                 source: &m.source,
                 index: m.index,
@@ -100,6 +114,9 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             };
             findings.extend(check::policy(doc, &allowed));
             findings.extend(check::external(doc, &allowed));
+            if let Some(schemas) = &schemas {
+                findings.extend(schema_findings(schemas, doc));
+            }
             for f in images_in(doc, &[]).unwrap_or_default() {
                 if let Some(d) = f.image.digest() {
                     let at = Finding {
@@ -179,6 +196,66 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The OpenAPI v3 documents in `dir`, and the CRDs among the rendered
+/// objects.
+fn load_schemas(
+    dir: &Path,
+    rendered: &[(PathBuf, Vec<airgate_render::Manifest>)],
+) -> Result<Schemas> {
+    let mut schemas = Schemas::default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("--schemas {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    for file in &files {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(file)?)
+            .with_context(|| format!("{} is not JSON", file.display()))?;
+        schemas.add_document(&doc);
+    }
+    for (_, manifests) in rendered {
+        for m in manifests
+            .iter()
+            .filter(|m| m.value["kind"] == "CustomResourceDefinition")
+        {
+            schemas.add_crd(&m.value);
+        }
+    }
+    if schemas.is_empty() {
+        bail!(
+            "--schemas {}: no OpenAPI v3 document with kinds in it\nhint: airgate schemas export --out {}",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(schemas)
+}
+
+/// An object's schema problems, or that no schema knows its kind.
+fn schema_findings(schemas: &Schemas, doc: Document<'_>) -> Vec<Finding> {
+    let object = airgate_core::discover::object_label(doc.value);
+    let finding = |field: String, message: String| Finding {
+        file: doc.source.to_string(),
+        document: doc.index,
+        object: object.clone(),
+        field,
+        rule: Rule::Schema,
+        message,
+    };
+    match schemas.check(doc.value) {
+        Some(problems) => problems.into_iter().map(|(f, m)| finding(f, m)).collect(),
+        None => vec![finding(
+            "kind".into(),
+            format!(
+                "no schema knows {}/{}: the cluster does not serve it and no CRD here defines it",
+                doc.value["apiVersion"].as_str().unwrap_or("?"),
+                doc.value["kind"].as_str().unwrap_or("?")
+            ),
+        )],
+    }
 }
 
 /// A path without `.` components, so `./envs/dev` and `envs/dev` compare.

@@ -22,6 +22,7 @@ mod mirror_config;
 mod pin;
 mod promote;
 mod rollback;
+mod schemas;
 mod verify_commits;
 mod version;
 
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pin(args) => pin::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Check(args) => check::run(args),
+        Command::Schemas(crate::cli::SchemasCommand::Export(args)) => schemas::export(args),
         Command::Promote(args) => promote::run(args),
         Command::Audit(command) => audit::run(command),
         Command::Version { output } => version::run(output),
