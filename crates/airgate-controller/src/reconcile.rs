@@ -299,37 +299,15 @@ async fn fetch_and_sync(
         trust::Gate::Closed => return,
     };
     let overridden = match (&frozen, sync_due) {
-        (Some((active, window)), true) => {
-            match freeze::override_reason(&commit.message) {
-                Some(reason) => Some(reason),
-                None => {
-                    // Held until the window ends: looked at again then, or
-                    // within one interval, whichever is first.
-                    let left = u64::try_from(active.ends_at - epoch_seconds()).unwrap_or(0);
-                    let at = Instant::now() + Duration::from_secs(left + 1);
-                    ctx.with_state(&key, |s| {
-                        s.owned.next_fetch = s.owned.next_fetch.map(|n| n.min(at)).or(Some(at));
-                    });
-                    let message = format!(
-                        "change freeze ({window}) until {}: revision {} waits; a commit with the trailer Freeze-Override: <reason> is applied at once",
-                        freeze::shown_time(active.ends_at),
-                        short(&commit.id)
-                    );
-                    let first = status
-                        .condition(ConditionType::Frozen)
-                        .is_none_or(|c| c.message != message);
-                    reporter
-                        .report(Outcome::Frozen { message, first }, status)
-                        .await;
-                    return;
-                }
+        (Some((active, window)), true) => match freeze::override_reason(&commit.message) {
+            Some(reason) => Some(reason),
+            None => {
+                hold(ctx, reporter, active, window, &commit.id, status).await;
+                return;
             }
-        }
+        },
         _ => None,
     };
-    if frozen.is_none() {
-        status.clear_condition(ConditionType::Frozen);
-    }
     if sync_due {
         let mut outcome = sync(ctx, app, spec, commit, status).await;
         if let (Some(reason), Outcome::Synced { record, .. }) = (&overridden, &mut outcome) {
@@ -350,6 +328,34 @@ async fn fetch_and_sync(
             ));
         });
     }
+}
+
+/// A change freeze holds `revision` back: the App says so, and is looked
+/// at again when the window ends (or within one interval, if sooner).
+async fn hold(
+    ctx: &Context,
+    reporter: &Reporter<'_>,
+    active: &Active,
+    window: &str,
+    revision: &str,
+    status: &mut AppStatus,
+) {
+    let left = u64::try_from(active.ends_at - epoch_seconds()).unwrap_or(0);
+    let at = Instant::now() + Duration::from_secs(left + 1);
+    ctx.with_state(&key(reporter.app), |s| {
+        s.owned.next_fetch = s.owned.next_fetch.map(|n| n.min(at)).or(Some(at));
+    });
+    let message = format!(
+        "change freeze ({window}) until {}: revision {} waits; a commit with the trailer Freeze-Override: <reason> is applied at once",
+        freeze::shown_time(active.ends_at),
+        short(revision)
+    );
+    let first = status
+        .condition(ConditionType::Frozen)
+        .is_none_or(|c| c.message != message);
+    reporter
+        .report(Outcome::Frozen { message, first }, status)
+        .await;
 }
 
 /// A whole sync of the fetched revision. Write-ahead: what is about to be

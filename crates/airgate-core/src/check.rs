@@ -182,26 +182,13 @@ pub fn policy(doc: Document<'_>, allowed: &Allowed) -> Vec<Finding> {
                         "privileged: true".into(),
                     );
                 }
-                let r = &c["resources"];
-                let missing: Vec<&str> = [
-                    ("requests", "cpu"),
-                    ("requests", "memory"),
-                    ("limits", "memory"),
-                ]
-                .iter()
-                .filter(|(k, x)| r[*k][*x].is_null())
-                .map(|(k, x)| {
-                    if *k == "requests" {
-                        if *x == "cpu" {
-                            "requests.cpu"
-                        } else {
-                            "requests.memory"
-                        }
-                    } else {
-                        "limits.memory"
-                    }
-                })
-                .collect();
+                let missing: Vec<&str> = ["requests.cpu", "requests.memory", "limits.memory"]
+                    .into_iter()
+                    .filter(|p| {
+                        let (k, x) = p.split_once('.').unwrap_or((p, ""));
+                        c["resources"][k][x].is_null()
+                    })
+                    .collect();
                 if !missing.is_empty() {
                     find(
                         format!("{at}.resources"),

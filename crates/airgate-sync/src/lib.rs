@@ -427,52 +427,44 @@ fn checkout(
         files: BTreeMap::new(),
     };
     let mut budget = airgate_git::MAX_TREE;
-    let mut wanted = vec![clean.to_string()];
     let mut asked = std::collections::BTreeSet::new();
-    let mut first = true;
-    while !wanted.is_empty() {
-        asked.extend(wanted.iter().cloned());
-        let files = mirror.read_paths(url, revision, &wanted, &mut budget)?;
-        let files = match files {
-            Some(files) => files,
-            None if first => {
-                return Err(SyncError::Source(GitError::NoSuchPath {
+    // What the App names must be there: its path, and `also`.
+    for required in std::iter::once(clean.to_string()).chain(also.iter().cloned()) {
+        let files = mirror
+            .read_paths(url, revision, std::slice::from_ref(&required), &mut budget)?
+            .ok_or_else(|| {
+                SyncError::Source(GitError::NoSuchPath {
                     commit: revision.to_string(),
-                    path: clean.to_string(),
-                }));
-            }
-            // kustomize names what it cannot find.
-            None => Default::default(),
-        };
+                    path: required.clone(),
+                })
+            })?;
         write_out(out.dir.path(), &files)?;
         out.files.extend(files);
-        if first {
-            first = false;
-            for extra in also {
-                asked.insert(extra.clone());
-                let files = mirror
-                    .read_paths(url, revision, std::slice::from_ref(extra), &mut budget)?
-                    .ok_or_else(|| {
-                        SyncError::Source(GitError::NoSuchPath {
-                            commit: revision.to_string(),
-                            path: extra.clone(),
-                        })
-                    })?;
-                write_out(out.dir.path(), &files)?;
-                out.files.extend(files);
-            }
-        }
+        asked.insert(required);
+    }
+    // Then what its kustomizations refer to, until nothing is missing
+    // (kustomize names what cannot be found).
+    loop {
         let root = out.dir.path().to_path_buf();
         let missing = airgate_render::confine::check_from(&root, &root.join(clean), &|p| {
             out.relative(&p.display().to_string())
         })
         .map_err(|e| out.render_error(&e.to_string()))?;
-        wanted = missing
+        let wanted: Vec<String> = missing
             .iter()
             .filter_map(|m| m.strip_prefix(&root).ok())
             .map(|m| m.display().to_string())
             .filter(|m| !asked.contains(m))
             .collect();
+        if wanted.is_empty() {
+            break;
+        }
+        asked.extend(wanted.iter().cloned());
+        let files = mirror
+            .read_paths(url, revision, &wanted, &mut budget)?
+            .unwrap_or_default();
+        write_out(out.dir.path(), &files)?;
+        out.files.extend(files);
     }
     Ok(out)
 }

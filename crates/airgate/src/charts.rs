@@ -16,9 +16,9 @@ use airgate_oci::RegistryClient;
 use airgate_oci::bundle::Packaged;
 use anyhow::{Context, Result, bail};
 
-/// The most an `index.yaml` or a package may be.
+/// The most an `index.yaml` may be (a package: Helm's own limit).
 const MAX_INDEX: u64 = 64 << 20;
-const MAX_PACKAGE: u64 = 100 << 20;
+use airgate_oci::chart::MAX_PACKAGE;
 
 /// A chart made here: its lock entry, its artifact, and its package.
 #[derive(Debug)]

@@ -133,20 +133,8 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         }
         digests.push((env.clone(), pinned));
     }
-    // Leakage: in the promotion order, each environment's digests must be
-    // in the one before it.
     if envs.len() > 1 && !config.environments.is_empty() {
-        for pair in digests.windows(2) {
-            let before: BTreeSet<&String> = pair[0].1.iter().map(|(_, d)| d).collect();
-            for (at, d) in &pair[1].1 {
-                if !before.contains(d) {
-                    findings.push(Finding {
-                        message: format!("{d} is not in {}", pair[0].0.display()),
-                        ..at.clone()
-                    });
-                }
-            }
-        }
+        findings.extend(leakage(&digests));
     }
     let allows: Vec<(PathBuf, Vec<Rule>)> = config
         .allow
@@ -196,6 +184,22 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Leakage: in the promotion order, each environment's digests must be in
+/// the one before it.
+fn leakage(digests: &[(PathBuf, Vec<(Finding, String)>)]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for pair in digests.windows(2) {
+        let before: BTreeSet<&String> = pair[0].1.iter().map(|(_, d)| d).collect();
+        for (at, d) in pair[1].1.iter().filter(|(_, d)| !before.contains(d)) {
+            out.push(Finding {
+                message: format!("{d} is not in {}", pair[0].0.display()),
+                ..at.clone()
+            });
+        }
+    }
+    out
 }
 
 /// The OpenAPI v3 documents in `dir`, and the CRDs among the rendered

@@ -191,30 +191,9 @@ pub fn run(args: PinArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// YAML files under `path` (or `path` itself), in name order.
+/// The YAML files under `path`; none is an error.
 fn yaml_files(path: &Path) -> Result<Vec<PathBuf>> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut out = Vec::new();
-    let mut dirs = vec![path.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .with_context(|| dir.display().to_string())?
-            .filter_map(|e| e.ok())
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let kind = e.file_type()?;
-            let name = e.file_name().to_string_lossy().to_string();
-            if kind.is_dir() && !name.starts_with('.') {
-                dirs.push(e.path());
-            } else if kind.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) {
-                out.push(e.path());
-            }
-        }
-    }
-    out.sort();
+    let out = crate::files::yaml_files(path)?;
     if out.is_empty() {
         bail!("{} holds no YAML file", path.display());
     }
@@ -385,14 +364,8 @@ fn kustomize_entry(
         Some(dg) => format!("{}@{}", written, dg.value),
         None => written.clone(),
     };
-    let locked = p.entry(&image).or_else(|| {
-        // Already rewritten: find the lock entry that lands there.
-        p.lock.images.iter().find(|l| {
-            l.subject.is_none()
-                && p.repository(l).is_ok_and(|r| r == base.value)
-                && tag.is_none_or(|t| l.reference.tag() == Some(t))
-        })
-    });
+    // Already rewritten or not, `entry` finds it (by either name).
+    let locked = p.entry(&image);
     let mut pinned = None;
     if let Some(l) = locked {
         let repo = p.repository(l)?;

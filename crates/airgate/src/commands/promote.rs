@@ -163,28 +163,12 @@ fn promote_file(
     Ok((edits, left))
 }
 
+/// The YAML files under `dir`, relative to it.
 fn yaml_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| d.display().to_string())? {
-            let e = e?;
-            let kind = e.file_type()?;
-            let name = e.file_name().to_string_lossy().to_string();
-            if kind.is_dir() && !name.starts_with('.') {
-                dirs.push(e.path());
-            } else if kind.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) {
-                out.push(
-                    e.path()
-                        .strip_prefix(dir)
-                        .map(Path::to_path_buf)
-                        .unwrap_or_default(),
-                );
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    Ok(crate::files::yaml_files(dir)?
+        .into_iter()
+        .filter_map(|p| p.strip_prefix(dir).ok().map(Path::to_path_buf))
+        .collect())
 }
 
 pub fn run(args: PromoteArgs) -> Result<ExitCode> {
