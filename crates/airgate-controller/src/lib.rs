@@ -22,6 +22,7 @@ mod lease;
 pub mod log;
 mod metrics;
 mod outcome;
+pub mod preview;
 mod reconcile;
 mod spec;
 mod state;

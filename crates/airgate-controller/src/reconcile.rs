@@ -140,7 +140,7 @@ pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Recon
     if spec.helm.is_some() && (due.fetch || !drift.is_empty()) {
         // The chart is read as the App, for a sync and for a correction
         // that must render again.
-        match spec::chart_access(&ctx, &app, &spec).await {
+        match spec::chart_access(&ctx.syncer, &app, &spec).await {
             Ok(access) => {
                 if let Some(h) = spec.helm.as_mut() {
                     h.access = access;
@@ -252,7 +252,7 @@ async fn fetch_and_sync(
     ctx.with_state(&key, |s| {
         s.owned.next_fetch = Some(Instant::now() + spec_interval(app))
     });
-    let fetched = match spec::access(ctx, app, spec).await {
+    let fetched = match spec::access(&ctx.syncer, app, spec).await {
         Ok(a) => {
             spec.access = a;
             ctx.syncer.fetch(spec).await.map_err(|e| e.to_string())

@@ -10,8 +10,8 @@ use airgate_sync::SyncSpec;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, ResourceExt};
 
-use super::Context;
 use super::key;
+use airgate_sync::Syncer;
 
 /// Whether a URL names a user (and maybe a password) before its host.
 fn has_userinfo(url: &str) -> bool {
@@ -197,13 +197,13 @@ fn verify(app: &App) -> Result<Option<airgate_sync::Verify>, String> {
 /// ServiceAccount (like its Git Secret): an App trusts only signers its
 /// own account may read. Whoever may write that ConfigMap decides who may
 /// change the App: keep write access to the platform team.
-pub async fn signers(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Signers, String> {
+pub async fn signers(syncer: &Syncer, app: &App, spec: &SyncSpec) -> Result<Signers, String> {
     let Some(verify) = &spec.verify else {
         return Ok(Signers::default());
     };
     let ns = app.namespace().unwrap_or_default();
     let name = &verify.config_map;
-    let map: ConfigMap = read_as_app(ctx, app, spec, name, "spec.source.verify.signers").await?;
+    let map: ConfigMap = read_as_app(syncer, app, spec, name, "spec.source.verify.signers").await?;
     let data = map.data.unwrap_or_default();
     let binary = map.binary_data.unwrap_or_default();
     let entries = data
@@ -223,7 +223,7 @@ pub async fn signers(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Signer
 /// Object `name` of the App's namespace, read as the App's ServiceAccount;
 /// an error names the object, the spec `field` that named it and the account.
 async fn read_as_app<K>(
-    ctx: &Context,
+    syncer: &Syncer,
     app: &App,
     spec: &SyncSpec,
     name: &str,
@@ -236,11 +236,7 @@ where
         + std::fmt::Debug,
 {
     let ns = app.namespace().unwrap_or_default();
-    let client = ctx
-        .syncer
-        .applier(spec)
-        .map_err(|e| e.to_string())?
-        .client();
+    let client = syncer.applier(spec).map_err(|e| e.to_string())?.client();
     Api::<K>::namespaced(client, &ns)
         .get(name)
         .await
@@ -261,9 +257,9 @@ where
 /// ServiceAccount: an App can use only a Secret its own account may read
 /// (the controller's account reads no Secret at all), so naming another
 /// team's Secret sends nothing anywhere.
-pub async fn access(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Access, String> {
+pub async fn access(syncer: &Syncer, app: &App, spec: &SyncSpec) -> Result<Access, String> {
     let secret_ref = app.spec.source.secret_ref.as_ref();
-    secret_access(ctx, app, spec, secret_ref, "spec.source.secretRef").await
+    secret_access(syncer, app, spec, secret_ref, "spec.source.secretRef").await
 }
 
 /// Registry credentials and CA for a Helm App's chart, from
@@ -271,18 +267,18 @@ pub async fn access(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Access,
 /// [`access`]). Only `username`, `password` and `ca.crt`: a Docker config
 /// is not read, since its credential helpers would run programs the
 /// tenant names inside the controller.
-pub async fn chart_access(ctx: &Context, app: &App, spec: &SyncSpec) -> Result<Access, String> {
+pub async fn chart_access(syncer: &Syncer, app: &App, spec: &SyncSpec) -> Result<Access, String> {
     let secret_ref = app
         .spec
         .source
         .helm
         .as_ref()
         .and_then(|h| h.secret_ref.as_ref());
-    secret_access(ctx, app, spec, secret_ref, "spec.source.helm.secretRef").await
+    secret_access(syncer, app, spec, secret_ref, "spec.source.helm.secretRef").await
 }
 
 async fn secret_access(
-    ctx: &Context,
+    syncer: &Syncer,
     app: &App,
     spec: &SyncSpec,
     secret_ref: Option<&airgate_kube::app::SecretRef>,
@@ -291,7 +287,7 @@ async fn secret_access(
     let Some(secret_ref) = secret_ref else {
         return Ok(Access::default());
     };
-    let secret: Secret = read_as_app(ctx, app, spec, &secret_ref.name, field).await?;
+    let secret: Secret = read_as_app(syncer, app, spec, &secret_ref.name, field).await?;
     let data = secret.data.unwrap_or_default();
     let text = |k: &str| {
         data.get(k).map(|b| {

@@ -41,7 +41,7 @@ pub async fn gate(
         return Gate::Open(None);
     }
     let app = reporter.app;
-    let signers = match spec::signers(ctx, app, spec).await {
+    let signers = match spec::signers(&ctx.syncer, app, spec).await {
         Ok(s) => s,
         Err(message) => {
             let marker = (commit.id.clone(), format!("unreadable: {message}"));

@@ -17,7 +17,9 @@ use super::*;
 
 /// The objects as planned: their references read, in stage order (cluster
 /// definitions first), stable within a stage.
-fn plan<V: Borrow<Value>>(objects: &[(String, V)]) -> Result<Vec<Planned<'_>>, ApplyError> {
+pub(crate) fn plan<V: Borrow<Value>>(
+    objects: &[(String, V)],
+) -> Result<Vec<Planned<'_>>, ApplyError> {
     let mut planned = Vec::with_capacity(objects.len());
     for (what, body) in objects {
         let body: &Value = body.borrow();

@@ -19,7 +19,10 @@
 pub mod app;
 mod apply;
 mod owner;
+mod preview;
 mod read;
+
+pub use preview::{Preview, comparable};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;

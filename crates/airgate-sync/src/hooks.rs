@@ -76,6 +76,22 @@ pub(crate) fn split(manifests: &[Manifest], install: bool) -> Split<'_> {
     out
 }
 
+/// [`split`] for a Helm App (an install when `previous` is empty); for
+/// any other App, every object is applied by the staged apply.
+pub(crate) fn split_for<'a>(
+    spec: &crate::SyncSpec,
+    manifests: &'a [Manifest],
+    previous: &Inventory,
+) -> Split<'a> {
+    match &spec.helm {
+        Some(_) => split(manifests, previous.entries.is_empty()),
+        None => Split {
+            main: manifests.iter().collect(),
+            ..Default::default()
+        },
+    }
+}
+
 /// Runs `hooks` in order (see the module docs); the changes they made.
 pub(crate) async fn run(
     applier: &Applier,

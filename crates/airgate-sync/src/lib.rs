@@ -44,10 +44,12 @@ use airgate_store::{ObjectChange, Person, SyncRecord};
 use serde_json::Value;
 
 pub use airgate_core::ownership::{APP_NAME_LABEL, APP_NAMESPACE_LABEL};
+pub use preview::SyncPreview;
 pub use trust::{Verification, Verify};
 
 pub mod helm;
 mod hooks;
+mod preview;
 pub mod provenance;
 mod trust;
 
@@ -467,6 +469,28 @@ fn checkout(
         out.files.extend(files);
     }
     Ok(out)
+}
+
+/// Every image `manifests` (the render of `spec` at `revision`) names.
+fn images(
+    spec: &SyncSpec,
+    revision: &str,
+    manifests: &[Manifest],
+) -> Result<Vec<airgate_core::discover::Found>, SyncError> {
+    let mut found = Vec::new();
+    for m in manifests {
+        let doc = Document {
+            source: &m.source,
+            index: m.index,
+            value: &m.value,
+        };
+        found.extend(images_in(doc, &[]).map_err(|e| SyncError::Render {
+            path: spec.path.clone(),
+            revision: revision.to_string(),
+            message: e.to_string(),
+        })?);
+    }
+    Ok(found)
 }
 
 /// Per URL: when the last fetch of each ref started, and the commit it named.
@@ -902,19 +926,7 @@ impl Syncer {
             .map(Compact::manifest)
             .collect::<Result<Vec<_>, _>>()?;
 
-        let mut found = Vec::new();
-        for m in manifests.iter() {
-            let doc = Document {
-                source: &m.source,
-                index: m.index,
-                value: &m.value,
-            };
-            found.extend(images_in(doc, &[]).map_err(|e| SyncError::Render {
-                path: spec.path.clone(),
-                revision: commit.id.clone(),
-                message: e.to_string(),
-            })?);
-        }
+        let found = images(spec, &commit.id, &manifests)?;
         let violations = spec.policy.check(&found);
         if !violations.is_empty() {
             return Err(SyncError::Policy(violations));
@@ -935,13 +947,7 @@ impl Syncer {
         images.dedup();
 
         let applier = self.applier(spec)?;
-        let split = match &spec.helm {
-            Some(_) => hooks::split(&manifests, previous.entries.is_empty()),
-            None => hooks::Split {
-                main: manifests.iter().collect(),
-                ..Default::default()
-            },
-        };
+        let split = hooks::split_for(spec, &manifests, previous);
         let objects: Vec<(String, &Value)> =
             split.main.iter().map(|m| (m.origin(), &m.value)).collect();
         let hooked = std::sync::Mutex::new(ChangeSet::default());

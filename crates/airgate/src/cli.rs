@@ -20,6 +20,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Command {
+    /// The exit code of an error. Commands whose 1 says "they differ" or
+    /// "findings" (diff, check, pin --check) exit 2 on an error instead, as
+    /// `kubectl diff` does, so CI can tell the two apart.
+    pub fn error_code(&self) -> u8 {
+        match self {
+            Command::Diff(_) | Command::Check(_) => 2,
+            Command::Pin(args) if args.check => 2,
+            _ => 1,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List every image the manifests under PATH use (or, with --cluster, the running pods).
@@ -99,10 +112,14 @@ pub enum Command {
     /// Rules are allowed per path in PATH/.airgate-check.yaml. Exits 1 on findings.
     Check(CheckArgs),
     /// Show what a change does to the rendered objects: each object added, removed
-    /// or changed between two revisions of PATH, by field, Secret values masked.
+    /// or changed between two revisions of PATH, by field, Secret values masked; or,
+    /// with --live APP, what syncing the App would change in the cluster now.
     ///
     /// Renders as the controller does (plain YAML, Kustomize, a chart directory),
-    /// from the work tree's Git objects. Exits 1 when they differ.
+    /// from the work tree's Git objects. With --live, the App's revision is fetched
+    /// and rendered as the controller would, and every object is dry-run on the
+    /// server as the App's ServiceAccount (you need to read the App and impersonate
+    /// that account). Exits 1 when they differ, like kubectl diff.
     Diff(DiffArgs),
     /// Make one commit that returns PATH, and nothing else, to its content at a
     /// revision; the controller applies it like any commit.
@@ -403,13 +420,30 @@ pub enum CheckOutput {
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// The path (in a Git work tree) an App renders.
-    pub path: PathBuf,
+    #[arg(required_unless_present = "live", conflicts_with = "live")]
+    pub path: Option<PathBuf>,
     /// The revision before (a commit, branch or tag).
-    #[arg(long, value_name = "REV")]
-    pub from: String,
+    #[arg(long, value_name = "REV", required_unless_present = "live")]
+    pub from: Option<String>,
     /// The revision after.
     #[arg(long, value_name = "REV", default_value = "HEAD")]
     pub to: String,
+    /// Compare App APP's revision with the cluster instead (server-side dry-run
+    /// as its ServiceAccount).
+    #[arg(long, value_name = "APP", conflicts_with = "from")]
+    pub live: Option<String>,
+    /// With --live: the revision to compare: `applied` (the App's last applied
+    /// revision), `head` (its ref's newest commit: what the next sync applies), or
+    /// a full commit id.
+    #[arg(long, value_name = "REV", default_value = "applied", requires = "live")]
+    pub revision: String,
+    /// With --live: the App's namespace (default: the kubeconfig context's).
+    #[arg(short = 'n', long, requires = "live")]
+    pub namespace: Option<String>,
+    #[arg(long, value_name = "FILE", requires = "live")]
+    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// The kustomize binary (default: $AIRGATE_KUSTOMIZE, then kustomize on PATH).
     #[arg(long, value_name = "BIN")]
     pub kustomize: Option<PathBuf>,

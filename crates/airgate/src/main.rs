@@ -21,6 +21,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    let error_code = cli.command.error_code();
     match commands::run(cli) {
         Ok(code) => code,
         // The reader of our output went away (`| head`): nothing to report.
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            ExitCode::from(error_code)
         }
     }
 }

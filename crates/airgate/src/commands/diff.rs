@@ -52,9 +52,13 @@ fn is_secret(v: &Value) -> bool {
     v.get("kind").and_then(Value::as_str) == Some("Secret")
 }
 
-/// A Secret's values never leave: what changed is said, not the value.
+/// A Secret's values never leave: what changed is said, not the value
+/// (nor the copy `kubectl apply` keeps in an annotation).
 fn masked(secret: bool, path: &str, v: Option<Value>) -> Option<Value> {
-    let hidden = secret && (path.starts_with("data") || path.starts_with("stringData"));
+    let hidden = secret
+        && (path.starts_with("data")
+            || path.starts_with("stringData")
+            || path.starts_with("metadata.annotations"));
     v.map(|v| {
         if hidden {
             Value::String("<masked>".into())
@@ -142,17 +146,43 @@ fn render_at(
 }
 
 pub fn run(args: DiffArgs) -> Result<ExitCode> {
-    let tree = Worktree::of(&args.path)?;
-    let rel = tree.relative(&args.path)?;
+    if let Some(app) = &args.live {
+        return super::diff_live::run(app, &args);
+    }
+    let (Some(path), Some(from)) = (&args.path, &args.from) else {
+        anyhow::bail!("airgate diff needs PATH and --from REV, or --live APP");
+    };
+    let tree = Worktree::of(path)?;
+    let rel = tree.relative(path)?;
     let renderer =
         Renderer::new(args.kustomize.clone()).with_helm(args.helm.clone(), Default::default());
-    let before = render_at(&tree, &args.from, &rel, &renderer)?;
+    let before = render_at(&tree, from, &rel, &renderer)?;
     let after = render_at(&tree, &args.to, &rel, &renderer)?;
     let diffs = differences(&before, &after);
-    match args.output {
-        Output::Json => crate::out!("{}", serde_json::to_string_pretty(&diffs)?)?,
+    report(&diffs, args.output)?;
+    eprintln!(
+        "{rel}: {} object(s) differ between {from} and {}",
+        diffs.len(),
+        args.to
+    );
+    Ok(exit_code(&diffs))
+}
+
+/// 0 when nothing differs, 1 otherwise (as `diff` and `kubectl diff`).
+pub fn exit_code(diffs: &[ObjectDiff]) -> ExitCode {
+    if diffs.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The differences on stdout, as `output` asks.
+pub fn report(diffs: &[ObjectDiff], output: Output) -> Result<()> {
+    match output {
+        Output::Json => crate::out!("{}", serde_json::to_string_pretty(diffs)?)?,
         Output::Text => {
-            for d in &diffs {
+            for d in diffs {
                 let mark = match d.change {
                     "added" => "+",
                     "removed" => "-",
@@ -168,17 +198,7 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
             }
         }
     }
-    eprintln!(
-        "{rel}: {} object(s) differ between {} and {}",
-        diffs.len(),
-        args.from,
-        args.to
-    );
-    Ok(if diffs.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(())
 }
 
 #[cfg(test)]

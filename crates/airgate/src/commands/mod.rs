@@ -13,6 +13,7 @@ mod check;
 mod controller;
 mod describe;
 mod diff;
+mod diff_live;
 mod get;
 mod images;
 mod install;
