@@ -109,6 +109,8 @@ pub enum Command {
     /// hostNetwork, resources), hosts outside the perimeter in any string, and
     /// environment leakage.
     ///
+    /// Objects are validated against the schemas of the target Kubernetes version,
+    /// carried in airgate (or exported from a cluster with `airgate schemas export`).
     /// Rules are allowed per path in PATH/.airgate-check.yaml. Exits 1 on findings.
     Check(CheckArgs),
     /// Show what a change does to the rendered objects: each object added, removed
@@ -373,6 +375,11 @@ pub enum SchemasCommand {
     /// Write the cluster's OpenAPI v3 documents (one file per group and version,
     /// its CRDs included) to a directory, for `airgate check --schemas DIR`.
     Export(SchemasExportArgs),
+    /// List the Kubernetes versions whose schemas airgate carries for `check`.
+    List {
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -390,9 +397,15 @@ pub struct CheckArgs {
     /// The repository (its .airgate-check.yaml is read).
     pub path: PathBuf,
     /// Validate every object against these OpenAPI v3 documents (`airgate schemas
-    /// export`) and the CRDs rendered beside it; an unknown kind is a finding.
+    /// export`) instead of the schemas airgate carries; with the CRDs rendered
+    /// beside it either way; an unknown kind is a finding.
     #[arg(long, value_name = "DIR")]
     pub schemas: Option<PathBuf>,
+    /// The Kubernetes version whose schemas (carried in airgate) objects are
+    /// validated against: 1.34, 1.35 or 1.36 (default: the check file's
+    /// kubernetesVersion, else the newest).
+    #[arg(long, value_name = "VERSION", conflicts_with = "schemas")]
+    pub kube_version: Option<String>,
     /// An environment to render and check (repeatable; default: the check file's
     /// environments, else PATH).
     #[arg(long = "env", value_name = "DIR")]

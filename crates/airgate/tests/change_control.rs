@@ -497,14 +497,14 @@ fn check_finds_every_seeded_problem_and_nothing_in_a_clean_environment() -> Resu
         d,
         "envs/dev/web.yaml",
         &format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: shop}}\nspec:\n  template:\n    spec:\n      containers:\n        - {{name: web, image: \"registry.internal:5000/shop/web:1@{d1}\"}}\n"
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: shop}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n        - {{name: web, image: \"registry.internal:5000/shop/web:1@{d1}\"}}\n"
         ),
     )?;
     write(
         d,
         "envs/prod/web.yaml",
         &format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: shop}}\nspec:\n  template:\n    spec:\n      hostNetwork: true\n      volumes: [{{name: root, hostPath: {{path: /}}}}]\n      containers:\n        - name: web\n          image: \"registry.internal:5000/shop/web:1@{d2}\"\n          securityContext: {{privileged: true}}\n          resources: {{requests: {{cpu: '1', memory: 1Gi}}, limits: {{memory: 1Gi}}}}\n        - name: proxy\n          image: nginx\n          resources: {{requests: {{cpu: '1'}}}}\n"
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: shop}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      hostNetwork: true\n      volumes: [{{name: root, hostPath: {{path: /}}}}]\n      containers:\n        - name: web\n          image: \"registry.internal:5000/shop/web:1@{d2}\"\n          securityContext: {{privileged: true}}\n          resources: {{requests: {{cpu: '1', memory: 1Gi}}, limits: {{memory: 1Gi}}}}\n        - name: proxy\n          image: nginx\n          resources: {{requests: {{cpu: '1'}}}}\n"
         ),
     )?;
     write(
@@ -729,6 +729,73 @@ fn check_validates_against_exported_schemas_and_the_crds_beside_the_objects() ->
             .flatten()
             .all(|f| f["rule"] == "schema"),
         "{found:#}"
+    );
+    Ok(())
+}
+
+/// Without an export, objects are validated against the schemas airgate
+/// carries for the target version: a kind that version does not serve is
+/// a finding, and a version airgate does not carry is an error (exit 2),
+/// not a finding.
+#[test]
+fn check_validates_against_the_schemas_airgate_carries_for_the_target_version() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    // MutatingAdmissionPolicy is admissionregistration.k8s.io/v1 from 1.36 on.
+    write(
+        d,
+        "envs/prod/policy.yaml",
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingAdmissionPolicy\nmetadata: {name: defaults}\nspec: {failurePolicy: Fail}\n",
+    )?;
+    write(
+        d,
+        "envs/prod/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata: {mode: prod}\nimmutable: maybe\n",
+    )?;
+    let fields = |out: &Output| -> Result<Vec<(String, String)>> {
+        let found: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok(found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                (
+                    f["object"].as_str().unwrap_or("").to_string(),
+                    f["field"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect())
+    };
+    let newest = airgate(d, &["check", ".", "-o", "json"])?;
+    ensure!(
+        newest.status.code() == Some(1)
+            && String::from_utf8_lossy(&newest.stderr).contains("Kubernetes v1.36.3"),
+        "{}",
+        String::from_utf8_lossy(&newest.stderr)
+    );
+    ensure!(
+        fields(&newest)?
+            == [(
+                "ConfigMap/shop/settings".to_string(),
+                "immutable".to_string()
+            )],
+        "{:?}",
+        fields(&newest)?
+    );
+    let older = airgate(d, &["check", ".", "--kube-version", "1.34", "-o", "json"])?;
+    let found = fields(&older)?;
+    ensure!(
+        found.contains(&(
+            "MutatingAdmissionPolicy/defaults".to_string(),
+            "kind".to_string()
+        )) && found.len() == 2,
+        "{found:?}"
+    );
+    let unknown = airgate(d, &["check", ".", "--kube-version", "1.20"])?;
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    ensure!(
+        unknown.status.code() == Some(2) && stderr.contains("v1.34, v1.35, v1.36"),
+        "{stderr}"
     );
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! inside the perimeter, with no network at all: every environment
 //! rendered (plain, Kustomize, a chart directory), then policy, strings
 //! that would reach outside the perimeter, and environment leakage
-//! (`airgate_core::check`). Rules are allowed per path in
+//! (`airgate_core::check`), and every object validated against the
+//! schemas of the target Kubernetes version (carried in airgate, or
+//! exported from a cluster). Rules are allowed per path in
 //! `PATH/.airgate-check.yaml`. Exits 1 when anything is found.
 
 use std::collections::BTreeSet;
@@ -33,6 +35,9 @@ struct CheckFile {
     environments: Vec<String>,
     #[serde(default)]
     allow: Vec<AllowEntry>,
+    /// The Kubernetes version objects are validated against (`--kube-version`).
+    #[serde(default)]
+    kubernetes_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,15 +99,11 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             .with_context(|| format!("rendering {}", env.display()))?;
         rendered.push((env.clone(), manifests));
     }
-    let schemas = match &args.schemas {
-        Some(dir) => Some(load_schemas(dir, &rendered)?),
-        None => {
-            eprintln!(
-                "note: objects were not validated against schemas\nhint: airgate schemas export --out DIR (on a cluster of the target version), then --schemas DIR"
-            );
-            None
-        }
-    };
+    let version = args
+        .kube_version
+        .as_deref()
+        .or(config.kubernetes_version.as_deref());
+    let schemas = load_schemas(args.schemas.as_deref(), version, &rendered)?;
     for (env, manifests) in &rendered {
         objects += manifests.len();
         let mut pinned = Vec::new();
@@ -114,9 +115,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             };
             findings.extend(check::policy(doc, &allowed));
             findings.extend(check::external(doc, &allowed));
-            if let Some(schemas) = &schemas {
-                findings.extend(schema_findings(schemas, doc));
-            }
+            findings.extend(schema_findings(&schemas, doc));
             for f in images_in(doc, &[]).unwrap_or_default() {
                 if let Some(d) = f.image.digest() {
                     let at = Finding {
@@ -202,23 +201,42 @@ fn leakage(digests: &[(PathBuf, Vec<(Finding, String)>)]) -> Vec<Finding> {
     out
 }
 
-/// The OpenAPI v3 documents in `dir`, and the CRDs among the rendered
-/// objects.
+/// The OpenAPI v3 documents in `dir`, or else those airgate carries for
+/// `version`; and the CRDs among the rendered objects.
 fn load_schemas(
-    dir: &Path,
+    dir: Option<&Path>,
+    version: Option<&str>,
     rendered: &[(PathBuf, Vec<airgate_render::Manifest>)],
 ) -> Result<Schemas> {
     let mut schemas = Schemas::default();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("--schemas {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    for file in &files {
-        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(file)?)
-            .with_context(|| format!("{} is not JSON", file.display()))?;
-        schemas.add_document(&doc);
+    match dir {
+        Some(dir) => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .with_context(|| format!("--schemas {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            files.sort();
+            for file in &files {
+                let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(file)?)
+                    .with_context(|| format!("{} is not JSON", file.display()))?;
+                schemas.add_document(&doc);
+            }
+            if schemas.is_empty() {
+                bail!(
+                    "--schemas {}: no OpenAPI v3 document with kinds in it\nhint: airgate schemas export --out {}",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+        }
+        None => {
+            let (release, doc) = super::schemas::embedded(version)?;
+            eprintln!(
+                "validating against the schemas of Kubernetes {release} (carried in airgate)"
+            );
+            schemas.add_document(&doc);
+        }
     }
     for (_, manifests) in rendered {
         for m in manifests
@@ -227,13 +245,6 @@ fn load_schemas(
         {
             schemas.add_crd(&m.value);
         }
-    }
-    if schemas.is_empty() {
-        bail!(
-            "--schemas {}: no OpenAPI v3 document with kinds in it\nhint: airgate schemas export --out {}",
-            dir.display(),
-            dir.display()
-        );
     }
     Ok(schemas)
 }

@@ -59,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => diff::run(args),
         Command::Check(args) => check::run(args),
         Command::Schemas(crate::cli::SchemasCommand::Export(args)) => schemas::export(args),
+        Command::Schemas(crate::cli::SchemasCommand::List { output }) => schemas::list(output),
         Command::Promote(args) => promote::run(args),
         Command::Audit(command) => audit::run(command),
         Command::Version { output } => version::run(output),
