@@ -132,7 +132,11 @@ fn context(
             settings.config.clone(),
         )
         .with_imports(settings.registry.clone())
-        .with_helm(settings.helm.clone()),
+        .with_helm(settings.helm.clone())
+        .with_render_observer({
+            let metrics = metrics.clone();
+            Arc::new(move |took| metrics.render(took.as_secs_f64()))
+        }),
         store: Mutex::new(store),
         audit,
         recorder: Recorder::new(
@@ -198,7 +202,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     ));
     let served = ctx.clone();
     tokio::spawn(metrics::serve(listener, move || {
-        served.metrics.render(served.syncer.fetch_count())
+        served.metrics.exposition(served.syncer.fetch_count())
     }));
 
     election.acquire().await?;

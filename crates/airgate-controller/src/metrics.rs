@@ -1,121 +1,237 @@
 //! What the controller counts, and the small HTTP server that shows it:
-//! `/metrics` in the Prometheus text format and `/healthz`. Two fixed
-//! read-only paths need no web framework.
+//! `/metrics` in the Prometheus text format (through the `prometheus`
+//! crate, held to Prometheus' own lint rules by a test), `/healthz` and
+//! `/readyz`. Three fixed read-only paths need no web framework.
+//!
+//! Names follow Prometheus' conventions: counters end in `_total`,
+//! durations are histograms in seconds, per-App series are labelled
+//! `namespace` and `name`, and the process collector gives CPU, memory and
+//! file descriptors.
 
-use airgate_core::status::RecordResult;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use airgate_core::status::RecordResult;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Counters and gauges, updated by the reconciler.
-#[derive(Debug, Default)]
+/// How one App stands, as its per-App gauges show it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AppGauges {
+    pub ready: bool,
+    pub suspended: bool,
+    pub frozen: bool,
+    pub drifted: bool,
+    /// When its last successful sync finished (Unix seconds).
+    pub last_applied: Option<i64>,
+}
+
+/// Counters, histograms and gauges, updated by the reconciler.
 pub struct Metrics {
-    /// Syncs by result (succeeded, failed, blocked).
-    syncs: Mutex<BTreeMap<String, u64>>,
-    /// Drift found, by action (corrected, warned).
-    drift: Mutex<BTreeMap<String, u64>>,
-    reconciles: AtomicU64,
-    sync_seconds_sum_ms: AtomicU64,
-    /// Per App: is it Ready?
-    ready: Mutex<BTreeMap<String, bool>>,
+    registry: Registry,
+    syncs: IntCounterVec,
+    sync_seconds: Histogram,
+    render_seconds: Histogram,
+    drift: IntCounterVec,
+    reconciles: IntCounter,
+    git_fetches: IntCounter,
+    /// The Syncer's fetch count when last scraped.
+    fetches_seen: AtomicU64,
+    app_ready: IntGaugeVec,
+    app_suspended: IntGaugeVec,
+    app_frozen: IntGaugeVec,
+    app_drifted: IntGaugeVec,
+    app_last_applied: IntGaugeVec,
+    /// The Apps with series, `(namespace, name)`.
+    apps: Mutex<BTreeSet<(String, String)>>,
+    leader_gauge: IntGauge,
     pub leader: AtomicBool,
     /// 1 while the audit log is proved consistent with its last checkpoint.
     pub log_consistent: AtomicBool,
     /// Records covered by the checkpoint last published.
     pub log_published: AtomicU64,
     pub log_publish_failures: AtomicU64,
+    log_gauges: [IntGauge; 2],
+    log_failures: IntCounter,
+    log_failures_seen: AtomicU64,
 }
 
-fn bump(map: &Mutex<BTreeMap<String, u64>>, key: &str) {
-    if let Ok(mut m) = map.lock() {
-        *m.entry(key.to_string()).or_default() += 1;
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Seconds, from 50 ms to about 27 minutes.
+fn duration_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.05, 2.0, 16).unwrap_or_default()
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new().unwrap_or_else(|e| panic!("the metrics are declared wrong: {e}"))
     }
 }
 
 impl Metrics {
+    fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let app = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["namespace", "name"])?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram = |name: &str, help: &str| -> prometheus::Result<Histogram> {
+            let h =
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(duration_buckets()))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let labelled = |name: &str, help: &str, label: &str| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        #[rustfmt::skip]
+        let metrics = Metrics {
+            syncs: labelled("airgate_syncs_total", "Syncs by result.", "result")?,
+            sync_seconds: histogram("airgate_sync_duration_seconds", "How long syncs took, fetch to prune.")?,
+            render_seconds: histogram("airgate_render_duration_seconds", "How long renders took (plain YAML, kustomize build, helm template); renders served from the cache are not counted.")?,
+            drift: labelled("airgate_drift_total", "Drift found on applied objects, by action.", "action")?,
+            reconciles: counter("airgate_reconciles_total", "Reconcile passes, including those with nothing to do.")?,
+            git_fetches: counter("airgate_git_fetches_total", "Fetches from Git (one per URL and ref, shared by the Apps that use it).")?,
+            fetches_seen: AtomicU64::new(0),
+            app_ready: app("airgate_app_ready", "1 while the App's Ready condition is True.")?,
+            app_suspended: app("airgate_app_suspended", "1 while the App is suspended.")?,
+            app_frozen: app("airgate_app_frozen", "1 while a change freeze window holds the App.")?,
+            app_drifted: app("airgate_app_drifted", "1 while the App's Drifted condition is True.")?,
+            app_last_applied: app("airgate_app_last_applied_timestamp_seconds", "When the App's last successful sync finished, in Unix seconds.")?,
+            apps: Mutex::default(),
+            leader_gauge: gauge("airgate_leader", "1 while this controller holds the Lease.")?,
+            leader: AtomicBool::new(false),
+            log_consistent: AtomicBool::new(false),
+            log_published: AtomicU64::new(0),
+            log_publish_failures: AtomicU64::new(0),
+            log_gauges: [
+                gauge("airgate_audit_log_consistent", "1 while the audit log is proved to extend its last checkpoint; 0 while the controller refuses to append.")?,
+                gauge("airgate_audit_log_published_records", "Records covered by the audit log's last published checkpoint.")?,
+            ],
+            log_failures: counter("airgate_audit_log_publish_failures_total", "Failed attempts to publish the audit log.")?,
+            log_failures_seen: AtomicU64::new(0),
+            registry,
+        };
+        metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(metrics)
+    }
+
     pub fn sync(&self, result: RecordResult, duration_ms: u64) {
-        bump(&self.syncs, result.as_str());
-        self.sync_seconds_sum_ms
-            .fetch_add(duration_ms, Ordering::Relaxed);
+        self.syncs.with_label_values(&[result.as_str()]).inc();
+        self.sync_seconds.observe(duration_ms as f64 / 1000.0);
     }
 
-    pub fn set_ready(&self, app: &str, ready: bool) {
-        if let Ok(mut m) = self.ready.lock() {
-            m.insert(app.to_string(), ready);
+    pub fn render(&self, seconds: f64) {
+        self.render_seconds.observe(seconds);
+    }
+
+    /// Sets App `namespace/name`'s gauges.
+    pub fn set_app(&self, namespace: &str, name: &str, app: &AppGauges) {
+        let labels = [namespace, name];
+        self.app_ready
+            .with_label_values(&labels)
+            .set(app.ready.into());
+        self.app_suspended
+            .with_label_values(&labels)
+            .set(app.suspended.into());
+        self.app_frozen
+            .with_label_values(&labels)
+            .set(app.frozen.into());
+        self.app_drifted
+            .with_label_values(&labels)
+            .set(app.drifted.into());
+        if let Some(t) = app.last_applied {
+            self.app_last_applied.with_label_values(&labels).set(t);
+        }
+        if let Ok(mut apps) = self.apps.lock() {
+            apps.insert((namespace.to_string(), name.to_string()));
         }
     }
 
-    /// Forgets Apps not in `live`.
-    pub fn retain(&self, live: &std::collections::BTreeSet<String>) {
-        if let Ok(mut m) = self.ready.lock() {
-            m.retain(|app, _| live.contains(app));
-        }
+    /// Forgets Apps not in `live` (`namespace/name`).
+    pub fn retain(&self, live: &BTreeSet<String>) {
+        let Ok(mut apps) = self.apps.lock() else {
+            return;
+        };
+        apps.retain(|(ns, name)| {
+            if live.contains(&format!("{ns}/{name}")) {
+                return true;
+            }
+            for g in [
+                &self.app_ready,
+                &self.app_suspended,
+                &self.app_frozen,
+                &self.app_drifted,
+                &self.app_last_applied,
+            ] {
+                let _ = g.remove_label_values(&[ns, name]);
+            }
+            false
+        });
     }
 
     pub fn drift(&self, result: RecordResult) {
-        bump(&self.drift, result.as_str());
+        self.drift.with_label_values(&[result.as_str()]).inc();
     }
 
     pub fn reconcile(&self) {
-        self.reconciles.fetch_add(1, Ordering::Relaxed);
+        self.reconciles.inc();
+    }
+
+    /// Brings a counter kept elsewhere (`total`) up to date: adds what it
+    /// grew by since `seen`.
+    fn catch_up(counter: &IntCounter, seen: &AtomicU64, total: u64) {
+        let before = seen.swap(total, Ordering::Relaxed);
+        counter.inc_by(total.saturating_sub(before));
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, git_fetches: u64) -> String {
-        let labelled = |map: &Mutex<BTreeMap<String, u64>>, label: &str| -> Vec<(String, String)> {
-            map.lock()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (format!("{{{label}=\"{k}\"}}"), v.to_string()))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let one = |value: String| vec![(String::new(), value)];
-        let sync_count: u64 = self
-            .syncs
-            .lock()
-            .map(|m| m.values().sum())
-            .unwrap_or_default();
-        let sync_seconds = self.sync_seconds_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0;
-        let (apps, ready) = self
-            .ready
-            .lock()
-            .map(|m| (m.len(), m.values().filter(|r| **r).count()))
-            .unwrap_or_default();
-        let leader = u8::from(self.leader.load(Ordering::Relaxed));
-        let consistent = u8::from(self.log_consistent.load(Ordering::Relaxed));
-        let published = self.log_published.load(Ordering::Relaxed);
-        let publish_failures = self.log_publish_failures.load(Ordering::Relaxed);
-        #[rustfmt::skip]
-        let families = [
-            ("airgate_syncs_total", "counter", "Syncs by result.", labelled(&self.syncs, "result")),
-            ("airgate_sync_duration_seconds_sum", "counter", "Total time spent in syncs.", one(format!("{sync_seconds:.3}"))),
-            ("airgate_sync_duration_seconds_count", "counter", "Number of syncs timed.", one(sync_count.to_string())),
-            ("airgate_drift_total", "counter", "Drift found on applied objects, by action.", labelled(&self.drift, "action")),
-            ("airgate_reconciles_total", "counter", "Reconcile passes, including those with nothing to do.", one(self.reconciles.load(Ordering::Relaxed).to_string())),
-            ("airgate_git_fetches_total", "counter", "Fetches from Git (one per URL and ref, shared by the Apps that use it).", one(git_fetches.to_string())),
-            ("airgate_apps", "gauge", "Apps this controller reconciles.", one(apps.to_string())),
-            ("airgate_apps_ready", "gauge", "Apps whose Ready condition is True.", one(ready.to_string())),
-            ("airgate_leader", "gauge", "1 while this controller holds the Lease.", one(leader.to_string())),
-            ("airgate_audit_log_consistent", "gauge", "1 while the audit log is proved to extend its last checkpoint; 0 while the controller refuses to append.", one(consistent.to_string())),
-            ("airgate_audit_log_published_records", "gauge", "Records covered by the audit log's last published checkpoint.", one(published.to_string())),
-            ("airgate_audit_log_publish_failures_total", "counter", "Failed attempts to publish the audit log.", one(publish_failures.to_string())),
-        ];
-        let mut out = String::new();
-        for (name, kind, help, samples) in families {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for (labels, value) in samples {
-                out.push_str(&format!("{name}{labels} {value}\n"));
-            }
+    pub fn exposition(&self, git_fetches: u64) -> String {
+        Self::catch_up(&self.git_fetches, &self.fetches_seen, git_fetches);
+        Self::catch_up(
+            &self.log_failures,
+            &self.log_failures_seen,
+            self.log_publish_failures.load(Ordering::Relaxed),
+        );
+        self.leader_gauge
+            .set(self.leader.load(Ordering::Relaxed).into());
+        self.log_gauges[0].set(self.log_consistent.load(Ordering::Relaxed).into());
+        self.log_gauges[1]
+            .set(i64::try_from(self.log_published.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            return format!("# the metrics could not be encoded: {e}\n");
         }
-        out
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until the process ends.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the
+/// process ends.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     render: impl Fn() -> String + Send + Sync + 'static,
@@ -140,7 +256,7 @@ pub async fn serve(
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("");
             let (status, content_type, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", render()),
+                "/metrics" => ("200 OK", prometheus::TEXT_FORMAT, render()),
                 "/healthz" | "/readyz" => ("200 OK", "text/plain", "ok\n".to_string()),
                 _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
             };
@@ -151,5 +267,41 @@ pub async fn serve(
             let _ = stream.write_all(response.as_bytes()).await;
             let _ = stream.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_app_series_come_and_go_with_the_app() {
+        let m = Metrics::default();
+        m.set_app(
+            "shop",
+            "web",
+            &AppGauges {
+                ready: true,
+                last_applied: Some(1_700_000_000),
+                ..Default::default()
+            },
+        );
+        m.sync(RecordResult::Succeeded, 1500);
+        let text = m.exposition(3);
+        for want in [
+            "airgate_app_ready{name=\"web\",namespace=\"shop\"} 1",
+            "airgate_app_last_applied_timestamp_seconds{name=\"web\",namespace=\"shop\"} 1700000000",
+            "airgate_syncs_total{result=\"succeeded\"} 1",
+            "airgate_sync_duration_seconds_count 1",
+            "airgate_git_fetches_total 3",
+            "# TYPE airgate_sync_duration_seconds histogram",
+            "process_resident_memory_bytes",
+        ] {
+            assert!(text.contains(want), "{want} not in\n{text}");
+        }
+        // Counted once, however often it is scraped.
+        assert!(m.exposition(3).contains("airgate_git_fetches_total 3"));
+        m.retain(&BTreeSet::new());
+        assert!(!m.exposition(3).contains("airgate_app_ready{"));
     }
 }

@@ -38,7 +38,7 @@ use super::decide::{self, Due};
 use super::freeze;
 use super::outcome::{self, Outcome, Reporter, epoch_seconds, short};
 use super::state::{Baseline, HealthWait};
-use super::{Context, correct, drift, health, key, log, spec, trust};
+use super::{Context, correct, drift, health, key, log, metrics, spec, trust};
 use airgate_core::freeze::Active;
 
 /// Setting this annotation on an App to a new value (a timestamp, say)
@@ -78,7 +78,14 @@ fn spec_timeout(app: &App) -> Duration {
     app.spec.timeout().unwrap_or(Duration::from_secs(300))
 }
 
+/// One pass over one App, in its own span (see [`log::reconcile_span`]).
 pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    use tracing::Instrument as _;
+    let span = log::reconcile_span(&app.namespace().unwrap_or_default(), &app.name_any());
+    pass(app, ctx).instrument(span).await
+}
+
+async fn pass(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.metrics.reconcile();
     let key = key(&app);
     let now = now_rfc3339();
@@ -287,6 +294,7 @@ async fn fetch_and_sync(
             s.owned.synced,
         )
     });
+    log::revision(&commit.id);
     let sync_due = decide::needs_sync(
         due.spec_changed,
         synced,
@@ -559,6 +567,25 @@ fn counts(changes: &[airgate_kube::Change]) -> String {
     text
 }
 
+/// What the App's per-App metrics show, from its spec and new status.
+fn gauges(app: &App, status: &AppStatus) -> metrics::AppGauges {
+    let last_applied = status
+        .history
+        .iter()
+        .find(|h| {
+            h.kind == RecordKind::Sync.as_str() && h.result == RecordResult::Succeeded.as_str()
+        })
+        .and_then(|h| h.time.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .map(|t| t.as_second());
+    metrics::AppGauges {
+        ready: status.is(ConditionType::Ready, ConditionStatus::True),
+        suspended: app.spec.suspend,
+        frozen: status.is(ConditionType::Frozen, ConditionStatus::True),
+        drifted: status.is(ConditionType::Drifted, ConditionStatus::True),
+        last_applied,
+    }
+}
+
 /// Writes the status when it differs from what the App had.
 async fn write_status(
     ctx: &Context,
@@ -566,9 +593,12 @@ async fn write_status(
     before: &AppStatus,
     status: AppStatus,
 ) -> Result<(), ReconcileError> {
-    let ready = status.is(ConditionType::Ready, ConditionStatus::True);
     ctx.with_state(&key(app), |s| s.owned.suspended = app.spec.suspend);
-    ctx.metrics.set_ready(&key(app), ready);
+    ctx.metrics.set_app(
+        &app.namespace().unwrap_or_default(),
+        &app.name_any(),
+        &gauges(app, &status),
+    );
     if &status == before {
         return Ok(());
     }

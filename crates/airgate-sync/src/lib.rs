@@ -513,7 +513,12 @@ pub struct Syncer {
     imports: Option<provenance::Imports>,
     /// Helm Apps' charts, capabilities and renders.
     helm: Arc<helm::Helm>,
+    /// Told how long each render took (not those served from the cache).
+    render_observer: Option<RenderObserver>,
 }
+
+/// See [`Syncer::with_render_observer`].
+pub type RenderObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 impl std::fmt::Debug for Syncer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -536,7 +541,15 @@ impl Syncer {
             fetches: Default::default(),
             imports: None,
             helm: Default::default(),
+            render_observer: None,
         }
+    }
+
+    /// Tells `observe` how long each render took (plain YAML, kustomize,
+    /// helm template); renders served from the cache are not told.
+    pub fn with_render_observer(mut self, observe: RenderObserver) -> Syncer {
+        self.render_observer = Some(observe);
+        self
     }
 
     /// Reads each image's imports with `client` (see [`provenance`]); Helm
@@ -708,6 +721,7 @@ impl Syncer {
         if let Some(hit) = hit {
             return Ok(hit);
         }
+        let started = Instant::now();
         let rendering = match &spec.helm {
             Some(helm) => self.render_chart(spec, helm, commit).await?,
             None => {
@@ -728,6 +742,9 @@ impl Syncer {
                 .map_err(|e| SyncError::Internal(e.to_string()))??
             }
         };
+        if let Some(observe) = &self.render_observer {
+            observe(started.elapsed());
+        }
         let mut rendered = self.rendered.lock().await;
         let revisions = rendered.entry(key).or_default();
         revisions.retain(|(r, _)| r != commit);

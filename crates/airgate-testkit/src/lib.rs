@@ -55,6 +55,8 @@ pub struct Perimeter {
     pub oras: PathBuf,
     /// cosign, for signing test images and verifying carried signatures.
     pub cosign: PathBuf,
+    /// Prometheus' lint rules over a /metrics text on stdin (dev/promlint).
+    pub promlint: PathBuf,
     /// The apiserver's audit log: one JSON line per request of a client
     /// (the control plane's own are not logged), rotated at 500 MB.
     pub audit_log: PathBuf,
@@ -131,6 +133,7 @@ impl Perimeter {
             helm4: path("AIRGATE_HELM4")?,
             oras: path("AIRGATE_ORAS")?,
             cosign: path("AIRGATE_COSIGN")?,
+            promlint: path("AIRGATE_PROMLINT")?,
             audit_log: path("AIRGATE_AUDIT_LOG")?,
         })
     }

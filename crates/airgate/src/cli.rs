@@ -277,6 +277,11 @@ pub struct ControllerArgs {
     /// How logs on stderr look.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// What is logged: a level (error, warn, info, debug, trace: the controller
+    /// at that level, kube and the rest at warn or below), or tracing's
+    /// target=level list (`info,kube=debug`).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: String,
     /// How many Apps sync at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,

@@ -203,13 +203,58 @@ async fn an_app_is_created_updated_and_pruned_from_git_and_every_sync_is_recorde
         "{metrics}"
     );
     assert!(metrics.contains("airgate_leader 1"), "{metrics}");
+    for per_app in [
+        format!(
+            "airgate_app_ready{{name=\"shop\",namespace=\"{}\"}} 1",
+            t.ns
+        ),
+        format!(
+            "airgate_app_frozen{{name=\"shop\",namespace=\"{}\"}} 0",
+            t.ns
+        ),
+        "airgate_sync_duration_seconds_count 3".to_string(),
+        "airgate_render_duration_seconds_count".to_string(),
+        "process_resident_memory_bytes".to_string(),
+        "process_open_fds".to_string(),
+    ] {
+        assert!(metrics.contains(&per_app), "{per_app} not in {metrics}");
+    }
+    // Prometheus' own lint rules (client_golang's promlint) find nothing.
+    assert_eq!(promlint(&t.p, &metrics)?, "", "{metrics}");
     let log = c.log();
-    let synced = log
+    let synced: Vec<Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|l| l["msg"] == "synced")
-        .count();
-    assert_eq!(synced, 3, "{log}");
+        .collect();
+    assert_eq!(synced.len(), 3, "{log}");
+    // Every line of a pass carries the pass's fields, as log tools expect.
+    let last = &synced[2];
+    assert_eq!(
+        (
+            &last["level"],
+            &last["controller"],
+            &last["namespace"],
+            &last["name"],
+            &last["revision"]
+        ),
+        (
+            &json!("info"),
+            &json!("app"),
+            &json!(t.ns),
+            &json!("shop"),
+            &json!(third)
+        ),
+        "{last}"
+    );
+    assert!(
+        last["ts"].as_str().is_some_and(|t| t.ends_with('Z'))
+            && last["reconcileID"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
+            && last["reconcileID"] != synced[1]["reconcileID"],
+        "{last}"
+    );
     Ok(())
 }
 

@@ -24,10 +24,11 @@ fn default_identity() -> String {
 }
 
 pub fn run(args: ControllerArgs) -> Result<ExitCode> {
-    log::init(match args.log_format {
+    let format = match args.log_format {
         LogFormat::Json => log::LogFormat::Json,
         LogFormat::Text => log::LogFormat::Text,
-    });
+    };
+    log::init(format, &args.log_level).map_err(anyhow::Error::msg)?;
     if args.lease_duration < 3 {
         bail!("--lease-duration must be at least 3 seconds");
     }

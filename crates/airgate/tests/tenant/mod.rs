@@ -96,6 +96,25 @@ pub fn kubectl(p: &Perimeter, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The problems Prometheus' lint rules find in a /metrics text (empty:
+/// none); an error when the text does not parse.
+pub fn promlint(p: &Perimeter, metrics: &str) -> Result<String> {
+    use std::io::Write as _;
+    let mut child = Command::new(&p.promlint)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(metrics.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if out.status.code() == Some(2) {
+        bail!("promlint: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// A running `airgate controller`; killed when dropped.
 pub struct Controller {
     pub child: Child,
