@@ -175,10 +175,23 @@ pub enum KeyCommand {
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// Write the manifests into DIR instead of stdout.
-    #[arg(short = 'o', long = "output", value_name = "DIR")]
-    pub output: Option<PathBuf>,
-    /// The namespace the controller runs in.
+    /// Write the manifests into DIR (crd.yaml, namespace.yaml, rbac.yaml,
+    /// controller.yaml) instead of stdout.
+    #[arg(long, value_name = "DIR", conflicts_with = "apply")]
+    pub out: Option<PathBuf>,
+    /// Apply them to the cluster instead (server-side apply, field manager
+    /// airgate-install): the CRD first, until Established, then the rest.
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply: replace the install already in the namespace (see the README:
+    /// upgrading).
+    #[arg(long, requires = "apply")]
+    pub upgrade: bool,
+    /// With --apply: the kubeconfig (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE", requires = "apply")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The namespace the controller runs in. Cluster-scoped objects are named
+    /// after it, so installs in two namespaces coexist.
     #[arg(long, default_value = "airgate-system")]
     pub namespace: String,
     /// The controller's container image (pin it by digest in your internal registry).
@@ -194,6 +207,20 @@ pub struct InstallArgs {
     /// every ServiceAccount in the cluster (a ClusterRole).
     #[arg(long = "tenant-namespace", value_name = "NS")]
     pub tenant_namespaces: Vec<String>,
+    /// Reconcile only the Apps of this namespace (default: every namespace). Two
+    /// installs in one cluster must watch different namespaces.
+    #[arg(long, value_name = "NS")]
+    pub watch_namespace: Option<String>,
+    /// Controller replicas: one leads, the others wait on the Lease. More than one
+    /// runs as a StatefulSet (a volume each) with a PodDisruptionBudget, and needs
+    /// --log-repository: a new leader continues the published audit log.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub replicas: u16,
+    /// Allow the controller's egress to CIDR:PORT (repeatable: the apiserver's
+    /// endpoints, the Git server, the registry); with any, a NetworkPolicy allows
+    /// egress only there (and DNS). Ingress is allowed to the metrics port only.
+    #[arg(long = "allow-egress", value_name = "CIDR:PORT")]
+    pub allow_egress: Vec<String>,
     #[command(flatten)]
     pub audit: InstallAudit,
 }

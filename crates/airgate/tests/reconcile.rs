@@ -721,24 +721,52 @@ async fn the_install_manifests_pass_a_server_side_dry_run() -> Result<()> {
     let p = Perimeter::get();
     installed(&p)?;
     let dir = tempfile::tempdir()?;
-    let out = airgate().args(["install", "-o"]).arg(dir.path()).output()?;
-    assert!(out.status.success());
-    let out = kubectl(
-        &p,
+    for extra in [
+        &[][..],
         &[
-            "apply",
-            "--dry-run=server",
-            "-f",
-            &dir.path().display().to_string(),
-        ],
-    )?;
-    for kind in [
-        "customresourcedefinition",
-        "clusterrole",
-        "deployment",
-        "persistentvolumeclaim",
+            "--replicas",
+            "3",
+            "--log-key-secret",
+            "log-key",
+            "--log-repository",
+            "registry.internal:5000/airgate/audit",
+            "--allow-egress",
+            "10.0.0.1/32:6443",
+            "--watch-namespace",
+            "shop",
+        ][..],
     ] {
-        assert!(out.contains(kind), "{out}");
+        let out = airgate()
+            .args(["install", "--out"])
+            .arg(dir.path())
+            .args(extra)
+            .output()?;
+        assert!(out.status.success());
+        let out = kubectl(
+            &p,
+            &[
+                "apply",
+                "--dry-run=server",
+                "-f",
+                &dir.path().display().to_string(),
+            ],
+        )?;
+        let kinds: &[&str] = if extra.is_empty() {
+            &["deployment", "persistentvolumeclaim"]
+        } else {
+            &["statefulset", "poddisruptionbudget"]
+        };
+        for kind in [
+            "customresourcedefinition",
+            "clusterrole",
+            "service",
+            "networkpolicy",
+        ]
+        .iter()
+        .chain(kinds)
+        {
+            assert!(out.contains(kind), "{out}");
+        }
     }
     // The apiserver warns about what it does not know in a CRD's schema
     // only when the CRD is written, so create a copy under another group.
@@ -770,6 +798,98 @@ async fn the_install_manifests_pass_a_server_side_dry_run() -> Result<()> {
         .count()
         + 1;
     assert!(docs >= 9, "{docs} documents");
+    Ok(())
+}
+
+/// Two installs in one cluster, each watching its own namespace: applied
+/// side by side (no cluster-scoped name in common, so neither rebinds the
+/// other's account); a second install into a namespace is refused without
+/// --upgrade.
+#[tokio::test]
+async fn two_installs_coexist_and_an_install_is_replaced_only_with_upgrade() -> Result<()> {
+    let p = Perimeter::get();
+    installed(&p)?;
+    let suffix = airgate_testkit::unique_name("ag");
+    let install = |ns: &str, watch: &str, extra: &[&str]| -> Result<std::process::Output> {
+        Ok(airgate()
+            .args(["install", "--apply", "--kubeconfig"])
+            .arg(&p.kubeconfig)
+            .args(["--namespace", ns, "--watch-namespace", watch])
+            .args(extra)
+            .output()?)
+    };
+    let (a, b) = (format!("{suffix}-a"), format!("{suffix}-b"));
+    for ns in [&a, &b] {
+        let out = install(ns, &format!("{ns}-apps"), &[])?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for ns in [&a, &b] {
+        let can = kubectl(
+            &p,
+            &[
+                "auth",
+                "can-i",
+                "impersonate",
+                "serviceaccounts",
+                "-n",
+                "default",
+                &format!("--as=system:serviceaccount:{ns}:airgate-controller"),
+            ],
+        )?;
+        assert_eq!(can.trim(), "yes", "{ns}");
+        let binding = kubectl(
+            &p,
+            &[
+                "get",
+                "clusterrolebinding",
+                &format!("airgate-controller-{ns}"),
+                "-o",
+                "jsonpath={.subjects[0].namespace}",
+            ],
+        )?;
+        assert_eq!(&binding, ns);
+    }
+    let again = install(&a, &format!("{a}-apps"), &[])?;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--upgrade"));
+    let upgraded = install(
+        &a,
+        &format!("{a}-apps"),
+        &["--upgrade", "--image", "r.internal/airgate:2"],
+    )?;
+    assert!(
+        upgraded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upgraded.stderr)
+    );
+    let image = kubectl(
+        &p,
+        &[
+            "-n",
+            &a,
+            "get",
+            "deployment",
+            "airgate-controller",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    )?;
+    assert_eq!(image, "r.internal/airgate:2");
+    for ns in [&a, &b] {
+        kubectl(&p, &["delete", "namespace", ns, "--wait=false"])?;
+        kubectl(
+            &p,
+            &[
+                "delete",
+                "clusterrole,clusterrolebinding",
+                &format!("airgate-controller-{ns}"),
+            ],
+        )?;
+    }
     Ok(())
 }
 
