@@ -72,7 +72,7 @@ kubectl() { "$AIRGATE_KUBECTL" "$@"; }
 # a kubeconfig of the controller's ServiceAccount in `ckc` (under $work).
 install_airgate() {
   log "installing the App CRD and the controller's RBAC"
-  "$airgate" install --out "$work/install" 2>/dev/null
+  "$airgate" install --image registry.internal:5000/airgate/airgate:bench --out "$work/install" 2>/dev/null
   kubectl apply --server-side --field-manager=airgate-install -f "$work/install/crd.yaml" \
     -f "$work/install/namespace.yaml" -f "$work/install/rbac.yaml" >/dev/null
   kubectl wait --for=condition=Established crd/apps.airgate.dev >/dev/null

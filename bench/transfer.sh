@@ -70,7 +70,7 @@ mapfile -t refs <"$work/refs.txt"
     echo "- {kind: Pod, metadata: {name: p$i}, spec: {containers: [{name: c, image: \"${refs[$i]}\"}]}}"
   done
 } >"$work/pods.yaml"
-"$airgate" lock "$work/pods.yaml" -o "$work/airgate.lock" 2>/dev/null
+"$airgate" lock "$work/pods.yaml" --out "$work/airgate.lock" 2>/dev/null
 "$airgate" key generate --out "$work/signer" 2>/dev/null
 
 results=$work/results.tsv
@@ -143,7 +143,7 @@ leg_a() { # leg_a TOOL REP
   case $1 in
     airgate)
       rm -f "$work/bundle.tar"; sync
-      measure a airgate "$airgate" bundle create --lock "$work/airgate.lock" -o "$work/bundle.tar" \
+      measure a airgate "$airgate" bundle create --lock "$work/airgate.lock" --out "$work/bundle.tar" \
         --sign-key "$work/signer.key" --jobs "$JOBS" ;;
     skopeo)
       rm -rf "$work/skopeo-layout"; sync

@@ -5,10 +5,20 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `airgate --version`: the version, the commit and its date.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("AIRGATE_COMMIT_SHORT"),
+    ", ",
+    env!("AIRGATE_COMMIT_DATE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "airgate",
-    version,
+    version = LONG_VERSION,
     about = "Deliver software into air-gapped Kubernetes",
     long_about = "Deliver software into air-gapped Kubernetes: carry images and files across \
                   the gap in one signed bundle, reconcile clusters from the internal Git \
@@ -137,11 +147,26 @@ pub enum Command {
     /// events.
     #[command(subcommand)]
     Describe(DescribeCommand),
-    /// Print airgate's version.
+    /// Print a shell completion script: `airgate completion bash > /etc/bash_completion.d/airgate`,
+    /// `airgate completion zsh > "${fpath[1]}/_airgate"`, `airgate completion fish >
+    /// ~/.config/fish/completions/airgate.fish`.
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print airgate's version, the commit it was built from and that commit's date.
     Version {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+/// The shells `airgate completion` writes for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// How a command prints its result on stdout.
@@ -190,16 +215,17 @@ pub struct InstallArgs {
     /// With --apply: the kubeconfig (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, value_name = "FILE", requires = "apply")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "apply")]
+    pub context: Option<String>,
     /// The namespace the controller runs in. Cluster-scoped objects are named
     /// after it, so installs in two namespaces coexist.
     #[arg(long, default_value = "airgate-system")]
     pub namespace: String,
-    /// The controller's container image (pin it by digest in your internal registry).
-    #[arg(
-        long,
-        default_value = "registry.internal:5000/airgate/airgate:latest",
-        value_name = "REF"
-    )]
+    /// The controller's image in your internal registry, pinned by digest: the one
+    /// `dev/image` builds, carried across in a bundle; `bundle push` names where it
+    /// went (the demo shows the whole path).
+    #[arg(long, value_name = "REF")]
     pub image: String,
     /// Let the controller act only in this namespace (repeatable): it may
     /// impersonate that namespace's ServiceAccounts, through a Role and
@@ -255,8 +281,11 @@ pub struct ControllerArgs {
     /// Kubeconfig to use instead of KUBECONFIG, ~/.kube/config or the in-cluster account.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Reconcile only the Apps of this namespace (default: every namespace).
-    #[arg(long, value_name = "NS")]
+    #[arg(short = 'n', long, value_name = "NS")]
     pub namespace: Option<String>,
     /// Where the Lease lives.
     #[arg(long, value_name = "NS", default_value = "airgate-system")]
@@ -340,6 +369,9 @@ pub struct GetAppsArgs {
     pub output: ObjectOutput,
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -419,6 +451,9 @@ pub struct SchemasExportArgs {
     /// The kubeconfig (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// The directory to write.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -487,6 +522,9 @@ pub struct DiffArgs {
     pub namespace: Option<String>,
     #[arg(long, value_name = "FILE", requires = "live")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "live")]
+    pub context: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The kustomize binary (default: $AIRGATE_KUSTOMIZE, then kustomize on PATH).
@@ -700,6 +738,9 @@ pub struct DescribeAppArgs {
     pub namespace: Option<String>,
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -759,7 +800,7 @@ pub struct BundlePushArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// How to print the summary.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub format: Output,
 }
 
@@ -784,7 +825,7 @@ pub struct BundleCreateArgs {
     #[arg(long, requires = "chart")]
     pub possible: bool,
     /// The bundle to write.
-    #[arg(short = 'o', long = "output", value_name = "BUNDLE")]
+    #[arg(long = "out", value_name = "BUNDLE")]
     pub output: PathBuf,
     /// Sign with this private key (from `airgate key generate`).
     #[arg(long, value_name = "PREFIX.key")]
@@ -802,7 +843,7 @@ pub struct BundleCreateArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// How to print the summary.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub format: Output,
 }
 
@@ -838,10 +879,10 @@ pub struct BundleExtractArgs {
     #[command(flatten)]
     pub trust: TrustArgs,
     /// The directory to create (it must not exist, or be empty).
-    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    #[arg(long = "out", value_name = "DIR")]
     pub output: PathBuf,
     /// How to print the summary.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub format: Output,
 }
 
@@ -880,7 +921,7 @@ pub struct MirrorConfigArgs {
     pub layout: LayoutArg,
     /// Write the files into this directory (the runtime's config root); without it,
     /// print them.
-    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    #[arg(long = "out", value_name = "DIR")]
     pub output: Option<PathBuf>,
 }
 
@@ -983,6 +1024,9 @@ pub struct ImagesArgs {
     /// The kubeconfig for --cluster (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, value_name = "FILE", requires = "cluster")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    pub context: Option<String>,
     /// text: one reference per line, sorted and unique (certain ones; with
     /// --possible, possible ones too); json: every one, whether it is certain, and
     /// where each was found.
@@ -997,12 +1041,7 @@ pub struct LockArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// The lock file to write.
-    #[arg(
-        short = 'o',
-        long = "output",
-        value_name = "FILE",
-        default_value = "airgate.lock"
-    )]
+    #[arg(long = "out", value_name = "FILE", default_value = "airgate.lock")]
     pub output: PathBuf,
     /// Parallel registry requests.
     #[arg(long, default_value_t = 8)]

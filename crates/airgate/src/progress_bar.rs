@@ -13,8 +13,10 @@ pub fn bytes(label: &str) -> (Progress, Option<ProgressBar>) {
         return (Progress::default(), None);
     }
     let bar = ProgressBar::new(0);
+    // `wide_bar` takes what the terminal's width leaves after the text, so
+    // the line never wraps (indicatif reads the width on every draw).
     let style = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        "{prefix} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");

@@ -73,7 +73,7 @@ fn perimeter_commands_reach_only_the_configured_endpoints() -> Result<()> {
         (
             "bundle extract",
             vec![
-                "bundle", "extract", &bundle, "--key", &public, "-o", &extracted,
+                "bundle", "extract", &bundle, "--key", &public, "--out", &extracted,
             ],
         ),
         ("bundle push", env.push_args(&bundle, &to, &public)),
@@ -114,7 +114,7 @@ fn perimeter_commands_reach_only_the_configured_endpoints() -> Result<()> {
     let control = traced(
         &env,
         "lock (control)",
-        &["lock", lock_dir.to_str().unwrap_or_default(), "-o", &out],
+        &["lock", lock_dir.to_str().unwrap_or_default(), "--out", &out],
         &allowed,
     )?;
     assert!(

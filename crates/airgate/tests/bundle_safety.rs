@@ -131,7 +131,7 @@ fn a_pax_header_that_gnu_tar_reads_differently_is_refused_by_every_reader() -> R
         &p,
         "--key",
         &public,
-        "-o",
+        "--out",
         &s(&out_dir),
     ])?)?;
     assert!(err.contains("PAX extended header"), "{err}");
@@ -317,7 +317,7 @@ fn extract_verifies_while_writing_and_leaves_nothing_behind_on_failure() -> Resu
         &s(&bundle),
         "--key",
         &public,
-        "-o",
+        "--out",
         &s(&out_dir),
     ])?)?;
     // An OCI image layout a real consumer reads: skopeo finds the image.
@@ -345,7 +345,7 @@ fn extract_verifies_while_writing_and_leaves_nothing_behind_on_failure() -> Resu
         &s(&bundle),
         "--key",
         &public,
-        "-o",
+        "--out",
         &s(&out_dir),
     ])?)?;
     assert!(err.contains("already exists"), "{err}");
@@ -364,7 +364,7 @@ fn extract_verifies_while_writing_and_leaves_nothing_behind_on_failure() -> Resu
         &s(&bad),
         "--key",
         &public,
-        "-o",
+        "--out",
         &s(&target),
     ])?)?;
     assert!(

@@ -240,7 +240,7 @@ fn a_chart_and_a_vulnerability_database_cross_the_gap_for_helm_and_oras() -> Res
 
     let lock = d.join("x.lock");
     let chart_ref = format!("oci://{}/{base}/charts/demo:0.1.0", p.upstream_registry);
-    run(airgate(&["lock", "--artifact", &chart_ref, "--artifact", &db, "-o"]).arg(&lock))?;
+    run(airgate(&["lock", "--artifact", &chart_ref, "--artifact", &db, "--out"]).arg(&lock))?;
     let locked = std::fs::read_to_string(&lock)?;
     assert!(
         locked.contains("kind: chart") && locked.contains("kind: artifact"),
@@ -250,7 +250,7 @@ fn a_chart_and_a_vulnerability_database_cross_the_gap_for_helm_and_oras() -> Res
     let bundle = d.join("b.tar");
     run(airgate(&["bundle", "create", "--lock"])
         .arg(&lock)
-        .arg("-o")
+        .arg("--out")
         .arg(&bundle)
         .arg("--sign-key")
         .arg(d.join("k.key")))?;
@@ -267,7 +267,7 @@ fn a_chart_and_a_vulnerability_database_cross_the_gap_for_helm_and_oras() -> Res
         ])
         .arg("--key")
         .arg(d.join("k.pub"))
-        .args(["--format", "json"])
+        .args(["-o", "json"])
         .env("DOCKER_CONFIG", docker.path()))?)?;
     let target = |suffix: &str| -> Result<String> {
         pushed["images"]
@@ -366,7 +366,7 @@ fn bundle_create_with_a_chart_carries_the_chart_and_its_images() -> Result<()> {
         "--chart-version",
         "1.2.0",
     ])
-    .args(["--set", &format!("image={}", web.reference), "-o"])
+    .args(["--set", &format!("image={}", web.reference), "--out"])
     .arg(&bundle)
     .arg("--helm")
     .arg(&p.helm4))?;

@@ -133,7 +133,7 @@ fn openssl_reads_the_key_pair_and_its_signature_verifies() -> Result<()> {
 #[test]
 fn a_closed_stdout_pipe_ends_the_command_quietly() -> Result<()> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_airgate"))
-        .arg("install")
+        .args(["install", "--image", "r.internal/airgate@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -411,6 +411,49 @@ fn audit_verify_names_an_edited_record_and_a_rewritten_tail_fails_the_checkpoint
     assert!(
         stderr.contains("the first 5 records do not hash to the checkpoint's root"),
         "{stderr}"
+    );
+    Ok(())
+}
+
+/// The completion script, as bash itself runs it: commands and
+/// subcommands complete; `--version` names the commit.
+#[test]
+fn bash_completes_commands_from_the_generated_script_and_version_names_the_commit() -> Result<()> {
+    let script = Command::new(env!("CARGO_BIN_EXE_airgate"))
+        .args(["completion", "bash"])
+        .output()?;
+    assert!(script.status.success());
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("airgate.bash");
+    std::fs::write(&file, &script.stdout)?;
+    for (words, cword, want) in [
+        ("airgate bun", 1, "bundle"),
+        ("airgate bundle cr", 2, "create"),
+        ("airgate diff --li", 2, "--live"),
+    ] {
+        let words_list: Vec<&str> = words.split(' ').collect();
+        let (prev, cur) = (words_list[cword - 1], words_list[cword]);
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; _airgate airgate {cur} {prev}; echo \"${{COMPREPLY[@]}}\"",
+                file.display()
+            ))
+            .output()?;
+        let offered = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            offered.split_whitespace().any(|w| w == want),
+            "{words}: {offered} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let version = Command::new(env!("CARGO_BIN_EXE_airgate"))
+        .arg("--version")
+        .output()?;
+    let text = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        text.starts_with(&format!("airgate {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
     );
     Ok(())
 }

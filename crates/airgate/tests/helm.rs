@@ -553,7 +553,7 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
                 "lock",
                 "--artifact",
                 &format!("{repo_url}/sub-classic:0.3.0"),
-                "-o",
+                "--out",
             ])
             .arg(&lock),
     )?;
@@ -566,7 +566,7 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
             .arg(&parent)
             .arg("--helm")
             .arg(helm)
-            .arg("-o")
+            .arg("--out")
             .arg(&bundle)
             .arg("--sign-key")
             .arg(d.join("k.key")),
@@ -615,7 +615,7 @@ async fn vendored(helm: &std::path::Path) -> Result<()> {
                 .arg(&p.internal_registry_ca)
                 .arg("--key")
                 .arg(d.join("k.pub"))
-                .args(["--format", "json"])
+                .args(["-o", "json"])
                 .env("DOCKER_CONFIG", docker.path()),
         )?
         .0,

@@ -58,7 +58,11 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
         deployment(&web.reference, None, false),
     )?;
     let (lock, key, bundle) = (dir.join("x.lock"), dir.join("bundle"), dir.join("b.tar"));
-    run(airgate().arg("lock").arg(&manifests).arg("-o").arg(&lock))?;
+    run(airgate()
+        .arg("lock")
+        .arg(&manifests)
+        .arg("--out")
+        .arg(&lock))?;
     let made = airgate()
         .args(["key", "generate", "--out"])
         .arg(&key)
@@ -92,7 +96,7 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
     run(airgate()
         .args(["bundle", "create", "--lock"])
         .arg(&lock)
-        .arg("-o")
+        .arg("--out")
         .arg(&bundle)
         .arg("--sign-key")
         .arg(dir.join("bundle.key")))?;
@@ -106,7 +110,7 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
         .arg("--sign-images")
         .arg(dir.join("images.key"))
         .args(["--log-repository", &log_repo])
-        .args(["--format", "json"]))?)?;
+        .args(["-o", "json"]))?)?;
     let target = pushed["images"][0]["target"]
         .as_str()
         .context("the pushed image")?
@@ -227,7 +231,7 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
     run(airgate()
         .args(["bundle", "create", "--lock"])
         .arg(&lock)
-        .arg("-o")
+        .arg("--out")
         .arg(&unsigned))?;
     let left: Value = serde_json::from_str(&run(airgate()
         .env("DOCKER_CONFIG", &docker)
@@ -240,7 +244,7 @@ async fn an_image_is_traced_from_its_bundle_to_the_app_and_one_that_skipped_the_
             &ca,
         ])
         .args(["--allow-unsigned", "--log-repository", &log_repo])
-        .args(["--format", "json"]))?)?;
+        .args(["-o", "json"]))?)?;
     let unsigned_id = left["import"]["id"]
         .as_str()
         .unwrap_or_default()

@@ -195,13 +195,7 @@ fn signatures_and_attestations_cross_with_the_image() -> Result<()> {
     )?;
     let discovered: serde_json::Value = serde_json::from_str(&oras(
         &env,
-        &[
-            "discover",
-            "--plain-http",
-            "--format",
-            "json",
-            &image.reference,
-        ],
+        &["discover", "--plain-http", "-o", "json", &image.reference],
     )?)?;
     let sbom_digest = discovered["manifests"][0]["digest"]
         .as_str()
@@ -231,7 +225,7 @@ fn signatures_and_attestations_cross_with_the_image() -> Result<()> {
             &ca,
             "--registry-config",
             &config,
-            "--format",
+            "-o",
             "json",
             &internal_ref,
         ],

@@ -737,7 +737,7 @@ async fn the_install_manifests_pass_a_server_side_dry_run() -> Result<()> {
         ][..],
     ] {
         let out = airgate()
-            .args(["install", "--out"])
+            .args(["install", "--image", "r.internal/airgate:1", "--out"])
             .arg(dir.path())
             .args(extra)
             .output()?;
@@ -792,7 +792,9 @@ async fn the_install_manifests_pass_a_server_side_dry_run() -> Result<()> {
         !stderr.contains("Warning"),
         "the CRD draws warnings: {stderr}"
     );
-    let stdout = airgate().arg("install").output()?;
+    let stdout = airgate()
+        .args(["install", "--image", "r.internal/airgate:1"])
+        .output()?;
     let docs = String::from_utf8_lossy(&stdout.stdout)
         .matches("\n---\n")
         .count()
@@ -815,6 +817,11 @@ async fn two_installs_coexist_and_an_install_is_replaced_only_with_upgrade() -> 
             .args(["install", "--apply", "--kubeconfig"])
             .arg(&p.kubeconfig)
             .args(["--namespace", ns, "--watch-namespace", watch])
+            .args(if extra.contains(&"--image") {
+                &[][..]
+            } else {
+                &["--image", "r.internal/airgate:1"][..]
+            })
             .args(extra)
             .output()?)
     };

@@ -286,7 +286,7 @@ fn a_push_killed_midway_completes_on_rerun_without_uploading_again() -> Result<(
     // checks each blob's digest when the upload is closed.
     let bundle_s = s(&bundle);
     let mut args = env.push_args(&bundle_s, &to, &public);
-    args.extend(["--format", "json", "--chunk-size", "1"]);
+    args.extend(["-o", "json", "--chunk-size", "1"]);
     let summary: serde_json::Value = serde_json::from_str(&ok(env.airgate(&args)?)?)?;
     let present = summary["blobsPresent"].as_u64().unwrap_or_default();
     let uploaded = summary["blobsUploaded"].as_u64().unwrap_or_default();
@@ -411,7 +411,7 @@ fn bad_registries_and_credentials_are_named_and_nothing_is_written() -> Result<(
         manifests.join("p.yaml"),
         "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a, image: \"127.0.0.1:1/nothing/here:v1\"}]}\n",
     )?;
-    let err = fails(env.airgate(&["lock", &s(&manifests), "-o", &s(&env.path("u.lock"))])?)?;
+    let err = fails(env.airgate(&["lock", &s(&manifests), "--out", &s(&env.path("u.lock"))])?)?;
     assert!(err.contains("127.0.0.1:1"), "{err}");
 
     // Without the CA, TLS fails and says what to do.
@@ -552,7 +552,7 @@ fn mirror_config_sends_pulls_of_the_original_names_to_the_internal_registry() ->
         &ca,
         "--mirror-of",
         "registry.invalid:5000",
-        "-o",
+        "--out",
         &s(&crio),
     ])?)?;
     let certs = crio.join("certs.d").join(&env.p.internal_registry);
@@ -591,7 +591,7 @@ fn mirror_config_sends_pulls_of_the_original_names_to_the_internal_registry() ->
         "containerd",
         "--ca-file",
         &ca,
-        "-o",
+        "--out",
         &s(&containerd),
     ])?)?;
     for upstream in ["docker.io", "quay.io", "ghcr.io", "registry.k8s.io"] {

@@ -36,7 +36,8 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
         bail!("--concurrency must be at least 1");
     }
     crate::block_on(async move {
-        let config = kube_client::config(args.kubeconfig.as_deref()).await?;
+        let config =
+            kube_client::config(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
         let registry =
             airgate_oci::RegistryClient::new(crate::registry_options::options(&args.registry)?)?;
         let log_repository = match &args.log_repository {

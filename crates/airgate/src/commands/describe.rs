@@ -17,9 +17,12 @@ use crate::kube_client;
 
 pub fn app(args: DescribeAppArgs) -> Result<ExitCode> {
     crate::block_on(async move {
-        let (client, namespace) =
-            kube_client::with_namespace(args.kubeconfig.as_deref(), args.namespace.as_deref())
-                .await?;
+        let (client, namespace) = kube_client::with_namespace(
+            args.kubeconfig.as_deref(),
+            args.context.as_deref(),
+            args.namespace.as_deref(),
+        )
+        .await?;
         let api: Api<App> = Api::namespaced(client.clone(), &namespace);
         let app = api
             .get_opt(&args.name)

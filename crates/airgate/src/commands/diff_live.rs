@@ -29,7 +29,8 @@ fn revision(asked: &str) -> Revision {
 
 pub fn run(name: &str, args: &DiffArgs) -> Result<ExitCode> {
     crate::block_on(async move {
-        let config = kube_client::config(args.kubeconfig.as_deref()).await?;
+        let config =
+            kube_client::config(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
         let namespace = args
             .namespace
             .clone()

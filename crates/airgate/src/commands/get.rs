@@ -48,9 +48,12 @@ pub fn table(rows: &[Vec<String>]) -> String {
 
 pub fn apps(args: GetAppsArgs) -> Result<ExitCode> {
     crate::block_on(async move {
-        let (client, namespace) =
-            kube_client::with_namespace(args.kubeconfig.as_deref(), args.namespace.as_deref())
-                .await?;
+        let (client, namespace) = kube_client::with_namespace(
+            args.kubeconfig.as_deref(),
+            args.context.as_deref(),
+            args.namespace.as_deref(),
+        )
+        .await?;
         let api: Api<App> = if args.all_namespaces {
             Api::all(client)
         } else {

@@ -104,7 +104,9 @@ pub fn run(args: ImagesArgs) -> Result<ExitCode> {
 /// kubeconfig's identity may list.
 fn cluster_images(args: &ImagesArgs, rules: &[Rule]) -> Result<Vec<Found>> {
     crate::block_on(async {
-        let (client, context) = kube_client::from_kubeconfig(args.kubeconfig.as_deref()).await?;
+        let (client, context) =
+            kube_client::from_kubeconfig(args.kubeconfig.as_deref(), args.context.as_deref())
+                .await?;
         let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(client);
         let mut found = Vec::new();
         let mut params = kube::api::ListParams::default()

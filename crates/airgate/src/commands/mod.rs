@@ -63,5 +63,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Promote(args) => promote::run(args),
         Command::Audit(command) => audit::run(command),
         Command::Version { output } => version::run(output),
+        Command::Completion { shell } => version::completion(shell),
     }
 }

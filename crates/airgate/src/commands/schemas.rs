@@ -89,7 +89,11 @@ pub fn list(output: Output) -> Result<ExitCode> {
 
 pub fn export(args: SchemasExportArgs) -> Result<ExitCode> {
     crate::block_on(async {
-        let (client, _) = crate::kube_client::from_kubeconfig(args.kubeconfig.as_deref()).await?;
+        let (client, _) = crate::kube_client::from_kubeconfig(
+            args.kubeconfig.as_deref(),
+            args.context.as_deref(),
+        )
+        .await?;
         let get = |url: String| {
             let client = client.clone();
             async move {

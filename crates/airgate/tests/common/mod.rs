@@ -63,7 +63,7 @@ impl Env {
             ),
         )?;
         let lock = self.path(&format!("{name}.lock"));
-        ok(self.airgate(&["lock", &s(&manifests), "-o", &s(&lock)])?)?;
+        ok(self.airgate(&["lock", &s(&manifests), "--out", &s(&lock)])?)?;
         Ok(lock)
     }
 
@@ -84,7 +84,7 @@ impl Env {
         let mut args = vec!["bundle", "create", "--lock"];
         let lock = s(lock);
         let out = s(&bundle);
-        args.extend([lock.as_str(), "-o", out.as_str()]);
+        args.extend([lock.as_str(), "--out", out.as_str()]);
         if let Some(k) = sign_key {
             args.extend(["--sign-key", k]);
         }

@@ -48,7 +48,11 @@ pub fn installed(p: &Perimeter) -> Result<()> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        succeeds(airgate().args(["install", "--out"]).arg(dir.path()))?;
+        succeeds(
+            airgate()
+                .args(["install", "--image", "r.internal/airgate:1", "--out"])
+                .arg(dir.path()),
+        )?;
         let kubectl = || {
             let mut c = Command::new(&p.kubectl);
             c.arg("--kubeconfig")

@@ -519,6 +519,7 @@ mod tests {
             apply: false,
             upgrade: false,
             kubeconfig: None,
+            context: None,
             namespace: "airgate-system".into(),
             image: "r:1".into(),
             tenant_namespaces: Vec::new(),

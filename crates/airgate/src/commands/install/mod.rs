@@ -38,6 +38,12 @@ fn yaml(objects: &[Value]) -> Result<String> {
 pub fn run(args: InstallArgs) -> Result<ExitCode> {
     let plan = Plan::from_args(&args)?;
     let groups = manifests(&plan)?;
+    if !plan.image.contains("@sha256:") {
+        eprintln!(
+            "note: --image {} is not pinned by digest: a tag can move\nhint: use REPOSITORY@sha256:... as `bundle push` pushed it",
+            plan.image
+        );
+    }
     if plan.egress.is_empty() {
         eprintln!(
             "note: the controller's egress is not restricted\nhint: --allow-egress CIDR:PORT for the apiserver, the Git server and the registry adds a NetworkPolicy that allows only those"
@@ -74,8 +80,11 @@ pub fn run(args: InstallArgs) -> Result<ExitCode> {
 fn apply(args: &InstallArgs, plan: &Plan, groups: Vec<(&str, Vec<Value>)>) -> Result<ExitCode> {
     use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
     crate::block_on(async move {
-        let (client, label) =
-            crate::kube_client::from_kubeconfig(args.kubeconfig.as_deref()).await?;
+        let (client, label) = crate::kube_client::from_kubeconfig(
+            args.kubeconfig.as_deref(),
+            args.context.as_deref(),
+        )
+        .await?;
         let ns = plan.namespace;
         let deployment = kube::Api::<Deployment>::namespaced(client.clone(), ns)
             .get_opt(NAME)
