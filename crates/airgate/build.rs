@@ -30,12 +30,19 @@ fn main() {
     println!("cargo:rustc-env=AIRGATE_COMMIT_DATE={date}");
     println!("cargo:rerun-if-env-changed=AIRGATE_COMMIT");
     println!("cargo:rerun-if-env-changed=AIRGATE_COMMIT_DATE");
-    // A new commit moves HEAD, or the branch it names.
-    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
+    // A new commit moves HEAD, or the branch it names. Only files that
+    // exist: cargo runs a build script every time for a missing one (and
+    // so builds the binary again).
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        // Refs live in the common directory (a worktree's own has HEAD only).
+        let common = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"])
+            .unwrap_or_else(|| dir.clone());
+        let mut watched = vec![format!("{dir}/HEAD"), format!("{common}/packed-refs")];
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={dir}/{branch}");
+            watched.push(format!("{common}/{branch}"));
         }
-        println!("cargo:rerun-if-changed={dir}/packed-refs");
+        for path in watched.iter().filter(|p| std::path::Path::new(p).exists()) {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
 }

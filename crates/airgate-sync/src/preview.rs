@@ -9,7 +9,7 @@ use airgate_git::Commit;
 use airgate_kube::Preview;
 use serde_json::Value;
 
-use super::{Compact, SyncError, SyncSpec, Syncer, hooks, images};
+use super::{SyncError, SyncSpec, Syncer, hooks, images};
 
 /// A sync, previewed.
 #[derive(Debug)]
@@ -38,12 +38,7 @@ impl Syncer {
         commit: Commit,
         previous: &Inventory,
     ) -> Result<SyncPreview, SyncError> {
-        let rendering = self.rendering(spec, &commit.id).await?;
-        let manifests = rendering
-            .objects
-            .iter()
-            .map(Compact::manifest)
-            .collect::<Result<Vec<_>, _>>()?;
+        let manifests = self.render(spec, &commit.id).await?;
         let violations = spec.policy.check(&images(spec, &commit.id, &manifests)?);
         let split = hooks::split_for(spec, &manifests, previous);
         let objects: Vec<(String, &Value)> =
