@@ -262,54 +262,77 @@ fn renders(object: &ObjectRef, rendered: &ObjectRef, app_namespace: &str) -> boo
         && object.namespace.as_deref().is_none_or(|ns| ns == namespace)
 }
 
+/// The render a sync's field paths are relative to.
+enum Before<'a> {
+    /// Not known: every top-level field is named.
+    Unknown,
+    /// This same revision, parsed.
+    Parsed(&'a [Manifest]),
+    /// Another revision, as the render cache keeps it.
+    Compact(&'a [Compact]),
+}
+
 /// The field paths each object created, configured or recreated by
 /// `applied` changed: `after` (this revision) against `before` (the
-/// revision applied last; `None` when unknown, and then every top-level
-/// field is named).
+/// revision applied last).
 fn field_paths(
     spec: &SyncSpec,
     applied: &ChangeSet,
-    before: Option<&[Manifest]>,
+    before: Before<'_>,
     after: &[Manifest],
 ) -> HashMap<ObjectRef, Vec<String>> {
     use airgate_kube::Action;
+    use std::borrow::Cow;
     // Each list indexed once: an App of 50,000 objects must not scan its
     // manifests once per object.
     type Key = (String, String, String, String);
-    let key = |r: &ObjectRef| -> Key {
+    let key = |v: &Value| -> Option<Key> {
+        let r = ObjectRef::from_object(v, "").ok()?;
         let namespace = r.namespace.as_deref().unwrap_or(&spec.namespace);
-        (
-            r.api_version.clone(),
-            r.kind.clone(),
-            namespace.to_string(),
-            r.name.clone(),
-        )
+        Some((r.api_version, r.kind, namespace.to_string(), r.name))
     };
-    let index = |list: &[Manifest]| -> HashMap<Key, usize> {
-        list.iter()
+    let index = |values: &mut dyn Iterator<Item = Option<Key>>| -> HashMap<Key, usize> {
+        values
             .enumerate()
-            .filter_map(|(i, m)| {
-                ObjectRef::from_object(&m.value, "")
-                    .ok()
-                    .map(|r| (key(&r), i))
-            })
+            .filter_map(|(i, k)| k.map(|k| (k, i)))
             .collect()
     };
-    let (after_at, before_at) = (index(after), before.map(index).unwrap_or_default());
+    let after_at = index(&mut after.iter().map(|m| key(&m.value)));
+    let parse = |c: &Compact| serde_json::from_slice::<Value>(&c.json).ok();
+    let before_at = match before {
+        Before::Unknown => HashMap::new(),
+        Before::Parsed(list) => index(&mut list.iter().map(|m| key(&m.value))),
+        Before::Compact(list) => index(&mut list.iter().map(|c| parse(c).and_then(|v| key(&v)))),
+    };
+    let old_value = |k: &Key| -> Option<Cow<'_, Value>> {
+        let &i = before_at.get(k)?;
+        match before {
+            Before::Unknown => None,
+            Before::Parsed(list) => Some(Cow::Borrowed(&list[i].value)),
+            Before::Compact(list) => parse(&list[i]).map(Cow::Owned),
+        }
+    };
     let mut out = HashMap::new();
     for c in &applied.changes {
-        let k = key(&c.object);
+        let r = &c.object;
+        let k = (
+            r.api_version.clone(),
+            r.kind.clone(),
+            r.namespace.as_deref().unwrap_or(&spec.namespace).to_string(),
+            r.name.clone(),
+        );
         let Some(new) = after_at.get(&k).map(|&i| &after[i].value) else {
             continue;
         };
         let old = match c.action {
-            Action::Configured | Action::Recreated => {
-                before.zip(before_at.get(&k)).map(|(b, &i)| &b[i].value)
-            }
+            Action::Configured | Action::Recreated => old_value(&k),
             Action::Created => None,
             _ => continue,
         };
-        out.insert(c.object.clone(), airgate_core::fields::changed(old, new));
+        out.insert(
+            c.object.clone(),
+            airgate_core::fields::changed(old.as_deref(), new),
+        );
     }
     out
 }
@@ -1005,13 +1028,16 @@ impl Syncer {
             }
         }
         let hooks = hooked.into_inner().unwrap_or_default();
+        // The revision applied before stays compact: its objects are read
+        // one at a time, so a large App never holds two parsed renders.
         let earlier = match &spec.applied {
-            Some(r) if r != &commit.id => self.render(spec, r).await.ok(),
+            Some(r) if r != &commit.id => self.rendering(spec, r).await.ok(),
             _ => None,
         };
-        let before = match &spec.applied {
-            Some(r) if r == &commit.id => Some(manifests.as_slice()),
-            _ => earlier.as_deref(),
+        let before = match (&spec.applied, &earlier) {
+            (Some(r), _) if r == &commit.id => Before::Parsed(&manifests),
+            (_, Some(earlier)) => Before::Compact(&earlier.objects),
+            _ => Before::Unknown,
         };
         let fields = field_paths(spec, &applied, before, &manifests);
         let from_revision = spec.applied.clone().filter(|r| r != &commit.id);
