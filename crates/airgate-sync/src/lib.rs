@@ -318,7 +318,10 @@ fn field_paths(
         let k = (
             r.api_version.clone(),
             r.kind.clone(),
-            r.namespace.as_deref().unwrap_or(&spec.namespace).to_string(),
+            r.namespace
+                .as_deref()
+                .unwrap_or(&spec.namespace)
+                .to_string(),
             r.name.clone(),
         );
         let Some(new) = after_at.get(&k).map(|&i| &after[i].value) else {

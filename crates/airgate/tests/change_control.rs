@@ -29,6 +29,20 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// `check -o json`'s findings: (rule, object, field).
+fn findings(out: &Output) -> Result<Vec<(String, String, String)>> {
+    let found: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(found
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            let text = |k: &str| f[k].as_str().unwrap_or("").to_string();
+            (text("rule"), text("object"), text("field"))
+        })
+        .collect())
+}
+
 fn airgate(dir: &Path, args: &[&str]) -> Result<Output> {
     Ok(Command::new(env!("CARGO_BIN_EXE_airgate"))
         .current_dir(dir)
@@ -523,19 +537,8 @@ fn check_finds_every_seeded_problem_and_nothing_in_a_clean_environment() -> Resu
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let list = findings(&out)?;
     let found: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let list: Vec<(String, String, String)> = found
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|f| {
-            (
-                f["rule"].as_str().unwrap_or("").to_string(),
-                f["object"].as_str().unwrap_or("").to_string(),
-                f["field"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
     let want = [
         ("plaintext-secret", "Secret/shop/db", "stringData"),
         ("external", "ConfigMap/shop/settings", "data.rules"),
@@ -753,17 +756,9 @@ fn check_validates_against_the_schemas_airgate_carries_for_the_target_version() 
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\ndata: {mode: prod}\nimmutable: maybe\n",
     )?;
     let fields = |out: &Output| -> Result<Vec<(String, String)>> {
-        let found: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        Ok(found
-            .as_array()
+        Ok(findings(out)?
             .into_iter()
-            .flatten()
-            .map(|f| {
-                (
-                    f["object"].as_str().unwrap_or("").to_string(),
-                    f["field"].as_str().unwrap_or("").to_string(),
-                )
-            })
+            .map(|(_, object, field)| (object, field))
             .collect())
     };
     let newest = airgate(d, &["check", ".", "-o", "json"])?;

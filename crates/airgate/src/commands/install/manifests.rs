@@ -180,7 +180,7 @@ fn pod(plan: &Plan) -> Value {
                 "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}},
                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}},
-                // Peak RSS was 410 MiB for one App of 50,000 objects
+                // Peak RSS was 336 MiB for one App of 50,000 objects
                 // (bench/large-app.sh); the limit leaves headroom over it.
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                               "limits": {"memory": "768Mi"}},
