@@ -22,7 +22,6 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use airgate_core::Digest;
@@ -117,7 +116,7 @@ impl AuditLog {
 
     fn refuse(&self, metrics: &Metrics, why: String) {
         log::error("audit log refused", json!({"error": why}));
-        metrics.log_consistent.store(false, Ordering::Relaxed);
+        metrics.log_consistent.set(0);
         *lock(&self.refused) = Some(why);
     }
 
@@ -211,7 +210,7 @@ impl AuditLog {
                            "repository": self.repository.as_ref().map(RepoFiles::location),
                            "key": self.signer.as_ref().map(|(_, v)| v)}),
                 );
-                metrics.log_consistent.store(true, Ordering::Relaxed);
+                metrics.log_consistent.set(1);
                 *lock(&self.imports) = None;
                 *lock(&self.refused) = None;
                 self.wake.notify_one();
@@ -279,11 +278,13 @@ impl AuditLog {
             match self.publish(repo, vkey, store, published).await {
                 Ok(size) => {
                     published = Some(size);
-                    metrics.log_published.store(size, Ordering::Relaxed);
+                    metrics
+                        .log_published
+                        .set(i64::try_from(size).unwrap_or(i64::MAX));
                 }
                 Err(Fork(why)) => self.refuse(metrics, why),
                 Err(Failed(why)) => {
-                    metrics.log_publish_failures.fetch_add(1, Ordering::Relaxed);
+                    metrics.log_publish_failures.inc();
                     log::warn("audit log not published", json!({"error": why}));
                 }
             }

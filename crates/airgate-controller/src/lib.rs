@@ -206,9 +206,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     }));
 
     election.acquire().await?;
-    metrics
-        .leader
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    metrics.leader.set(1);
     // Only the leader appends: the log is checked (and a published one
     // restored) now, not at start, since another leader may have appended.
     ctx.audit.open(&ctx.store, &metrics).await;
@@ -246,7 +244,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         _ = running => bail!("the App watch ended"),
         _ = janitor => bail!("the App cleanup task ended"),
         lost = election.hold() => {
-            metrics.leader.store(false, std::sync::atomic::Ordering::Relaxed);
+            metrics.leader.set(0);
             Err(lost.context("leadership lost; stopping so that no two controllers apply"))
         }
     }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use airgate_core::status::RecordResult;
 use prometheus::{
@@ -48,16 +48,13 @@ pub struct Metrics {
     app_last_applied: IntGaugeVec,
     /// The Apps with series, `(namespace, name)`.
     apps: Mutex<BTreeSet<(String, String)>>,
-    leader_gauge: IntGauge,
-    pub leader: AtomicBool,
+    /// 1 while this controller holds the Lease.
+    pub leader: IntGauge,
     /// 1 while the audit log is proved consistent with its last checkpoint.
-    pub log_consistent: AtomicBool,
+    pub log_consistent: IntGauge,
     /// Records covered by the checkpoint last published.
-    pub log_published: AtomicU64,
-    pub log_publish_failures: AtomicU64,
-    log_gauges: [IntGauge; 2],
-    log_failures: IntCounter,
-    log_failures_seen: AtomicU64,
+    pub log_published: IntGauge,
+    pub log_publish_failures: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,17 +118,10 @@ impl Metrics {
             app_drifted: app("airgate_app_drifted", "1 while the App's Drifted condition is True.")?,
             app_last_applied: app("airgate_app_last_applied_timestamp_seconds", "When the App's last successful sync finished, in Unix seconds.")?,
             apps: Mutex::default(),
-            leader_gauge: gauge("airgate_leader", "1 while this controller holds the Lease.")?,
-            leader: AtomicBool::new(false),
-            log_consistent: AtomicBool::new(false),
-            log_published: AtomicU64::new(0),
-            log_publish_failures: AtomicU64::new(0),
-            log_gauges: [
-                gauge("airgate_audit_log_consistent", "1 while the audit log is proved to extend its last checkpoint; 0 while the controller refuses to append.")?,
-                gauge("airgate_audit_log_published_records", "Records covered by the audit log's last published checkpoint.")?,
-            ],
-            log_failures: counter("airgate_audit_log_publish_failures_total", "Failed attempts to publish the audit log.")?,
-            log_failures_seen: AtomicU64::new(0),
+            leader: gauge("airgate_leader", "1 while this controller holds the Lease.")?,
+            log_consistent: gauge("airgate_audit_log_consistent", "1 while the audit log is proved to extend its last checkpoint; 0 while the controller refuses to append.")?,
+            log_published: gauge("airgate_audit_log_published_records", "Records covered by the audit log's last published checkpoint.")?,
+            log_publish_failures: counter("airgate_audit_log_publish_failures_total", "Failed attempts to publish the audit log.")?,
             registry,
         };
         metrics.registry.register(Box::new(
@@ -202,26 +192,11 @@ impl Metrics {
         self.reconciles.inc();
     }
 
-    /// Brings a counter kept elsewhere (`total`) up to date: adds what it
-    /// grew by since `seen`.
-    fn catch_up(counter: &IntCounter, seen: &AtomicU64, total: u64) {
-        let before = seen.swap(total, Ordering::Relaxed);
-        counter.inc_by(total.saturating_sub(before));
-    }
-
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition. `git_fetches` is the Syncer's own
+    /// count: the counter grows by what it grew since the last scrape.
     pub fn exposition(&self, git_fetches: u64) -> String {
-        Self::catch_up(&self.git_fetches, &self.fetches_seen, git_fetches);
-        Self::catch_up(
-            &self.log_failures,
-            &self.log_failures_seen,
-            self.log_publish_failures.load(Ordering::Relaxed),
-        );
-        self.leader_gauge
-            .set(self.leader.load(Ordering::Relaxed).into());
-        self.log_gauges[0].set(self.log_consistent.load(Ordering::Relaxed).into());
-        self.log_gauges[1]
-            .set(i64::try_from(self.log_published.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        let before = self.fetches_seen.swap(git_fetches, Ordering::Relaxed);
+        self.git_fetches.inc_by(git_fetches.saturating_sub(before));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             return format!("# the metrics could not be encoded: {e}\n");

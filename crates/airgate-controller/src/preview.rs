@@ -68,13 +68,12 @@ pub async fn preview(
         Revision::Head => None,
     };
     if let Some(commit) = pinned {
-        if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
+        spec.git_ref = GitRef::commit(&commit).ok_or_else(|| {
+            format!(
                 "revision '{}' is not a full commit id (40 hex digits)\nhint: `git rev-parse REV` prints one",
                 airgate_core::text::shown(&commit, 60)
-            ));
-        }
-        spec.git_ref = GitRef::Commit(commit);
+            )
+        })?;
     }
     let commit = syncer.fetch(&spec).await.map_err(|e| e.to_string())?;
     let previous = app

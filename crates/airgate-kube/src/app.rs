@@ -496,14 +496,9 @@ impl AppSpec {
         match (&r.branch, &r.tag, &r.commit) {
             (Some(b), None, None) => Ok(GitRef::Branch(b.clone())),
             (None, Some(t), None) => Ok(GitRef::Tag(t.clone())),
-            (None, None, Some(c))
-                if c.len() == 40 && c.chars().all(|ch| ch.is_ascii_hexdigit()) =>
-            {
-                Ok(GitRef::Commit(c.to_ascii_lowercase()))
-            }
-            (None, None, Some(c)) => Err(format!(
-                "spec.source.ref.commit '{c}' is not a full 40-digit commit id"
-            )),
+            (None, None, Some(c)) => GitRef::commit(c).ok_or_else(|| {
+                format!("spec.source.ref.commit '{c}' is not a full 40-digit commit id")
+            }),
             _ => Err("spec.source.ref needs exactly one of branch, tag and commit".to_string()),
         }
     }

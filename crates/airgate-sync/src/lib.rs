@@ -286,11 +286,16 @@ fn field_paths(
     // Each list indexed once: an App of 50,000 objects must not scan its
     // manifests once per object.
     type Key = (String, String, String, String);
-    let key = |v: &Value| -> Option<Key> {
-        let r = ObjectRef::from_object(v, "").ok()?;
+    let key_of = |r: &ObjectRef| -> Key {
         let namespace = r.namespace.as_deref().unwrap_or(&spec.namespace);
-        Some((r.api_version, r.kind, namespace.to_string(), r.name))
+        (
+            r.api_version.clone(),
+            r.kind.clone(),
+            namespace.to_string(),
+            r.name.clone(),
+        )
     };
+    let key = |v: &Value| ObjectRef::from_object(v, "").ok().map(|r| key_of(&r));
     let index = |values: &mut dyn Iterator<Item = Option<Key>>| -> HashMap<Key, usize> {
         values
             .enumerate()
@@ -314,16 +319,7 @@ fn field_paths(
     };
     let mut out = HashMap::new();
     for c in &applied.changes {
-        let r = &c.object;
-        let k = (
-            r.api_version.clone(),
-            r.kind.clone(),
-            r.namespace
-                .as_deref()
-                .unwrap_or(&spec.namespace)
-                .to_string(),
-            r.name.clone(),
-        );
+        let k = key_of(&c.object);
         let Some(new) = after_at.get(&k).map(|&i| &after[i].value) else {
             continue;
         };

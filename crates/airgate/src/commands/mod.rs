@@ -10,6 +10,7 @@ mod bundle_inspect;
 mod bundle_push;
 mod bundle_verify;
 mod check;
+mod completion;
 mod controller;
 mod describe;
 mod diff;
@@ -63,6 +64,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Promote(args) => promote::run(args),
         Command::Audit(command) => audit::run(command),
         Command::Version { output } => version::run(output),
-        Command::Completion { shell } => version::completion(shell),
+        Command::Completion { shell } => completion::run(shell),
     }
 }

@@ -1,6 +1,4 @@
-//! `airgate version`: which build this is, for bug reports and audit
-//! records; and `airgate completion`, the shell completion scripts clap
-//! writes from the same command line.
+//! `airgate version`: which build this is, for bug reports and audit records.
 
 use std::process::ExitCode;
 
@@ -19,25 +17,5 @@ pub fn run(output: Output) -> anyhow::Result<ExitCode> {
             })
         )?,
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `airgate completion SHELL`: the completion script on stdout.
-pub fn completion(shell: crate::cli::Shell) -> anyhow::Result<ExitCode> {
-    use clap::CommandFactory as _;
-    use clap_complete::Shell as S;
-    let shell = match shell {
-        crate::cli::Shell::Bash => S::Bash,
-        crate::cli::Shell::Zsh => S::Zsh,
-        crate::cli::Shell::Fish => S::Fish,
-    };
-    let mut script = Vec::new();
-    clap_complete::generate(
-        shell,
-        &mut crate::cli::Cli::command(),
-        "airgate",
-        &mut script,
-    );
-    crate::stdout::text(&String::from_utf8_lossy(&script))?;
     Ok(ExitCode::SUCCESS)
 }
