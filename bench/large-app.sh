@@ -31,16 +31,7 @@ install_airgate
 prefix=large-$(date +%s)
 ns=$prefix
 log "namespace $ns, $N ConfigMaps"
-{
-  printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n---\n' "$ns"
-  printf 'apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: deployer, namespace: %s}\n---\n' "$ns"
-  printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: deployer, namespace: %s}\n' "$ns"
-  printf 'roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}\n'
-  printf 'subjects: [{kind: ServiceAccount, name: deployer, namespace: %s}]\n' "$ns"
-} | kubectl apply --server-side --field-manager=bench -f - >/dev/null
-kubectl -n "$ns" create secret generic git-creds --dry-run=client -o yaml \
-  --from-literal=username="$AIRGATE_GIT_USER" --from-file=password="$AIRGATE_GIT_PASSWORD_FILE" \
-  --from-file=ca.crt="$AIRGATE_GIT_CA" | kubectl apply --server-side --field-manager=bench -f - >/dev/null
+tenant "$ns"
 
 # N ConfigMaps, PER_FILE documents a file.
 repo=$work/repo
@@ -67,20 +58,7 @@ trap 'kill $pid 2>/dev/null || true' EXIT
 sleep 2
 
 t0=$(now)
-kubectl apply --server-side --field-manager=bench -f - >/dev/null <<YAML
-apiVersion: airgate.dev/v1alpha1
-kind: App
-metadata: {name: large, namespace: $ns}
-spec:
-  source:
-    url: $AIRGATE_GIT_URL/$prefix.git
-    ref: {branch: main}
-    secretRef: {name: git-creds}
-  interval: 10m
-  timeout: 30m
-  serviceAccountName: deployer
-  prune: true
-YAML
+large_app "$ns" "$prefix"
 wait_ready apps.airgate.dev "$ns" large "$first" 3600 || die "the App did not become Ready (log: $work/airgate.log)"
 first_deploy=$(since "$t0")
 count=$(kubectl -n "$ns" get apps.airgate.dev large -o jsonpath='{.status.inventoryCount}')

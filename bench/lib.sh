@@ -80,3 +80,37 @@ install_airgate() {
   ckc=$work/controller.kubeconfig
   sa_kubeconfig "$ckc" airgate-system airgate-controller
 }
+
+# tenant NS: namespace NS, its ServiceAccount `deployer` (admin there, no
+# further) and the Git Secret `git-creds` Apps name.
+tenant() {
+  {
+    printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n---\n' "$1"
+    printf 'apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: deployer, namespace: %s}\n---\n' "$1"
+    printf 'apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: deployer, namespace: %s}\n' "$1"
+    printf 'roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin}\n'
+    printf 'subjects: [{kind: ServiceAccount, name: deployer, namespace: %s}]\n' "$1"
+  } | kubectl apply --server-side --field-manager=bench -f - >/dev/null
+  kubectl -n "$1" create secret generic git-creds --dry-run=client -o yaml \
+    --from-literal=username="$AIRGATE_GIT_USER" --from-file=password="$AIRGATE_GIT_PASSWORD_FILE" \
+    --from-file=ca.crt="$AIRGATE_GIT_CA" | kubectl apply --server-side --field-manager=bench -f - >/dev/null
+}
+
+# large_app NS REPOSITORY: App `large` in NS, of the repository's root, as
+# `deployer`, pruning.
+large_app() {
+  kubectl apply --server-side --field-manager=bench -f - >/dev/null <<YAML
+apiVersion: airgate.dev/v1alpha1
+kind: App
+metadata: {name: large, namespace: $1}
+spec:
+  source:
+    url: $AIRGATE_GIT_URL/$2.git
+    ref: {branch: main}
+    secretRef: {name: git-creds}
+  interval: 10m
+  timeout: 30m
+  serviceAccountName: deployer
+  prune: true
+YAML
+}

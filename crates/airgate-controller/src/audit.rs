@@ -109,6 +109,20 @@ impl AuditLog {
         })
     }
 
+    /// The latest signed checkpoint this controller wrote, with the
+    /// verifier key that checks it; `None` without `--log-key` or before
+    /// the first one.
+    pub fn checkpoint(&self) -> Option<(Vec<u8>, String)> {
+        let (_, vkey) = self.signer.as_ref()?;
+        let text = std::fs::read(&self.path).ok()?;
+        Some((text, vkey.clone()))
+    }
+
+    /// The log's name (the checkpoints' origin line).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Why appending is refused, if it is.
     pub fn refused(&self) -> Option<String> {
         lock(&self.refused).clone()

@@ -28,7 +28,7 @@ pub const EVERY: Duration = Duration::from_secs(3);
 
 /// Looks in the inbox beside the published log until the controller
 /// stops; does nothing when the log is not published.
-pub async fn record_forever(audit: &AuditLog, store: &Mutex<Store>) {
+pub async fn record_forever(audit: &AuditLog, store: &Mutex<Store>, changed: impl Fn()) {
     let Some(inbox) = audit.repository().map(|r| r.beside(INBOX)) else {
         return;
     };
@@ -83,7 +83,10 @@ pub async fn record_forever(audit: &AuditLog, store: &Mutex<Store>) {
             };
             let now = k8s_openapi::jiff::Timestamp::now().as_second();
             match audit.append_with_imports(store, &[verified], None, now) {
-                Ok(n) if n > 0 => log::info("import recorded", json!({"import": id})),
+                Ok(n) if n > 0 => {
+                    log::info("import recorded", json!({"import": id}));
+                    changed();
+                }
                 Ok(_) => {}
                 Err(e) => {
                     seen.remove(&id);

@@ -5,7 +5,8 @@
 //! - [`reconcile`]: one pass over one App (fetch, sync, health, status);
 //! - [`drift`]: metadata watches on exactly the objects Apps applied, which
 //!   notice a field airgate owns changing hands and trigger a pass;
-//! - [`metrics`] and [`log`]: what an operator sees.
+//! - [`metrics`] and [`log`]: what an operator sees;
+//! - [`ui`]: the read-only web UI (`--ui-listen`).
 //!
 //! In steady state (nothing new in Git, nothing drifted) a pass sends no
 //! request to the API server at all: it fetches from Git and compares
@@ -27,6 +28,7 @@ mod reconcile;
 mod spec;
 mod state;
 mod trust;
+mod ui;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -71,6 +73,8 @@ pub struct Settings {
     /// The helm binary Helm Apps render with.
     pub helm: Option<PathBuf>,
     pub listen: String,
+    /// Where the web UI listens, if anywhere.
+    pub ui_listen: Option<String>,
     pub concurrency: u16,
 }
 
@@ -89,6 +93,16 @@ pub struct Context {
     /// Drift watches send the App to reconcile here.
     pub trigger: mpsc::UnboundedSender<AppRef<App>>,
     pub watches: Mutex<HashMap<String, drift::WatchSet>>,
+    /// Ticks when an App's status or the audit log changed (the UI's live
+    /// updates follow it).
+    pub changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Context {
+    /// Says that something the UI shows changed.
+    pub fn changed(&self) {
+        self.changes.send_modify(|g| *g = g.wrapping_add(1));
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -150,6 +164,7 @@ fn context(
         apps: Mutex::new(HashMap::new()),
         trigger,
         watches: Mutex::new(HashMap::new()),
+        changes: tokio::sync::watch::Sender::new(0),
     }
 }
 
@@ -204,6 +219,13 @@ pub async fn run(settings: Settings) -> Result<()> {
     tokio::spawn(metrics::serve(listener, move || {
         served.metrics.exposition(served.syncer.fetch_count())
     }));
+    if let Some(addr) = &settings.ui_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--ui-listen {addr}"))?;
+        log::info("serving the web UI", json!({"listen": addr}));
+        tokio::spawn(ui::serve(listener, ctx.clone(), settings.namespace.clone()));
+    }
 
     election.acquire().await?;
     metrics.leader.set(1);
@@ -218,7 +240,9 @@ pub async fn run(settings: Settings) -> Result<()> {
             .await;
     });
     let recorder = ctx.clone();
-    tokio::spawn(async move { imports::record_forever(&recorder.audit, &recorder.store).await });
+    tokio::spawn(async move {
+        imports::record_forever(&recorder.audit, &recorder.store, || recorder.changed()).await
+    });
 
     let triggers = futures_util::stream::unfold(triggered, |mut rx| async move {
         rx.recv().await.map(|r| (r, rx))

@@ -617,5 +617,6 @@ async fn write_status(
     if let Some(rv) = resource_version(&written) {
         ctx.with_state(&key(app), |s| s.owned.written = Some((rv, status)));
     }
+    ctx.changed();
     Ok(())
 }

@@ -23,6 +23,7 @@ mod preview;
 mod read;
 
 pub use preview::{Preview, comparable};
+pub use read::{CHILD_KINDS, Observed};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;

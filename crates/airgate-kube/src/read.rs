@@ -1,5 +1,6 @@
-//! Reading what was applied: health (by list or one by one), and an
-//! object as it is now.
+//! Reading what was applied: health (by list or one by one), where each
+//! object sits among owners (the web UI's tree), and an object as it is
+//! now.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,6 +11,78 @@ use kube::api::DynamicObject;
 
 use super::*;
 
+/// An applied object as the cluster shows it now: its health, its UID and
+/// the UIDs of its owners (the web UI groups objects by them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub health: Health,
+    /// `None` when the object is not there.
+    pub uid: Option<String>,
+    pub owners: Vec<String>,
+}
+
+impl Observed {
+    fn of(reference: &ObjectRef, obj: &DynamicObject) -> Observed {
+        Observed {
+            health: judged(reference, obj),
+            uid: obj.metadata.uid.clone(),
+            owners: obj
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|o| o.uid.clone())
+                .collect(),
+        }
+    }
+
+    /// An object of a kind without a status ([`METADATA_ONLY`]): Ready
+    /// because it exists.
+    fn of_metadata(meta: &kube::api::ObjectMeta) -> Observed {
+        Observed {
+            health: Health::Ready,
+            uid: meta.uid.clone(),
+            owners: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|o| o.uid.clone())
+                .collect(),
+        }
+    }
+
+    fn missing() -> Observed {
+        Observed {
+            health: Health::Progressing("not found".to_string()),
+            uid: None,
+            owners: Vec::new(),
+        }
+    }
+}
+
+/// Core kinds that have no status: existing is being Ready, so they are
+/// read as metadata only (a Secret's data never reaches the reader, and a
+/// list of thousands of ConfigMaps costs a fraction of the bytes).
+/// `(group, kind)`; custom resources are never here, since some keep a
+/// status without the subresource.
+const METADATA_ONLY: &[(&str, &str)] = &[
+    ("", "ConfigMap"),
+    ("", "Secret"),
+    ("", "ServiceAccount"),
+    ("rbac.authorization.k8s.io", "Role"),
+    ("rbac.authorization.k8s.io", "RoleBinding"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+];
+
+fn metadata_only(reference: &ObjectRef) -> bool {
+    METADATA_ONLY.contains(&(reference.group(), reference.kind.as_str()))
+}
+
+/// The kinds whose objects workloads own, listed to show them under
+/// their owners: `(apiVersion, kind)`.
+pub const CHILD_KINDS: &[(&str, &str)] = &[("apps/v1", "ReplicaSet"), ("v1", "Pod")];
+
 impl Applier {
     /// The health of each of `objects`, read from the cluster now, in order.
     ///
@@ -19,6 +92,16 @@ impl Applier {
     /// of hundreds of Deployments costs a few lists per look, not hundreds of
     /// reads.
     pub async fn health_of(&self, objects: &[ObjectRef]) -> Result<Vec<Health>, ApplyError> {
+        Ok(self
+            .observe(objects)
+            .await?
+            .into_iter()
+            .map(|o| o.health)
+            .collect())
+    }
+
+    /// [`Applier::health_of`], with each object's UID and owners.
+    pub async fn observe(&self, objects: &[ObjectRef]) -> Result<Vec<Observed>, ApplyError> {
         let mut groups: BTreeMap<(&str, &str, Option<&str>), Vec<usize>> = BTreeMap::new();
         for (i, o) in objects.iter().enumerate() {
             groups
@@ -36,7 +119,7 @@ impl Applier {
                     vec![members]
                 }
             })
-            .map(|members| self.health_group(objects, members))
+            .map(|members| self.observe_group(objects, members))
             .collect();
         let mut found = Vec::with_capacity(objects.len());
         let mut groups = futures_util::stream::iter(futures).buffer_unordered(CONCURRENCY);
@@ -48,15 +131,15 @@ impl Applier {
         Ok(found.into_iter().map(|(_, h)| h).collect())
     }
 
-    /// The health of `objects[i]` for each `i` in `members` (one kind, one
+    /// `objects[i]` observed, for each `i` in `members` (one kind, one
     /// namespace).
-    pub(crate) async fn health_group(
+    async fn observe_group(
         &self,
         objects: &[ObjectRef],
         members: Vec<usize>,
-    ) -> Result<Vec<(usize, Health)>, ApplyError> {
+    ) -> Result<Vec<(usize, Observed)>, ApplyError> {
         if let [i] = members[..] {
-            return Ok(vec![(i, self.health(&objects[i]).await?)]);
+            return Ok(vec![(i, self.observe_one(&objects[i]).await?)]);
         }
         let first = &objects[members[0]];
         let planned = self.located(first).await?;
@@ -66,36 +149,49 @@ impl Applier {
             .iter()
             .map(|&i| (objects[i].name.as_str(), i))
             .collect();
-        let mut by_name: HashMap<&str, Health> = HashMap::new();
+        let mut by_name: HashMap<&str, Observed> = HashMap::new();
         let mut params = kube::api::ListParams::default()
             .labels(&self.selector())
             .limit(LIST_PAGE);
+        let listing = |e: kube::Error| ApplyError::Apply {
+            object: reference.to_string(),
+            message: format!("listing {}s: {}", reference.kind, api_message(&e)),
+        };
         loop {
-            let page = api.list(&params).await.map_err(|e| ApplyError::Apply {
-                object: reference.to_string(),
-                message: format!("listing {}s: {}", reference.kind, api_message(&e)),
-            })?;
-            for o in &page.items {
-                let name = o.metadata.name.as_deref().unwrap_or_default();
-                if let Some((name, &i)) = wanted.get_key_value(name) {
-                    // A list's items carry no kind: judged by the one asked for.
-                    by_name.insert(name, judged(&objects[i], o));
+            let continue_ = if metadata_only(&reference) {
+                let page = api.list_metadata(&params).await.map_err(listing)?;
+                for o in &page.items {
+                    let name = o.metadata.name.as_deref().unwrap_or_default();
+                    if let Some((name, _)) = wanted.get_key_value(name) {
+                        by_name.insert(name, Observed::of_metadata(&o.metadata));
+                    }
                 }
-            }
-            match page.metadata.continue_ {
+                page.metadata.continue_
+            } else {
+                let page = api.list(&params).await.map_err(listing)?;
+                for o in &page.items {
+                    let name = o.metadata.name.as_deref().unwrap_or_default();
+                    if let Some((name, &i)) = wanted.get_key_value(name) {
+                        // A list's items carry no kind: judged by the one asked for.
+                        by_name.insert(name, Observed::of(&objects[i], o));
+                    }
+                }
+                page.metadata.continue_
+            };
+            match continue_ {
                 Some(token) if !token.is_empty() => params = params.continue_token(&token),
                 _ => break,
             }
         }
         let mut out = Vec::with_capacity(members.len());
         for i in members {
-            let health = match by_name.remove(objects[i].name.as_str()) {
-                Some(health) => health,
+            let observed = match by_name.remove(objects[i].name.as_str()) {
+                Some(observed) => observed,
                 // Not selected: someone took the labels away (drift the
                 // watches report), or it is gone. Read it by name.
-                None => self.health(&objects[i]).await?,
+                None => self.observe_one(&objects[i]).await?,
             };
-            out.push((i, health));
+            out.push((i, observed));
         }
         Ok(out)
     }
@@ -120,16 +216,72 @@ impl Applier {
 
     /// The health of an applied object, read from the cluster now.
     pub async fn health(&self, reference: &ObjectRef) -> Result<Health, ApplyError> {
+        Ok(self.observe_one(reference).await?.health)
+    }
+
+    async fn observe_one(&self, reference: &ObjectRef) -> Result<Observed, ApplyError> {
         let planned = self.located(reference).await?;
         let (api, reference) = self.api(&planned)?;
+        if metadata_only(&reference) {
+            return match api.get_metadata_opt(&reference.name).await {
+                Ok(Some(obj)) => Ok(Observed::of_metadata(&obj.metadata)),
+                Ok(None) => Ok(Observed::missing()),
+                Err(e) => Err(ApplyError::Apply {
+                    object: reference.to_string(),
+                    message: api_message(&e),
+                }),
+            };
+        }
         match api.get_opt(&reference.name).await {
-            Ok(Some(obj)) => Ok(judged(&reference, &obj)),
-            Ok(None) => Ok(Health::Progressing("not found".to_string())),
+            Ok(Some(obj)) => Ok(Observed::of(&reference, &obj)),
+            Ok(None) => Ok(Observed::missing()),
             Err(e) => Err(ApplyError::Apply {
                 object: reference.to_string(),
                 message: api_message(&e),
             }),
         }
+    }
+
+    /// The objects of [`CHILD_KINDS`] in `namespace` that have an owner:
+    /// what workloads made (ReplicaSets, Pods), for the caller to hang
+    /// under the objects it knows by UID. A kind this Applier may not list
+    /// gives nothing rather than an error: the tree is then shallower.
+    pub async fn children(&self, namespace: &str) -> Vec<(ObjectRef, Observed)> {
+        let mut out = Vec::new();
+        for (api_version, kind) in CHILD_KINDS {
+            let probe = ObjectRef {
+                api_version: api_version.to_string(),
+                kind: kind.to_string(),
+                namespace: Some(namespace.to_string()),
+                name: String::new(),
+            };
+            let Ok(planned) = self.located(&probe).await else {
+                continue;
+            };
+            let Ok((api, _)) = self.api(&planned) else {
+                continue;
+            };
+            let params = kube::api::ListParams::default().limit(LIST_PAGE);
+            let Ok(page) = api.list(&params).await else {
+                continue;
+            };
+            for o in &page.items {
+                if o.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_none_or(Vec::is_empty)
+                {
+                    continue;
+                }
+                let reference = ObjectRef {
+                    name: o.metadata.name.clone().unwrap_or_default(),
+                    ..probe.clone()
+                };
+                let observed = Observed::of(&reference, o);
+                out.push((reference, observed));
+            }
+        }
+        out
     }
 
     /// The object as it is now, or `None` when it (or its kind) is gone.

@@ -450,6 +450,15 @@ impl Store {
         )
     }
 
+    /// The last `limit` records of every App (and the imports), newest
+    /// first.
+    pub fn latest(&self, limit: usize) -> Result<Vec<Stored>, StoreError> {
+        self.rows(
+            "SELECT seq, body, prev_hash, hash FROM sync_records ORDER BY seq DESC LIMIT ?1",
+            [limit as i64],
+        )
+    }
+
     /// Recomputes the whole chain; returns how many records it holds, or
     /// where it first breaks.
     pub fn verify_chain(&self) -> Result<usize, StoreError> {

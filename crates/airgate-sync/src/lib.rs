@@ -38,7 +38,7 @@ use airgate_core::policy::{Policy, Violation};
 use airgate_core::status::{Reason, RecordKind, RecordResult};
 use airgate_core::trust::{CommitTrust, Refusal};
 use airgate_git::{Access, Commit, GitError, GitRef, Mirror};
-use airgate_kube::{Applier, ApplyError, ChangeSet};
+use airgate_kube::{Applier, ApplyError, ChangeSet, Observed};
 use airgate_render::{Manifest, Renderer};
 use airgate_store::{ObjectChange, Person, SyncRecord};
 use serde_json::Value;
@@ -694,6 +694,33 @@ impl Syncer {
     ) -> Result<Vec<(ObjectRef, Health)>, SyncError> {
         let healths = self.applier(spec)?.health_of(objects).await?;
         Ok(objects.iter().cloned().zip(healths).collect())
+    }
+
+    /// Each of `objects` observed now as the App's ServiceAccount (health,
+    /// UID, owners), with what workloads among them made in their
+    /// namespaces (see [`airgate_kube::Applier::children`]).
+    pub async fn observe(
+        &self,
+        spec: &SyncSpec,
+        objects: &[ObjectRef],
+    ) -> Result<(Vec<Observed>, Vec<(ObjectRef, Observed)>), SyncError> {
+        let applier = self.applier(spec)?;
+        let observed = applier.observe(objects).await?;
+        let workloads: std::collections::BTreeSet<&str> = objects
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o.kind.as_str(),
+                    "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "CronJob"
+                )
+            })
+            .filter_map(|o| o.namespace.as_deref())
+            .collect();
+        let mut children = Vec::new();
+        for namespace in workloads {
+            children.extend(applier.children(namespace).await);
+        }
+        Ok((observed, children))
     }
 
     /// Applies again, from `revision`, just the objects named (drift

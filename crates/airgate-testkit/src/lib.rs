@@ -11,6 +11,7 @@
 //! message that says how to start it. It never skips.
 
 pub mod airgap;
+pub mod browser;
 pub mod images;
 
 use std::collections::BTreeMap;
@@ -508,16 +509,9 @@ fn workspace_root() -> PathBuf {
 }
 
 impl Perimeter {
-    /// Writes a kubeconfig at `path` that authenticates as ServiceAccount
-    /// `namespace/name` with a token from the TokenRequest API (valid for an
-    /// hour): what a controller running in the cluster under that account
-    /// would have.
-    pub async fn service_account_kubeconfig(
-        &self,
-        namespace: &str,
-        name: &str,
-        path: &Path,
-    ) -> Result<()> {
+    /// A token of ServiceAccount `namespace/name` from the TokenRequest
+    /// API, valid for an hour.
+    pub async fn service_account_token(&self, namespace: &str, name: &str) -> Result<String> {
         use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
         use k8s_openapi::api::core::v1::ServiceAccount;
         let sas: kube::Api<ServiceAccount> =
@@ -529,13 +523,26 @@ impl Perimeter {
             }),
             ..Default::default()
         };
-        let token = sas
-            .create_token_request(name, &Default::default(), &request)
+        sas.create_token_request(name, &Default::default(), &request)
             .await
             .with_context(|| format!("TokenRequest for ServiceAccount {namespace}/{name}"))?
             .status
             .and_then(|s| s.token)
-            .context("TokenRequest returned no token")?;
+            .filter(|t| !t.is_empty())
+            .context("TokenRequest returned no token")
+    }
+
+    /// Writes a kubeconfig at `path` that authenticates as ServiceAccount
+    /// `namespace/name` with a token from the TokenRequest API (valid for an
+    /// hour): what a controller running in the cluster under that account
+    /// would have.
+    pub async fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        path: &Path,
+    ) -> Result<()> {
+        let token = self.service_account_token(namespace, name).await?;
         let admin = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
         let cluster = admin
             .clusters

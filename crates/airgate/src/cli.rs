@@ -330,6 +330,11 @@ pub struct ControllerArgs {
     /// Serve /metrics and /healthz here.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Serve the read-only web UI here (for example 0.0.0.0:8081). Users
+    /// log in with a token the apiserver accepts and see the Apps of the
+    /// namespaces where they may get apps.airgate.dev.
+    #[arg(long, value_name = "ADDR")]
+    pub ui_listen: Option<String>,
     /// How logs on stderr look.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,

@@ -67,6 +67,7 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
             kustomize: args.kustomize,
             helm: args.helm,
             listen: args.listen,
+            ui_listen: args.ui_listen,
             concurrency: args.concurrency,
         })
         .await

@@ -13,6 +13,8 @@ use crate::cli::{InstallArgs, InstallAudit};
 pub const NAME: &str = "airgate-controller";
 /// The metrics port.
 const METRICS_PORT: u16 = 8080;
+/// The web UI's port.
+const UI_PORT: u16 = 8081;
 
 fn labels() -> Value {
     json!({"app.kubernetes.io/name": "airgate", "app.kubernetes.io/component": "controller"})
@@ -107,6 +109,11 @@ fn rbac(plan: &Plan) -> Vec<Value> {
         json!({"apiGroups": ["airgate.dev"], "resources": ["apps"], "verbs": ["get", "list", "watch"]}),
         json!({"apiGroups": ["airgate.dev"], "resources": ["apps/status"], "verbs": ["get", "patch", "update"]}),
         json!({"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}),
+        // The web UI: whose a token is, what that user may see, and the
+        // Events on an App's page.
+        json!({"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}),
+        json!({"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}),
+        json!({"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}),
     ];
     if plan.tenants.is_empty() {
         rules.push(impersonate.clone());
@@ -162,6 +169,7 @@ fn pod(plan: &Plan) -> Value {
         "--data-dir=/var/lib/airgate".to_string(),
         format!("--lease-namespace={namespace}"),
         format!("--listen=0.0.0.0:{METRICS_PORT}"),
+        format!("--ui-listen=0.0.0.0:{UI_PORT}"),
     ];
     if let Some(watch) = plan.watch_namespace {
         args.push(format!("--namespace={watch}"));
@@ -177,7 +185,8 @@ fn pod(plan: &Plan) -> Value {
                 "image": plan.image,
                 "args": args,
                 "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-                "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+                "ports": [{"name": "metrics", "containerPort": METRICS_PORT},
+                          {"name": "ui", "containerPort": UI_PORT}],
                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}},
                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}},
                 // Peak RSS was 336 MiB for one App of 50,000 objects
@@ -242,17 +251,22 @@ fn controller(plan: &Plan) -> Vec<Value> {
         "metadata": {"name": format!("{NAME}-metrics"), "namespace": namespace, "labels": labels()},
         "spec": {"selector": labels(),
                  "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}]}}));
+    out.push(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": format!("{NAME}-ui"), "namespace": namespace, "labels": labels()},
+        "spec": {"selector": labels(),
+                 "ports": [{"name": "ui", "port": UI_PORT, "targetPort": "ui", "protocol": "TCP"}]}}));
     out.push(network_policy(plan));
     out
 }
 
-/// Ingress to the metrics port only; with `--allow-egress`, egress only
+/// Ingress to the metrics and UI ports only; with `--allow-egress`, egress only
 /// there and to DNS.
 fn network_policy(plan: &Plan) -> Value {
     let mut spec = json!({
         "podSelector": {"matchLabels": labels()},
         "policyTypes": ["Ingress"],
-        "ingress": [{"ports": [{"port": METRICS_PORT, "protocol": "TCP"}]}]
+        "ingress": [{"ports": [{"port": METRICS_PORT, "protocol": "TCP"},
+                               {"port": UI_PORT, "protocol": "TCP"}]}]
     });
     if !plan.egress.is_empty() {
         let mut egress: Vec<Value> = plan
