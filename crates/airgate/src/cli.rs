@@ -223,10 +223,26 @@ pub struct InstallArgs {
     #[arg(long, default_value = "airgate-system")]
     pub namespace: String,
     /// The controller's image in your internal registry, pinned by digest: the one
-    /// `dev/image` builds, carried across in a bundle; `bundle push` names where it
-    /// went (the demo shows the whole path).
-    #[arg(long, value_name = "REF")]
-    pub image: String,
+    /// `dev/image` builds, carried across in a bundle. Without it, --lock and --to
+    /// say where `bundle push` put it.
+    #[arg(
+        long,
+        value_name = "REF",
+        required_unless_present = "lock",
+        conflicts_with = "lock"
+    )]
+    pub image: Option<String>,
+    /// The lock of the bundle that carried airgate's image (`bundle create` writes it
+    /// beside the bundle): the image is its `airgate/airgate` entry of this version,
+    /// at the digest locked, in the repository `bundle push --to` gave it.
+    #[arg(long, value_name = "FILE", requires = "to")]
+    pub lock: Option<PathBuf>,
+    /// With --lock: the `bundle push --to` the bundle was pushed with.
+    #[arg(long, value_name = "HOST:PORT[/PREFIX]", requires = "lock")]
+    pub to: Option<String>,
+    /// With --lock: the `bundle push --layout` the bundle was pushed with.
+    #[arg(long, value_enum, default_value_t = LayoutArg::ByRegistry)]
+    pub layout: LayoutArg,
     /// Let the controller act only in this namespace (repeatable): it may
     /// impersonate that namespace's ServiceAccounts, through a Role and
     /// RoleBinding there, and no others. Without it, it may impersonate
@@ -244,7 +260,7 @@ pub struct InstallArgs {
     pub replicas: u16,
     /// Allow the controller's egress to CIDR:PORT (repeatable: the apiserver's
     /// endpoints, the Git server, the registry); with any, a NetworkPolicy allows
-    /// egress only there (and DNS). Ingress is allowed to the metrics port only.
+    /// egress only there (and DNS). Ingress is allowed to the metrics and UI ports only.
     #[arg(long = "allow-egress", value_name = "CIDR:PORT")]
     pub allow_egress: Vec<String>,
     #[command(flatten)]

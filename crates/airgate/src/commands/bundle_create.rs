@@ -96,7 +96,8 @@ pub fn run(args: BundleCreateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_lock(path: &std::path::Path) -> Result<ImageLock> {
+/// A lock file, parsed and validated (also `install --lock`).
+pub fn read_lock(path: &std::path::Path) -> Result<ImageLock> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let lock: ImageLock = serde_saphyr::from_str(&text)

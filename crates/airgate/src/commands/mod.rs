@@ -4,7 +4,7 @@ mod audit;
 mod audit_query;
 mod audit_source;
 mod audit_witness;
-mod bundle_create;
+pub(crate) mod bundle_create;
 mod bundle_extract;
 mod bundle_inspect;
 mod bundle_push;

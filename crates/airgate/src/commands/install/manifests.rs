@@ -24,7 +24,7 @@ fn labels() -> Value {
 #[derive(Debug)]
 pub struct Plan<'a> {
     pub namespace: &'a str,
-    pub image: &'a str,
+    pub image: String,
     pub tenants: &'a [String],
     pub watch_namespace: Option<&'a str>,
     pub replicas: u16,
@@ -50,9 +50,14 @@ impl<'a> Plan<'a> {
             .iter()
             .map(|e| egress(e))
             .collect::<Result<_>>()?;
+        let image = match (&args.image, &args.lock, &args.to) {
+            (Some(image), _, _) => image.clone(),
+            (None, Some(lock), Some(to)) => super::image::from_lock(lock, to, args.layout)?,
+            _ => bail!("--image, or --lock with --to, names the controller's image"),
+        };
         Ok(Plan {
             namespace: &args.namespace,
-            image: &args.image,
+            image,
             tenants: &args.tenant_namespaces,
             watch_namespace: args.watch_namespace.as_deref(),
             replicas: args.replicas,
@@ -359,7 +364,7 @@ mod tests {
     fn plan<'a>(namespace: &'a str, tenants: &'a [String], audit: &'a InstallAudit) -> Plan<'a> {
         Plan {
             namespace,
-            image: "registry.internal:5000/airgate:1",
+            image: "registry.internal:5000/airgate:1".into(),
             tenants,
             watch_namespace: None,
             replicas: 1,
@@ -535,7 +540,10 @@ mod tests {
             kubeconfig: None,
             context: None,
             namespace: "airgate-system".into(),
-            image: "r:1".into(),
+            image: Some("r:1".into()),
+            lock: None,
+            to: None,
+            layout: crate::cli::LayoutArg::ByRegistry,
             tenant_namespaces: Vec::new(),
             watch_namespace: None,
             replicas: 2,

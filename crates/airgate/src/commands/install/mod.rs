@@ -15,6 +15,7 @@
 //! with `--replicas` more than one a StatefulSet and a
 //! PodDisruptionBudget.
 
+mod image;
 mod manifests;
 
 use std::path::Path;
