@@ -70,9 +70,11 @@ kubectl() { "$AIRGATE_KUBECTL" "$@"; }
 
 # install_airgate: the App CRD and the controller's RBAC in the cluster, and
 # a kubeconfig of the controller's ServiceAccount in `ckc` (under $work).
+# AIRGATE_INSTALLER=PATH installs with that build instead of $airgate (an
+# A/B against an older build, whose install flags differ).
 install_airgate() {
   log "installing the App CRD and the controller's RBAC"
-  "$airgate" install --image registry.internal:5000/airgate/airgate:bench --out "$work/install" 2>/dev/null
+  "${AIRGATE_INSTALLER:-$airgate}" install --image registry.internal:5000/airgate/airgate:bench --out "$work/install" 2>/dev/null
   kubectl apply --server-side --field-manager=airgate-install -f "$work/install/crd.yaml" \
     -f "$work/install/namespace.yaml" -f "$work/install/rbac.yaml" >/dev/null
   kubectl wait --for=condition=Established crd/apps.airgate.dev >/dev/null
