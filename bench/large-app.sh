@@ -44,10 +44,7 @@ for f in range((n + per - 1) // per):
         for i in range(f * per, min(n, (f + 1) * per)):
             out.write(f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings-{i:06d}, namespace: {ns}}}\ndata: {{index: \"{i}\"}}\n")
 PY
-git_ "$repo" init --quiet --initial-branch main
-git_ "$repo" add --all
-git_ "$repo" commit --quiet -m "$N ConfigMaps"
-git_ "$repo" push --quiet "$AIRGATE_GIT_URL/$prefix.git" HEAD:refs/heads/main
+push_new "$repo" "$prefix" "$N ConfigMaps"
 first=$(git_ "$repo" rev-parse HEAD)
 
 port=$(free_port)

@@ -22,6 +22,15 @@ git_() {
     git -C "$1" -c user.name=Bench -c user.email=bench@perimeter.invalid -c commit.gpgsign=false "${@:2}"
 }
 
+# push_new DIR NAME MESSAGE: DIR's files, the first commit of a new
+# repository NAME.git on the perimeter's Git server.
+push_new() {
+  git_ "$1" init --quiet --initial-branch main
+  git_ "$1" add --all
+  git_ "$1" commit --quiet -m "$3"
+  git_ "$1" push --quiet "$AIRGATE_GIT_URL/$2.git" HEAD:refs/heads/main
+}
+
 # sa_kubeconfig FILE NAMESPACE ACCOUNT: a kubeconfig with a token of the
 # ServiceAccount.
 sa_kubeconfig() {

@@ -163,10 +163,7 @@ YAML
 # new_repo DIR N PREFIX: version 1 of the N objects, pushed to PREFIX.git.
 new_repo() {
   gen_repo "$1" "$2" "$3" 1
-  git_ "$1" init --quiet --initial-branch main
-  git_ "$1" add --all
-  git_ "$1" commit --quiet -m "N=$2, version 1"
-  git_ "$1" push --quiet "$AIRGATE_GIT_URL/$3.git" HEAD:refs/heads/main
+  push_new "$1" "$3" "N=$2, version 1"
 }
 
 # next_version DIR N PREFIX: version 2: every ConfigMap and Deployment changes.

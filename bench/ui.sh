@@ -49,10 +49,7 @@ with open(os.path.join(d, "objects.yaml"), "w") as out:
     for i in range(n):
         out.write(f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings-{i:05d}, namespace: {ns}}}\ndata: {{index: \"{i}\"}}\n")
 PY
-git_ "$repo" init --quiet --initial-branch main
-git_ "$repo" add --all
-git_ "$repo" commit --quiet -m "$N ConfigMaps"
-git_ "$repo" push --quiet "$AIRGATE_GIT_URL/$prefix.git" HEAD:refs/heads/main
+push_new "$repo" "$prefix" "$N ConfigMaps"
 first=$(git_ "$repo" rev-parse HEAD)
 
 port=$(free_port)

@@ -28,7 +28,7 @@ use airgate_core::Digest;
 use airgate_core::provenance::VerifiedImport;
 use airgate_oci::files::RepoFiles;
 use airgate_store::tiles::{entries_path, unbundle, write_file};
-use airgate_store::tlog::open_checkpoint;
+use airgate_store::tlog::{TreeHead, open_checkpoint};
 use airgate_store::{Store, StoreError, SyncRecord};
 use anyhow::{Context as _, Result, anyhow};
 use serde_json::json;
@@ -109,13 +109,30 @@ impl AuditLog {
         })
     }
 
-    /// The latest signed checkpoint this controller wrote, with the
-    /// verifier key that checks it; `None` without `--log-key` or before
-    /// the first one.
-    pub fn checkpoint(&self) -> Option<(Vec<u8>, String)> {
+    /// The latest signed checkpoint this controller wrote, and whether it
+    /// verifies: its signature by the log's key, and its root against the
+    /// store's tree of that size (from the stored hashes: a few reads, so
+    /// the store is not held while a whole log is recomputed; `open`
+    /// recomputed every leaf when this controller took the log over, and
+    /// `airgate audit verify` does so offline). `None` without `--log-key`
+    /// or before the first checkpoint.
+    pub fn checkpoint(&self, store: &Mutex<Store>) -> Option<(Vec<u8>, Result<TreeHead, String>)> {
         let (_, vkey) = self.signer.as_ref()?;
         let text = std::fs::read(&self.path).ok()?;
-        Some((text, vkey.clone()))
+        let verdict = open_checkpoint(&text, vkey)
+            .and_then(|checkpoint| {
+                let head = lock(store).tree_head_at(checkpoint.size())?;
+                if head.root == checkpoint.hash().0 {
+                    Ok(head)
+                } else {
+                    Err(StoreError::Log(format!(
+                        "the checkpoint's root for {} records is not the store's",
+                        head.size
+                    )))
+                }
+            })
+            .map_err(|e| e.to_string());
+        Some((text, verdict))
     }
 
     /// The log's name (the checkpoints' origin line).

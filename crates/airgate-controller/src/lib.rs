@@ -168,6 +168,35 @@ fn context(
     }
 }
 
+/// Binds `--listen` (metrics, health) and `--ui-listen` (the web UI),
+/// and serves both until the process ends; followers serve too.
+async fn serve(settings: &Settings, ctx: &Arc<Context>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let ui = match &settings.ui_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--ui-listen {addr}"))?,
+        ),
+        None => None,
+    };
+    log::info(
+        "serving metrics",
+        json!({"listen": settings.listen, "paths": ["/metrics", "/healthz"]}),
+    );
+    let served = ctx.clone();
+    tokio::spawn(metrics::serve(listener, move || {
+        served.metrics.exposition(served.syncer.fetch_count())
+    }));
+    if let Some(listener) = ui {
+        log::info("serving the web UI", json!({"listen": settings.ui_listen}));
+        tokio::spawn(ui::serve(listener, ctx.clone(), settings.namespace.clone()));
+    }
+    Ok(())
+}
+
 /// Runs the controller until it loses its Lease or fails.
 pub async fn run(settings: Settings) -> Result<()> {
     let client = Client::try_from(settings.config.clone()).context("building the client")?;
@@ -193,14 +222,6 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
 
     let metrics = Arc::new(metrics::Metrics::default());
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("listening on {}", settings.listen))?;
-    log::info(
-        "serving metrics",
-        json!({"listen": settings.listen, "paths": ["/metrics", "/healthz"]}),
-    );
-
     let election = lease::Election {
         api: Api::namespaced(client.clone(), &settings.lease_namespace),
         name: settings.lease_name.clone(),
@@ -215,17 +236,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         metrics.clone(),
         trigger,
     ));
-    let served = ctx.clone();
-    tokio::spawn(metrics::serve(listener, move || {
-        served.metrics.exposition(served.syncer.fetch_count())
-    }));
-    if let Some(addr) = &settings.ui_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("--ui-listen {addr}"))?;
-        log::info("serving the web UI", json!({"listen": addr}));
-        tokio::spawn(ui::serve(listener, ctx.clone(), settings.namespace.clone()));
-    }
+    serve(&settings, &ctx).await?;
 
     election.acquire().await?;
     metrics.leader.set(1);

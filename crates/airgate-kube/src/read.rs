@@ -25,14 +25,7 @@ impl Observed {
     fn of(reference: &ObjectRef, obj: &DynamicObject) -> Observed {
         Observed {
             health: judged(reference, obj),
-            uid: obj.metadata.uid.clone(),
-            owners: obj
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .map(|o| o.uid.clone())
-                .collect(),
+            ..Observed::of_metadata(&obj.metadata)
         }
     }
 
@@ -157,12 +150,16 @@ impl Applier {
             object: reference.to_string(),
             message: format!("listing {}s: {}", reference.kind, api_message(&e)),
         };
+        let asked = |meta: &kube::api::ObjectMeta| {
+            wanted
+                .get_key_value(meta.name.as_deref().unwrap_or_default())
+                .map(|(name, _)| *name)
+        };
         loop {
             let continue_ = if metadata_only(&reference) {
                 let page = api.list_metadata(&params).await.map_err(listing)?;
                 for o in &page.items {
-                    let name = o.metadata.name.as_deref().unwrap_or_default();
-                    if let Some((name, _)) = wanted.get_key_value(name) {
+                    if let Some(name) = asked(&o.metadata) {
                         by_name.insert(name, Observed::of_metadata(&o.metadata));
                     }
                 }
@@ -170,10 +167,10 @@ impl Applier {
             } else {
                 let page = api.list(&params).await.map_err(listing)?;
                 for o in &page.items {
-                    let name = o.metadata.name.as_deref().unwrap_or_default();
-                    if let Some((name, &i)) = wanted.get_key_value(name) {
-                        // A list's items carry no kind: judged by the one asked for.
-                        by_name.insert(name, Observed::of(&objects[i], o));
+                    if let Some(name) = asked(&o.metadata) {
+                        // A list's items carry no kind: judged by the one
+                        // asked for (one kind a group).
+                        by_name.insert(name, Observed::of(&reference, o));
                     }
                 }
                 page.metadata.continue_
@@ -222,19 +219,17 @@ impl Applier {
     async fn observe_one(&self, reference: &ObjectRef) -> Result<Observed, ApplyError> {
         let planned = self.located(reference).await?;
         let (api, reference) = self.api(&planned)?;
-        if metadata_only(&reference) {
-            return match api.get_metadata_opt(&reference.name).await {
-                Ok(Some(obj)) => Ok(Observed::of_metadata(&obj.metadata)),
-                Ok(None) => Ok(Observed::missing()),
-                Err(e) => Err(ApplyError::Apply {
-                    object: reference.to_string(),
-                    message: api_message(&e),
-                }),
-            };
-        }
-        match api.get_opt(&reference.name).await {
-            Ok(Some(obj)) => Ok(Observed::of(&reference, &obj)),
-            Ok(None) => Ok(Observed::missing()),
+        let found = if metadata_only(&reference) {
+            api.get_metadata_opt(&reference.name)
+                .await
+                .map(|o| o.map(|o| Observed::of_metadata(&o.metadata)))
+        } else {
+            api.get_opt(&reference.name)
+                .await
+                .map(|o| o.map(|o| Observed::of(&reference, &o)))
+        };
+        match found {
+            Ok(observed) => Ok(observed.unwrap_or_else(Observed::missing)),
             Err(e) => Err(ApplyError::Apply {
                 object: reference.to_string(),
                 message: api_message(&e),
@@ -261,24 +256,23 @@ impl Applier {
             let Ok((api, _)) = self.api(&planned) else {
                 continue;
             };
-            let params = kube::api::ListParams::default().limit(LIST_PAGE);
-            let Ok(page) = api.list(&params).await else {
-                continue;
-            };
-            for o in &page.items {
-                if o.metadata
-                    .owner_references
-                    .as_ref()
-                    .is_none_or(Vec::is_empty)
-                {
-                    continue;
+            let mut params = kube::api::ListParams::default().limit(LIST_PAGE);
+            while let Ok(page) = api.list(&params).await {
+                for o in &page.items {
+                    let observed = Observed::of(&probe, o);
+                    if observed.owners.is_empty() {
+                        continue;
+                    }
+                    let reference = ObjectRef {
+                        name: o.metadata.name.clone().unwrap_or_default(),
+                        ..probe.clone()
+                    };
+                    out.push((reference, observed));
                 }
-                let reference = ObjectRef {
-                    name: o.metadata.name.clone().unwrap_or_default(),
-                    ..probe.clone()
-                };
-                let observed = Observed::of(&reference, o);
-                out.push((reference, observed));
+                match page.metadata.continue_ {
+                    Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                    _ => break,
+                }
             }
         }
         out

@@ -708,12 +708,7 @@ impl Syncer {
         let observed = applier.observe(objects).await?;
         let workloads: std::collections::BTreeSet<&str> = objects
             .iter()
-            .filter(|o| {
-                matches!(
-                    o.kind.as_str(),
-                    "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "CronJob"
-                )
-            })
+            .filter(|o| o.is_workload())
             .filter_map(|o| o.namespace.as_deref())
             .collect();
         let mut children = Vec::new();

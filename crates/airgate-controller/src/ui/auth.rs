@@ -43,7 +43,7 @@ const CACHE_MAX: usize = 10_000;
 pub const COOKIE: &str = "airgate_session";
 
 /// Who a token belongs to, as the apiserver said.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct User {
     pub name: String,
     pub uid: Option<String>,
@@ -52,6 +52,8 @@ pub struct User {
 }
 
 type Review = (Instant, Option<User>);
+/// Who asks, and where (`None`: every namespace).
+type AccessKey = (User, Option<String>);
 
 struct Session {
     token: String,
@@ -64,7 +66,9 @@ pub struct Auth {
     sessions: Mutex<HashMap<String, Session>>,
     /// By the token's SHA-256: when the apiserver answered, and whose it is.
     reviews: Mutex<HashMap<[u8; 32], Review>>,
-    access: Mutex<HashMap<(String, String), (Instant, bool)>>,
+    /// By the whole identity (two tokens of one name may carry different
+    /// groups) and namespace (`None`: every namespace).
+    access: Mutex<HashMap<AccessKey, (Instant, bool)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -206,7 +210,7 @@ impl Auth {
     /// Whether `user` may `get` Apps in `namespace` (`None`: in every
     /// namespace). A review that fails answers no.
     pub async fn may_get_apps(&self, user: &User, namespace: Option<&str>) -> bool {
-        let key = (user.name.clone(), namespace.unwrap_or("*").to_string());
+        let key = (user.clone(), namespace.map(String::from));
         if let Some((at, allowed)) = lock(&self.access).get(&key)
             && at.elapsed() < ACCESS_TTL
         {

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -78,8 +78,6 @@ pub struct Ui {
     templates: minijinja::Environment<'static>,
     /// The Apps' scope: the controller's `--namespace`, or all.
     scope: Option<String>,
-    /// The last checkpoint verified, and what its verification said.
-    verified: std::sync::Mutex<Option<(Vec<u8>, pages::CheckpointView)>>,
 }
 
 impl std::fmt::Debug for Ui {
@@ -95,7 +93,6 @@ pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<Context>, scope: 
         ctx,
         templates: templates(),
         scope,
-        verified: std::sync::Mutex::new(None),
     });
     let app = router(ui);
     if let Err(e) = axum::serve(listener, app).await {
@@ -159,9 +156,8 @@ async fn secure(request: Request, next: Next) -> Response {
 /// changed (at most one a second), for the page to fetch itself again.
 async fn events(
     State(ui): State<Arc<Ui>>,
-    headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>, Response> {
-    pages::user(&ui, &headers).await?;
+    _user: auth::User,
+) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
     let changes = ui.ctx.changes.subscribe();
     let stream = futures_util::stream::unfold(changes, |mut rx| async move {
         rx.changed().await.ok()?;
@@ -176,7 +172,7 @@ async fn events(
             rx,
         ))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 #[cfg(test)]

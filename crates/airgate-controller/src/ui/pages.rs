@@ -12,7 +12,8 @@ use airgate_core::status::RecordKind;
 use airgate_kube::app::App;
 use airgate_store::Stored;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use k8s_openapi::api::core::v1::Event;
@@ -43,9 +44,18 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The request's user, or the answer to give instead: 401 to a client
-/// that sent a token the apiserver refuses, the login form to a browser.
-pub async fn user(ui: &Ui, headers: &HeaderMap) -> Result<User, Response> {
+/// Every page but the login's takes its user so: the request's user, or
+/// the answer to give instead: 401 to a client that sent a token the
+/// apiserver refuses, the login form to a browser.
+impl FromRequestParts<Arc<Ui>> for User {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, ui: &Arc<Ui>) -> Result<User, Response> {
+        user(ui, &parts.headers).await
+    }
+}
+
+async fn user(ui: &Ui, headers: &HeaderMap) -> Result<User, Response> {
     let bearer = header_str(headers, header::AUTHORIZATION).and_then(auth::bearer);
     let session = header_str(headers, header::COOKIE).and_then(auth::session_cookie);
     match ui.auth.user(bearer, session).await {
@@ -133,13 +143,10 @@ async fn allowed(ui: &Ui, user: &User, namespaces: BTreeSet<String>) -> BTreeSet
 /// `/`: the Apps the user may see, filtered.
 pub async fn apps(
     State(ui): State<Arc<Ui>>,
+    user: User,
     headers: HeaderMap,
     Query(filter): Query<Filter>,
 ) -> Response {
-    let user = match user(&ui, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     let apps = match list_apps(&ui).await {
         Ok(a) => a,
         Err(e) => return message(&ui, &headers, StatusCode::BAD_GATEWAY, &user, &e),
@@ -241,14 +248,11 @@ async fn objects_of(ui: &Ui, app: &App) -> (Vec<view::TreeRow>, usize, Option<St
 /// `/apps/NAMESPACE/NAME`: one App.
 pub async fn app(
     State(ui): State<Arc<Ui>>,
+    user: User,
     headers: HeaderMap,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Response {
     let started = Instant::now();
-    let user = match user(&ui, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     // The same answer whether the App is missing or hidden from this user.
     let not_found = format!("no App {namespace}/{name} that you may see");
     let in_scope = ui.scope.as_ref().is_none_or(|s| *s == namespace);
@@ -301,47 +305,34 @@ pub async fn app(
 }
 
 /// What the audit page says of the latest checkpoint.
-#[derive(Clone, Debug, Serialize)]
-pub struct CheckpointView {
-    pub text: String,
-    pub verified: bool,
+#[derive(Debug, Serialize)]
+struct CheckpointView {
+    text: String,
+    verified: bool,
     /// What the verification said: the size and root, or where it broke.
-    pub verdict: String,
+    verdict: String,
 }
 
-/// The latest checkpoint, checked against the store (cached until the
-/// checkpoint changes: the check reads the whole log).
-async fn checkpoint(ui: &Arc<Ui>) -> Option<CheckpointView> {
-    let (text, vkey) = ui.ctx.audit.checkpoint()?;
-    if let Some((seen, view)) = lock(&ui.verified).as_ref()
-        && *seen == text
-    {
-        return Some(view.clone());
-    }
-    let ctx = ui.ctx.clone();
-    let checked = text.clone();
-    let verdict =
-        tokio::task::spawn_blocking(move || lock(&ctx.store).verify_log(Some((&checked, &vkey))))
-            .await;
+/// The latest checkpoint and what its check said (see
+/// [`AuditLog::checkpoint`](super::super::audit::AuditLog::checkpoint)).
+fn checkpoint(ui: &Ui) -> Option<CheckpointView> {
+    let (text, verdict) = ui.ctx.audit.checkpoint(&ui.ctx.store)?;
     let (verified, verdict) = match verdict {
-        Ok(Ok(head)) => (
+        Ok(head) => (
             true,
             format!(
-                "verifies: {} records, root {}",
+                "verifies: signed by the log's key, and the root of the controller's {} records, {}",
                 head.size,
                 base64::Engine::encode(&base64::engine::general_purpose::STANDARD, head.root)
             ),
         ),
-        Ok(Err(e)) => (false, format!("does not verify: {e}")),
-        Err(e) => (false, format!("not checked: {e}")),
+        Err(e) => (false, format!("does not verify: {e}")),
     };
-    let view = CheckpointView {
+    Some(CheckpointView {
         text: String::from_utf8_lossy(&text).into_owned(),
         verified,
         verdict,
-    };
-    *lock(&ui.verified) = Some((text, view.clone()));
-    Some(view)
+    })
 }
 
 /// The namespace of a record's App (`namespace/name`).
@@ -351,11 +342,7 @@ fn namespace_of(stored: &Stored) -> &str {
 
 /// `/audit`: the latest checkpoint, whether it verifies, and the newest
 /// records the user may see.
-pub async fn audit(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
-    let user = match user(&ui, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+pub async fn audit(State(ui): State<Arc<Ui>>, user: User, headers: HeaderMap) -> Response {
     let everything = ui.auth.may_get_apps(&user, None).await;
     let latest = lock(&ui.ctx.store).latest(if everything {
         AUDIT_RECORDS
@@ -390,7 +377,7 @@ pub async fn audit(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
         "audit.html",
         context! {
             user => user.name, records, everything,
-            checkpoint => checkpoint(&ui).await,
+            checkpoint => checkpoint(&ui),
             log_name => ui.ctx.audit.name(),
             repository => ui.ctx.audit.repository().map(|r| r.location()),
             refused => ui.ctx.audit.refused(),
@@ -400,11 +387,7 @@ pub async fn audit(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
 
 /// `/imports`: the bundles `bundle push` brought in, for users who may
 /// see Apps in every namespace (an import is not any one tenant's).
-pub async fn imports(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
-    let user = match user(&ui, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+pub async fn imports(State(ui): State<Arc<Ui>>, user: User, headers: HeaderMap) -> Response {
     if !ui.auth.may_get_apps(&user, None).await {
         let text = "imports are shown to users who may get Apps (apps.airgate.dev) in every namespace; an App's page names the imports of its own images";
         return message(&ui, &headers, StatusCode::FORBIDDEN, &user, text);
